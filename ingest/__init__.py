@@ -1,0 +1,1 @@
+"""Ingestion: load files, split them into chunks, embed and store them incrementally."""

@@ -1,0 +1,74 @@
+"""Which files of a knowledge base were ingested, at which size, mtime and content hash.
+
+LangChain's record manager tracks chunks; this table tracks files, which is what lets a re-run skip an
+unchanged file without parsing it and notice a deleted file at all. A row is written as *pending*
+(no hash) before a file's chunks are indexed and completed afterwards, so a run killed in between
+leaves a row that the next run re-indexes or, if the file is gone, cleans up.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kbqa_files (
+    kb TEXT NOT NULL,
+    source TEXT NOT NULL,
+    sha256 TEXT,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    chunks INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (kb, source)
+)
+"""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    source: str
+    sha256: str | None  # None = indexing started but not confirmed
+    size: int
+    mtime_ns: int
+    chunks: int
+
+
+class Manifest:
+    """A small SQLite table beside the record manager's (same database file)."""
+
+    def __init__(self, db_path: Path) -> None:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._db_path = db_path
+        with self._connect() as connection:
+            connection.execute(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        connection = sqlite3.connect(self._db_path, timeout=30)
+        try:
+            with connection:
+                yield connection
+        finally:
+            connection.close()
+
+    def records(self, kb: str) -> dict[str, FileRecord]:
+        with self._connect() as connection:
+            rows = connection.execute(
+                "SELECT source, sha256, size, mtime_ns, chunks FROM kbqa_files WHERE kb = ?", (kb,)
+            ).fetchall()
+        return {row[0]: FileRecord(*row) for row in rows}
+
+    def put(self, kb: str, record: FileRecord) -> None:
+        with self._connect() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO kbqa_files (kb, source, sha256, size, mtime_ns, chunks) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (kb, record.source, record.sha256, record.size, record.mtime_ns, record.chunks),
+            )
+
+    def remove(self, kb: str, source: str) -> None:
+        with self._connect() as connection:
+            connection.execute("DELETE FROM kbqa_files WHERE kb = ? AND source = ?", (kb, source))

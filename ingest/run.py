@@ -1,0 +1,80 @@
+"""Command line: ``python ingest/run.py DIR [--kb NAME] [--data-dir PATH] [--full] [--json]``.
+
+Exit codes: 0 when the knowledge base now mirrors the folder (even if some files failed), 1 when
+nothing at all could be ingested, 2 for a usage error such as a missing folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ingest.pipeline import IngestSummary
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="ingest/run.py", description="Ingest a folder into a knowledge base.")
+    parser.add_argument("folder", type=Path, help="folder of documents (searched recursively)")
+    parser.add_argument("--kb", help="knowledge base name (default: the configured default_kb)")
+    parser.add_argument("--data-dir", type=Path, help="where kbqa keeps its state (KBQA_DATA_DIR)")
+    parser.add_argument("--full", action="store_true", help="re-read and re-embed every file")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def format_summary(summary: IngestSummary, folder: Path) -> str:
+    lines = [
+        f"knowledge base '{summary.kb}' <- {folder}",
+        f"  files: {len(summary.added)} added, {len(summary.updated)} updated, "
+        f"{len(summary.unchanged)} unchanged, {len(summary.deleted)} deleted, "
+        f"{len(summary.failed)} failed, {len(summary.skipped)} skipped",
+        f"  chunks: {summary.chunks_written} written, {summary.chunks_deleted} deleted",
+        f"  time: {summary.seconds:.1f} s",
+    ]
+    for title, items in (("failed", summary.failed), ("skipped", summary.skipped)):
+        if items:
+            lines.append(f"  {title}:")
+            lines.extend(f"    {source}: {reason}" for source, reason in items)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args.folder.is_dir():
+        what = "is not a folder" if args.folder.exists() else "does not exist"
+        print(f"error: {args.folder} {what}", file=sys.stderr)
+        return 2
+
+    from ingest.pipeline import Ingestor  # noqa: PLC0415 - heavy imports after argument checks
+    from rag.config import load_settings  # noqa: PLC0415
+    from rag.embeddings import EmbeddingModelError, load_embeddings  # noqa: PLC0415
+    from rag.store import StoreError, validate_kb_name  # noqa: PLC0415
+
+    try:
+        settings = load_settings(data_dir=args.data_dir)
+        kb = validate_kb_name(args.kb or settings.default_kb)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        ingestor = Ingestor(settings, load_embeddings(settings))
+        summary = ingestor.ingest_folder(args.folder, kb, full=args.full, progress=not args.quiet)
+    except (EmbeddingModelError, StoreError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary.as_dict(), ensure_ascii=False) if args.json else format_summary(summary, args.folder))
+    if not summary.ingested_any:
+        print("error: nothing could be ingested", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""kbqa's core: settings, embeddings, store, retrieval, LLM and the RAG chain."""

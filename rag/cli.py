@@ -1,0 +1,237 @@
+"""``python -m rag``: query, stats, ask, chat, llm — the command-line contracts of DESIGN.md.
+
+Other tools script against ``query``/``stats``/``ask --json`` output, so their shapes are fixed and
+tested. Errors a user can fix are printed as one ``error:`` line with exit code 1 (2 for usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rag.config import Settings, load_settings
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, help="where kbqa keeps its state (KBQA_DATA_DIR)")
+    parser.add_argument("--config", type=Path, help="YAML settings file (KBQA_CONFIG)")
+
+
+def _kb_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kb", help="knowledge base name (default: the configured default_kb)")
+    parser.add_argument("-k", "--top-k", type=int, help="how many chunks to retrieve")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rag", description="kbqa: ask your documents.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    query = commands.add_parser("query", help="retrieval only: the best chunks for a question")
+    query.add_argument("question", nargs="?", help="the question (omit with --jsonl)")
+    _kb_args(query)
+    mode = query.add_mutually_exclusive_group()
+    mode.add_argument("--json", action="store_true", help="print a JSON list")
+    mode.add_argument("--jsonl", action="store_true", help="one question per stdin line, one JSON line each")
+
+    stats = commands.add_parser("stats", help="size and embedding model of knowledge bases")
+    stats.add_argument("--kb", help="one knowledge base (default: all)")
+    stats.add_argument("--json", action="store_true")
+
+    ask = commands.add_parser("ask", help="answer a question from the knowledge base, with sources")
+    ask.add_argument("question")
+    _kb_args(ask)
+    ask.add_argument("--json", action="store_true", help='print {"answer", "sources"} when done')
+
+    chat = commands.add_parser("chat", help="ask questions interactively")
+    _kb_args(chat)
+
+    llm = commands.add_parser("llm", help="run the local vLLM server in the foreground")
+    llm.add_argument("--port", type=int, help="port (default: KBQA_LLM_PORT)")
+
+    commands.add_parser("prepare-llm", help="build the packaged offline LLM (idempotent); prints its folder")
+
+    for sub in (query, stats, ask, chat, llm):
+        _common(sub)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(
+        data_dir=getattr(args, "data_dir", None),
+        config=getattr(args, "config", None),
+        llm_port=getattr(args, "port", None),
+    )
+
+
+def _service(settings: Settings) -> Any:
+    from rag.service import KnowledgeBaseService
+
+    return KnowledgeBaseService(settings)
+
+
+def _kb(args: argparse.Namespace, settings: Settings) -> str:
+    from rag.store import validate_kb_name
+
+    return validate_kb_name(args.kb or settings.default_kb)
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
+    service = _service(settings)
+    kb = _kb(args, settings)
+    if args.jsonl:
+        for line in sys.stdin:
+            question = line.strip()
+            if question:
+                results = service.search(kb, question, k=args.top_k)
+                print(_dump({"question": question, "results": results}), flush=True)
+        return 0
+    if not args.question:
+        raise _UsageError("query needs a QUESTION (or --jsonl with questions on stdin)")
+    results = service.search(kb, args.question, k=args.top_k)
+    if args.json:
+        print(_dump(results))
+    else:
+        for rank, hit in enumerate(results, start=1):
+            where = hit["source"] + (f" p.{hit['page']}" if hit["page"] is not None else "")
+            print(f"{rank}. [{hit['score']:.3f}] {where}\n   {' '.join(hit['text'].split())[:200]}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.store import validate_kb_name
+
+    stats = _service(settings).stats(validate_kb_name(args.kb) if args.kb else None)
+    if args.json:
+        print(_dump(stats))
+        return 0
+    rows = [{"kb": args.kb, **stats}] if isinstance(stats, dict) else stats
+    if not rows:
+        print("no knowledge bases yet: ingest a folder with `python ingest/run.py DIR --kb NAME`")
+    for row in rows:
+        print(f"{row['kb']}: {row['files']} files, {row['chunks']} chunks, "
+              f"{row['embedding_model']} (dim {row['dimension']})")
+    return 0
+
+
+def _print_sources(sources: list[dict[str, Any]]) -> None:
+    if not sources:
+        return
+    print("\nSources:")
+    for source in sources:
+        where = source["source"] + (f" p.{source['page']}" if source["page"] is not None else "")
+        print(f"  [{source['index']}] {where}  (score {source['score']:.2f})")
+
+
+def _answer(chain: Any, question: str, *, stream: bool) -> dict[str, Any]:
+    """Run the chain once; with ``stream`` print the answer as it arrives."""
+    answer: list[str] = []
+    sources: list[dict[str, Any]] = []
+    for chunk in chain.stream({"question": question}):
+        if "sources" in chunk:
+            sources = chunk["sources"]
+        if "answer" in chunk:
+            answer.append(chunk["answer"])
+            if stream:
+                print(chunk["answer"], end="", flush=True)
+    if stream:
+        print()
+        _print_sources(sources)
+    return {"answer": "".join(answer).strip(), "sources": sources}
+
+
+def _chain(args: argparse.Namespace, settings: Settings) -> Any:
+    from rag.llm import chat_model
+
+    service = _service(settings)
+    kb = _kb(args, settings)
+    service.retriever(kb)  # fail on an unknown knowledge base before contacting the LLM
+    return service.chain(kb, chat_model(settings), k=args.top_k)
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    chain = _chain(args, settings)
+    result = _answer(chain, args.question, stream=not args.json)
+    if args.json:
+        print(_dump(result))
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
+    chain = _chain(args, settings)
+    print("Ask a question about your documents (empty line or Ctrl-D to quit).")
+    while True:
+        try:
+            question = input("\n> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if not question or question in {"quit", "exit"}:
+            return 0
+        _answer(chain, question, stream=True)
+
+
+def cmd_llm(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.llm import ManagedVLLM
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with ManagedVLLM(settings) as server:
+        if not stop.is_set():
+            print(f"ready: {server.url}", flush=True)
+        while not stop.wait(1.0):
+            if not server.running:
+                print("error: the vLLM server exited; see its log at " + str(server.log_path), file=sys.stderr)
+                return 1
+    return 0
+
+
+def cmd_prepare_llm(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.llm import prepare_packaged_model
+
+    print(prepare_packaged_model(settings))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "query": cmd_query,
+    "stats": cmd_stats,
+    "ask": cmd_ask,
+    "chat": cmd_chat,
+    "llm": cmd_llm,
+    "prepare-llm": cmd_prepare_llm,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from rag.embeddings import EmbeddingModelError
+    from rag.llm import LLMUnavailableError
+    from rag.store import StoreError
+
+    try:
+        settings = _settings(args)
+        return COMMANDS[args.command](args, settings)
+    except (_UsageError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (StoreError, EmbeddingModelError, LLMUnavailableError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1

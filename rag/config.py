@@ -1,0 +1,166 @@
+"""The one settings object of kbqa.
+
+Every knob lives here so that a deployment is described in one place (``KBQA_*`` environment
+variables, optionally a YAML file named by ``KBQA_CONFIG``) and every other module receives a
+``Settings`` instead of reading the environment itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+Language = Literal["auto", "zh", "en"]
+
+
+class Settings(BaseSettings):
+    """Runtime configuration; precedence: explicit arguments > ``KBQA_*`` env > YAML file > defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="KBQA_", extra="ignore", validate_default=True)
+
+    config: Path | None = Field(default=None, description="YAML file with more settings (KBQA_CONFIG).")
+
+    # --- state -------------------------------------------------------------------------------
+    data_dir: Path = Field(default=Path("data"), description="All state: Chroma files, ingestion records.")
+    default_kb: str = Field(default="default", description="Knowledge base used when none is named.")
+
+    # --- Chroma --------------------------------------------------------------------------------
+    chroma_host: str | None = Field(default=None, description="Chroma server host; unset = embedded.")
+    chroma_port: int = 8000
+    chroma_ssl: bool = False
+
+    # --- embeddings ----------------------------------------------------------------------------
+    embedding_model: str = Field(
+        default="BAAI/bge-m3",
+        description="Hub name, local path, or 'packaged:NAME' (see rag.embeddings.PACKAGED_MODELS).",
+    )
+    embedding_fallback: str | None = Field(
+        default="packaged:m3e-small",
+        description="Used, with a warning, when embedding_model is neither local, cached nor downloadable.",
+    )
+    embedding_batch_size: int = Field(default=32, ge=1)
+    embedding_device: str | None = Field(default=None, description="torch device; unset = automatic.")
+    hub_timeout_s: float = Field(default=3.0, gt=0, description="How long to wait for the model hub.")
+
+    # --- chunking ------------------------------------------------------------------------------
+    chunk_size: int = Field(default=500, ge=50, description="Maximum characters per chunk.")
+    chunk_overlap: int = Field(default=80, ge=0)
+
+    # --- retrieval -----------------------------------------------------------------------------
+    top_k: int = Field(default=5, ge=1, le=100)
+    min_relevance: float | None = Field(
+        default=None,
+        description="Chunks scoring below this cosine similarity are not shown to the LLM; if none is "
+        "left the answer is a refusal. Unset = the embedding model's own calibrated value.",
+    )
+
+    # --- LLM -----------------------------------------------------------------------------------
+    llm_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible server; unset = the local one `python -m rag llm` runs."
+    )
+    llm_model: str | None = Field(
+        default=None,
+        description="Model name on the server; for the managed server a hub name or local path "
+        "(unset = the packaged Qwen2.5-0.5B-Instruct).",
+    )
+    llm_api_key: str = "EMPTY"
+    llm_temperature: float = Field(default=0.1, ge=0, le=2)
+    llm_max_tokens: int = Field(default=512, ge=1)
+    llm_timeout_s: float = Field(default=120.0, gt=0)
+    llm_port: int = Field(default=8100, description="Port of the managed local vLLM server.")
+    llm_python: Path = Field(
+        default=PROJECT_ROOT / ".venv-llm" / "bin" / "python",
+        description="Interpreter of the environment that has vLLM installed.",
+    )
+    llm_max_model_len: int = 2048
+    llm_kv_cache_bytes: str = Field(default="512M", description="KV cache size for vLLM on a CPU.")
+    llm_startup_timeout_s: float = 600.0
+    model_cache_dir: Path = Field(
+        default=Path.home() / ".cache" / "kbqa" / "models",
+        description="Where the packaged LLM is assembled and converted (keyed by its sha256).",
+    )
+
+    # --- answering -----------------------------------------------------------------------------
+    language: Language = Field(default="auto", description="Answer language; auto = the question's.")
+    prompts_dir: Path = PROJECT_ROOT / "prompts"
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_below_size(cls, overlap: int, info: Any) -> int:
+        size = info.data.get("chunk_size")
+        if size is not None and overlap >= size:
+            raise ValueError(f"chunk_overlap ({overlap}) must be smaller than chunk_size ({size})")
+        return overlap
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlFileSource(settings_cls, init_settings, env_settings))
+
+    # --- derived paths -------------------------------------------------------------------------
+    @property
+    def chroma_dir(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @property
+    def index_db(self) -> Path:
+        """SQLite file holding LangChain's record manager and the ingested-file manifest."""
+        return self.data_dir / "index.sqlite"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def managed_llm_url(self) -> str:
+        return f"http://127.0.0.1:{self.llm_port}/v1"
+
+    @property
+    def effective_llm_url(self) -> str:
+        return self.llm_base_url or self.managed_llm_url
+
+
+class _YamlFileSource(PydanticBaseSettingsSource):
+    """Reads the YAML file named by the ``config`` setting, below env vars and explicit arguments."""
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+    ) -> None:
+        super().__init__(settings_cls)
+        self._init_settings = init_settings
+        self._env_settings = env_settings
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = self._init_settings().get("config") or self._env_settings().get("config")
+        if not path:
+            return {}
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"config file {path} does not exist")
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"config file {path} must hold a mapping of setting names to values")
+        return {str(key).lower(): value for key, value in data.items()}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings once at a program's edge; ``None`` overrides are ignored (unset CLI flags)."""
+    return Settings(**{key: value for key, value in overrides.items() if value is not None})

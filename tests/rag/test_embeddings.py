@@ -1,0 +1,52 @@
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.embeddings import EmbeddingModelError, SentenceTransformerEmbeddings, load_embeddings
+from tests.conftest import make_settings
+
+
+def test_packaged_model_embeds_normalised_vectors(embeddings: SentenceTransformerEmbeddings) -> None:
+    assert embeddings.name == "moka-ai/m3e-small"
+    assert embeddings.dimension == 512
+    vectors = np.array(embeddings.embed_documents(["知识库问答", "knowledge base question answering", "天气"]))
+    assert vectors.shape == (3, 512)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    query = np.array(embeddings.embed_query("知识库问答系统"))
+    assert query @ vectors[0] > query @ vectors[2]  # related text is closer than unrelated
+    assert embeddings.embed_documents([]) == []
+
+
+def test_m3e_lowercases_so_latin_terms_are_not_unknown_tokens(embeddings: SentenceTransformerEmbeddings) -> None:
+    assert embeddings.lowercase
+    assert np.allclose(embeddings.embed_query("GPT BERT"), embeddings.embed_query("gpt bert"))
+
+
+def test_unreachable_hub_model_falls_back_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = make_settings(
+        tmp_path, embedding_model="kbqa-test/no-such-model", embedding_fallback="packaged:m3e-small"
+    )
+    with caplog.at_level(logging.WARNING, logger="rag.embeddings"):
+        embeddings = load_embeddings(settings)
+    assert embeddings.name == "moka-ai/m3e-small"
+    assert "kbqa-test/no-such-model" in caplog.text
+    assert "fallback" in caplog.text
+
+
+def test_without_fallback_a_missing_model_is_a_clear_error(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, embedding_model="kbqa-test/no-such-model")
+    with pytest.raises(EmbeddingModelError, match="kbqa-test/no-such-model"):
+        load_embeddings(settings)
+    with pytest.raises(EmbeddingModelError, match="unknown packaged model"):
+        load_embeddings(make_settings(tmp_path, embedding_model="packaged:nope"))
+
+
+def test_local_path_is_loaded_as_is(tmp_path: Path, embeddings: SentenceTransformerEmbeddings) -> None:
+    from rag.embeddings import PACKAGED_MODELS
+
+    path = PACKAGED_MODELS["m3e-small"].locate()
+    local = load_embeddings(make_settings(tmp_path, embedding_model=path))
+    assert local.name == "m3e-small"
+    assert local.dimension == embeddings.dimension
