@@ -39,12 +39,11 @@ def build_rag_chain(retriever: BaseRetriever, llm: BaseChatModel, settings: Sett
     def language_of(inputs: dict[str, Any]) -> str:
         return detect_language(inputs["question"]) if settings.language == "auto" else settings.language
 
-    def with_context(inputs: dict[str, Any]) -> dict[str, Any]:
-        documents: list[Document] = inputs["documents"]
-        return {
-            "sources": [source_dict(number, document) for number, document in enumerate(documents, start=1)],
-            "context": format_context(prompts_dir, inputs["language"], documents),
-        }
+    def sources_of(inputs: dict[str, Any]) -> list[dict[str, Any]]:
+        return [source_dict(number, document) for number, document in enumerate(inputs["documents"], start=1)]
+
+    def context_of(inputs: dict[str, Any]) -> str:
+        return format_context(prompts_dir, inputs["language"], inputs["documents"])
 
     def answer(inputs: dict[str, Any]) -> Runnable | str:
         if not inputs["documents"]:
@@ -54,6 +53,6 @@ def build_rag_chain(retriever: BaseRetriever, llm: BaseChatModel, settings: Sett
     return (
         RunnablePassthrough.assign(language=RunnableLambda(language_of))
         | RunnablePassthrough.assign(documents=RunnableLambda(lambda inputs: inputs["question"]) | retriever)
-        | RunnablePassthrough.assign(RunnableLambda(with_context))
+        | RunnablePassthrough.assign(sources=RunnableLambda(sources_of), context=RunnableLambda(context_of))
         | RunnablePassthrough.assign(answer=RunnableLambda(answer))
     ).with_config(run_name="kbqa_rag")

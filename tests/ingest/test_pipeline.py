@@ -1,0 +1,183 @@
+"""Incremental ingestion against real Chroma and the real embedder: exact counts, never a duplicate."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ingest.pipeline import Ingestor, IngestSummary, record_manager
+from rag.store import knowledge_base_info
+from tests.support.sample_docs import write_docx, write_pdf
+
+KB = "pipeline"
+
+
+def _write_corpus(folder: Path) -> None:
+    (folder / "sub").mkdir(parents=True)
+    (folder / "leave.md").write_text("# 休假\n\n" + "员工每年有十五天年假。" * 30, encoding="utf-8")
+    (folder / "sub" / "office.txt").write_bytes(("会议室「观澜」可容纳二十人。" * 25).encode("gbk"))
+    write_pdf(folder / "guide.pdf", ["Laptops are replaced every 48 months. " * 8, "Helpdesk extension 8021. " * 8])
+    write_docx(folder / "sub" / "policy.docx", ["Claims must be filed within 30 days. " * 10], heading="Expenses")
+
+
+def _stored(ingestor: Ingestor) -> dict[str, dict]:
+    """Every stored chunk by id: the ground truth, straight from Chroma."""
+    collection = ingestor.client.get_collection(KB)
+    data = collection.get(include=["documents", "metadatas"])
+    return {id_: {"text": text, **meta} for id_, text, meta in zip(data["ids"], data["documents"], data["metadatas"],
+                                                                 strict=True)}
+
+
+def _assert_no_duplicates(stored: dict[str, dict]) -> None:
+    keys = [(chunk["source"], chunk["chunk"], chunk["text"]) for chunk in stored.values()]
+    assert len(keys) == len(set(keys))
+
+
+def _fresh_count(folder: Path, ingestor: Ingestor, tmp_path: Path) -> int:
+    """How many chunks a clean ingest of ``folder`` gives, in a separate data dir."""
+    clean = Ingestor(ingestor.settings.model_copy(update={"data_dir": tmp_path / "clean"}), ingestor.embeddings)
+    return clean.ingest_folder(folder, KB, progress=False).chunks_written
+
+
+def test_first_run_adds_every_file(ingestor: Ingestor, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    summary = ingestor.ingest_folder(folder, KB, progress=False)
+    assert sorted(summary.added) == ["guide.pdf", "leave.md", "sub/office.txt", "sub/policy.docx"]
+    assert (summary.updated, summary.unchanged, summary.deleted, summary.failed) == ([], [], [], [])
+    stored = _stored(ingestor)
+    assert summary.chunks_written == len(stored) > 4
+    _assert_no_duplicates(stored)
+    assert {chunk["page"] for chunk in stored.values() if chunk["source"] == "guide.pdf"} == {1, 2}
+    assert all(len(chunk["text"]) <= ingestor.settings.chunk_size for chunk in stored.values())
+    info = knowledge_base_info(ingestor.client, KB)
+    assert (info.files, info.chunks) == (4, len(stored))
+
+
+def test_rerun_writes_nothing(ingestor: Ingestor, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    ingestor.ingest_folder(folder, KB, progress=False)
+    before = _stored(ingestor)
+    # A touched but identical file is recognised by its hash.
+    os.utime(folder / "leave.md", ns=(1, 1))
+    summary = ingestor.ingest_folder(folder, KB, progress=False)
+    assert len(summary.unchanged) == 4
+    assert summary.added == summary.updated == summary.deleted == []
+    assert summary.chunks_written == summary.chunks_deleted == 0
+    assert _stored(ingestor) == before
+
+
+def test_changed_file_replaces_its_chunks(ingestor: Ingestor, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    ingestor.ingest_folder(folder, KB, progress=False)
+    (folder / "leave.md").write_text("# 休假\n\n" + "员工每年有二十天年假。" * 12, encoding="utf-8")
+    summary = ingestor.ingest_folder(folder, KB, progress=False)
+    assert summary.updated == ["leave.md"]
+    assert len(summary.unchanged) == 3
+    stored = _stored(ingestor)
+    leave = [chunk["text"] for chunk in stored.values() if chunk["source"] == "leave.md"]
+    assert leave and all("十五天" not in text for text in leave)
+    assert any("二十天" in text for text in leave)
+    assert len(stored) == _fresh_count(folder, ingestor, tmp_path)
+    _assert_no_duplicates(stored)
+
+
+def test_deleted_file_loses_its_chunks(ingestor: Ingestor, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    ingestor.ingest_folder(folder, KB, progress=False)
+    (folder / "sub" / "office.txt").unlink()
+    summary = ingestor.ingest_folder(folder, KB, progress=False)
+    assert summary.deleted == ["sub/office.txt"]
+    assert summary.chunks_deleted > 0
+    stored = _stored(ingestor)
+    assert all(chunk["source"] != "sub/office.txt" for chunk in stored.values())
+    assert len(stored) == _fresh_count(folder, ingestor, tmp_path)
+    manager = record_manager(ingestor.settings, KB)
+    assert manager.list_keys(group_ids=["sub/office.txt"]) == []
+    assert sorted(manager.list_keys()) == sorted(stored)
+
+
+def test_full_rebuild_keeps_exactly_one_copy(ingestor: Ingestor, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    first = ingestor.ingest_folder(folder, KB, progress=False)
+    summary = ingestor.ingest_folder(folder, KB, full=True, progress=False)
+    assert sorted(summary.updated) == sorted(first.added)
+    stored = _stored(ingestor)
+    assert len(stored) == first.chunks_written
+    _assert_no_duplicates(stored)
+
+
+def test_bad_files_are_reported_and_good_ones_still_ingested(ingestor: Ingestor, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.4\n this is not really a pdf")
+    (folder / "empty.md").write_bytes(b"")
+    (folder / "junk.txt").write_bytes(bytes(range(256)) * 4)
+    (folder / "table.xlsx").write_bytes(b"PK")
+    (folder / ".hidden.md").write_text("hidden", encoding="utf-8")
+    summary = ingestor.ingest_folder(folder, KB, progress=False)
+    failed = dict(summary.failed)
+    assert set(failed) == {"broken.pdf", "empty.md", "junk.txt"}
+    assert "PDF" in failed["broken.pdf"]
+    assert "empty" in failed["empty.md"]
+    assert "binary" in failed["junk.txt"]
+    assert dict(summary.skipped) == {"table.xlsx": "unsupported file type .xlsx"}
+    assert len(summary.added) == 4
+    assert {chunk["source"] for chunk in _stored(ingestor).values()} == set(summary.added)
+
+
+def test_file_that_turns_bad_keeps_its_last_good_version(ingestor: Ingestor, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    ingestor.ingest_folder(folder, KB, progress=False)
+    before = _stored(ingestor)
+    (folder / "guide.pdf").write_bytes(b"%PDF-1.4 truncated")
+    summary = ingestor.ingest_folder(folder, KB, progress=False)
+    assert [source for source, _ in summary.failed] == ["guide.pdf"]
+    assert _stored(ingestor) == before
+
+
+def test_unreadable_file_is_reported(ingestor: Ingestor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    (folder / "leave.md").chmod(0)
+    if os.geteuid() == 0:  # root reads every file regardless of its mode: make the read fail instead
+        original = Path.read_bytes
+
+        def read_bytes(path: Path) -> bytes:
+            if path.name == "leave.md":
+                raise PermissionError(13, "Permission denied", str(path))
+            return original(path)
+
+        monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    summary = ingestor.ingest_folder(folder, KB, progress=False)
+    assert dict(summary.failed)["leave.md"].startswith(("permission denied", "cannot read"))
+    assert len(summary.added) == 3
+
+
+def test_symlink_loop_does_not_trap_the_walk(ingestor: Ingestor, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    (folder / "sub" / "loop").symlink_to(folder, target_is_directory=True)
+    (folder / "dangling.md").symlink_to(folder / "missing.md")
+    summary = ingestor.ingest_folder(folder, KB, progress=False)
+    assert len(summary.added) == 4
+    assert dict(summary.skipped)["dangling.md"].startswith("not a regular file")
+
+
+def test_missing_folder_is_an_error(ingestor: Ingestor, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        ingestor.ingest_folder(tmp_path / "nope", KB, progress=False)
+
+
+def test_summary_as_dict_counts() -> None:
+    summary = IngestSummary(kb="x", added=["a"], failed=[("b", "why")])
+    assert summary.as_dict()["added"] == 1
+    assert summary.as_dict()["failed"] == [{"source": "b", "reason": "why"}]
+    assert summary.ingested_any

@@ -1,0 +1,55 @@
+from langchain_core.documents import Document
+
+from ingest.splitter import content_hash, make_splitter, split_documents
+
+SENTENCES = [
+    "知识库问答系统先把文档切成小块。",
+    "每个块都会单独计算向量！",
+    "检索时只取回最相关的几个块？",
+    "然后把它们和问题一起交给语言模型；",
+    "模型根据这些资料写出答案……",
+]
+ENDINGS = ("。", "！", "？", "；", "…")
+
+
+def test_no_chunk_exceeds_the_size_limit() -> None:
+    text = "".join(SENTENCES * 40) + "\n\n" + "An English paragraph follows. " * 60 + "\n" + "没有标点的长句" * 100
+    chunks = split_documents([Document(page_content=text, metadata={"source": "a.md"})], make_splitter(120, 20))
+    assert len(chunks) > 10
+    assert max(len(chunk.page_content) for chunk in chunks) <= 120
+
+
+def test_chinese_chunks_end_at_sentence_ends() -> None:
+    text = "".join(SENTENCES * 20)
+    chunks = split_documents([Document(page_content=text, metadata={"source": "a.md"})], make_splitter(100, 0))
+    assert len(chunks) > 5
+    # Every chunk is made of whole sentences: it ends with a sentence mark and starts a sentence.
+    for chunk in chunks:
+        assert chunk.page_content.endswith(ENDINGS), chunk.page_content
+        assert any(chunk.page_content.startswith(sentence[:4]) for sentence in SENTENCES), chunk.page_content
+
+
+def test_english_sentences_are_kept_whole_too() -> None:
+    sentence = "Annual leave is fifteen days after two years of service. "
+    chunks = split_documents([Document(page_content=sentence * 30, metadata={})], make_splitter(150, 0))
+    assert all(chunk.page_content.endswith(".") for chunk in chunks)
+
+
+def test_chunks_are_numbered_across_pages_and_keep_page_metadata() -> None:
+    pages = [
+        Document(page_content="第一页。" * 60, metadata={"source": "a.pdf", "page": 1}),
+        Document(page_content="第二页。" * 60, metadata={"source": "a.pdf", "page": 2}),
+    ]
+    chunks = split_documents(pages, make_splitter(100, 10))
+    assert [chunk.metadata["chunk"] for chunk in chunks] == list(range(len(chunks)))
+    assert {chunk.metadata["page"] for chunk in chunks} == {1, 2}
+    assert all("第二页" in chunk.page_content for chunk in chunks if chunk.metadata["page"] == 2)
+    assert all(chunk.metadata["content_hash"] == content_hash(chunk.page_content) for chunk in chunks)
+    assert all(chunk.metadata["source"] == "a.pdf" for chunk in chunks)
+
+
+def test_overlap_repeats_the_end_of_the_previous_chunk() -> None:
+    text = "".join(f"第{i}句话在这里。" for i in range(60))
+    chunks = split_documents([Document(page_content=text, metadata={})], make_splitter(100, 30))
+    for previous, current in zip(chunks, chunks[1:], strict=False):
+        assert current.page_content[:6] in previous.page_content

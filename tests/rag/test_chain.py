@@ -1,0 +1,100 @@
+"""The RAG chain with LangChain's fake chat model over a real knowledge base (real Chroma, real embedder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from langchain_core.messages import BaseMessage
+
+from ingest.pipeline import Ingestor
+from rag.chain import build_rag_chain
+from rag.prompts import read_prompt
+from rag.service import KnowledgeBaseService
+
+KB = "chain"
+
+
+class PromptRecorder(BaseCallbackHandler):
+    """Keeps the messages each chat-model call received."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[BaseMessage]] = []
+
+    def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[BaseMessage]], **_: Any) -> None:
+        self.calls.extend(messages)
+
+
+@pytest.fixture
+def service(ingestor: Ingestor, tmp_path: Path) -> KnowledgeBaseService:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "leave.md").write_text("# 休假制度\n\n员工每年享有十五天带薪年假，须在「禾苗」系统中申请。", encoding="utf-8")
+    (folder / "shuttle.txt").write_text("The company shuttle bus has 33 seats and runs every 15 minutes.", "utf-8")
+    (folder / "canteen.md").write_text("# 食堂\n\n员工食堂在三楼，午餐补贴每天二十五元。", encoding="utf-8")
+    ingestor.ingest_folder(folder, KB, progress=False)
+    service = KnowledgeBaseService(ingestor.settings)
+    service.__dict__["embeddings"] = ingestor.embeddings  # share the session's loaded model
+    return service
+
+
+def _run(service: KnowledgeBaseService, question: str, answer: str) -> tuple[dict[str, Any], PromptRecorder]:
+    recorder = PromptRecorder()
+    chain = service.chain(KB, FakeListChatModel(responses=[answer]), k=2)
+    return chain.invoke({"question": question}, config={"callbacks": [recorder]}), recorder
+
+
+def test_prompt_holds_numbered_chunks_and_sources_match(service: KnowledgeBaseService) -> None:
+    result, recorder = _run(service, "员工每年有几天年假？", "员工每年有十五天年假 [1]。")
+    assert result["answer"] == "员工每年有十五天年假 [1]。"
+    assert result["language"] == "zh"
+    [messages] = recorder.calls
+    system, human = messages
+    assert "只能根据" in system.content  # the Chinese template was chosen
+    assert "[1] 来源：leave.md" in human.content
+    assert "员工每年有几天年假？" in human.content
+    sources = result["sources"]
+    assert [source["index"] for source in sources] == list(range(1, len(sources) + 1))
+    assert sources[0]["source"] == "leave.md"
+    assert "十五天" in sources[0]["text"]
+    # Each numbered chunk in the prompt is exactly the source of that number.
+    for source in sources:
+        assert f"[{source['index']}] 来源：{source['source']}\n{source['text']}" in human.content
+    assert sources == sorted(sources, key=lambda source: -source["score"])
+
+
+def test_english_question_gets_the_english_template(service: KnowledgeBaseService) -> None:
+    result, recorder = _run(service, "How many seats does the shuttle bus have?", "It has 33 seats [1].")
+    assert result["language"] == "en"
+    system, human = recorder.calls[0]
+    assert "Answer only from" in system.content
+    assert "[1] Source: shuttle.txt" in human.content
+    assert result["sources"][0]["source"] == "shuttle.txt"
+
+
+@pytest.mark.parametrize(("question", "language"), [("法国的首都是哪里？", "zh"), ("How do I bake sourdough bread?", "en")])
+def test_unrelated_question_is_refused_without_calling_the_llm(
+    service: KnowledgeBaseService, question: str, language: str
+) -> None:
+    result, recorder = _run(service, question, "an invented answer")
+    assert recorder.calls == []
+    assert result["sources"] == []
+    assert result["answer"] == read_prompt(service.settings.prompts_dir, language, "refusal")
+
+
+def test_streaming_gives_sources_before_the_answer(service: KnowledgeBaseService) -> None:
+    chain = service.chain(KB, FakeListChatModel(responses=["班车有 33 个座位 [1]。"]), k=2)
+    chunks = list(chain.stream({"question": "How many seats does the shuttle bus have?"}))
+    keys = [key for chunk in chunks for key in chunk]
+    assert keys.index("sources") < keys.index("answer")
+    assert sum(1 for key in keys if key == "answer") > 1  # the answer arrives in pieces
+    assert "".join(chunk.get("answer", "") for chunk in chunks) == "班车有 33 个座位 [1]。"
+
+
+def test_language_setting_overrides_detection(service: KnowledgeBaseService) -> None:
+    settings = service.settings.model_copy(update={"language": "en"})
+    chain = build_rag_chain(service.retriever(KB), FakeListChatModel(responses=["ok"]), settings)
+    assert chain.invoke({"question": "员工每年有几天年假？"})["language"] == "en"

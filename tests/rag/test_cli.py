@@ -1,0 +1,127 @@
+"""The command-line contracts of DESIGN.md, run as real subprocesses: other tools script against them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import chromadb
+import pytest
+
+from tests.conftest import TEST_PROFILE, free_port
+
+PROJECT = Path(__file__).resolve().parents[2]
+KB = "clikb"
+
+
+def _env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("KBQA_")}
+    env.update(KBQA_CONFIG=str(TEST_PROFILE), KBQA_DATA_DIR=str(data_dir), **extra)
+    return env
+
+
+Runner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> tuple[Runner, Path]:
+    """A knowledge base ingested once by the real ingest CLI; returns a runner of `python -m rag`."""
+    root = tmp_path_factory.mktemp("cli")
+    docs = root / "docs"
+    (docs / "handbook").mkdir(parents=True)
+    (docs / "handbook" / "leave.md").write_text("# 休假\n\n员工每年享有十五天带薪年假。", encoding="utf-8")
+    (docs / "shuttle.txt").write_text("The company shuttle bus has 33 seats.", encoding="utf-8")
+    data = root / "data"
+
+    def run(*args: str, stdin: str | None = None, **extra_env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, *args], input=stdin, capture_output=True, text=True, env=_env(data, **extra_env),
+            cwd=PROJECT, timeout=300,
+        )
+
+    result = run("ingest/run.py", str(docs), "--kb", KB, "--quiet")
+    assert result.returncode == 0, result.stderr
+    return run, data
+
+
+def test_query_json_contract(cli: tuple[Runner, Path]) -> None:
+    run, data = cli
+    result = run("-m", "rag", "query", "年假有几天", "--kb", KB, "-k", "10", "--json")
+    assert result.returncode == 0, result.stderr
+    hits = json.loads(result.stdout)
+    assert len(hits) == 2  # k larger than the knowledge base: everything, best first
+    assert all(set(hit) == {"text", "source", "page", "score"} for hit in hits)
+    assert hits[0]["source"] == "handbook/leave.md"
+    assert hits[0]["page"] is None
+    assert hits[0]["score"] >= hits[1]["score"]
+    # "text" is the chunk exactly as stored.
+    collection = chromadb.PersistentClient(path=str(data / "chroma")).get_collection(KB)
+    stored = set(collection.get(include=["documents"])["documents"])
+    assert {hit["text"] for hit in hits} <= stored
+
+
+def test_query_k_limits_results(cli: tuple[Runner, Path]) -> None:
+    run, _ = cli
+    hits = json.loads(run("-m", "rag", "query", "bus seats", "--kb", KB, "-k", "1", "--json").stdout)
+    assert [hit["source"] for hit in hits] == ["shuttle.txt"]
+
+
+def test_query_jsonl_answers_each_line_in_order(cli: tuple[Runner, Path]) -> None:
+    run, _ = cli
+    questions = ["How many seats does the bus have?", "", "员工年假有几天？"]
+    result = run("-m", "rag", "query", "--kb", KB, "-k", "1", "--jsonl", stdin="\n".join(questions) + "\n")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["question"] for line in lines] == [questions[0], questions[2]]
+    assert [line["results"][0]["source"] for line in lines] == ["shuttle.txt", "handbook/leave.md"]
+
+
+def test_stats_json_contract(cli: tuple[Runner, Path]) -> None:
+    run, _ = cli
+    one = json.loads(run("-m", "rag", "stats", "--kb", KB, "--json").stdout)
+    assert one == {"files": 2, "chunks": 2, "embedding_model": "moka-ai/m3e-small", "dimension": 512}
+    every = json.loads(run("-m", "rag", "stats", "--json").stdout)
+    assert {"kb": KB, **one} in every
+
+
+def test_unknown_knowledge_base_is_a_clear_error(cli: tuple[Runner, Path]) -> None:
+    run, _ = cli
+    result = run("-m", "rag", "query", "x", "--kb", "nosuchkb", "--json")
+    assert result.returncode == 1
+    assert "knowledge base 'nosuchkb' does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_usage_exits_2(cli: tuple[Runner, Path]) -> None:
+    run, _ = cli
+    assert run("-m", "rag", "query", "--kb", KB, "--json").returncode == 2  # no question
+    result = run("-m", "rag", "query", "x", "--kb", "../etc")
+    assert result.returncode == 2
+    assert "invalid knowledge base name" in result.stderr
+
+
+def test_ask_with_unreachable_llm_fails_fast_and_clearly(cli: tuple[Runner, Path]) -> None:
+    run, _ = cli
+    started = time.monotonic()
+    result = run("-m", "rag", "ask", "年假有几天", "--kb", KB, KBQA_LLM_BASE_URL=f"http://127.0.0.1:{free_port()}/v1")
+    assert result.returncode == 1
+    assert "LLM server" in result.stderr and "not reachable" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert time.monotonic() - started < 60
+
+
+def test_ask_refuses_unrelated_question_without_an_llm(cli: tuple[Runner, Path]) -> None:
+    """Nothing relevant retrieved → the refusal, and no LLM is needed (none is running here)."""
+    run, _ = cli
+    fake = f"http://127.0.0.1:{free_port()}/v1"
+    result = run("-m", "rag", "ask", "How do I bake sourdough bread?", "--kb", KB, "--json",
+                 KBQA_LLM_BASE_URL=fake, KBQA_LLM_MODEL="any")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["sources"] == []
+    assert "does not contain" in answer["answer"]
