@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(default=80, ge=0)
 
     # --- retrieval -----------------------------------------------------------------------------
-    top_k: int = Field(default=5, ge=1, le=100)
+    top_k: int = Field(default=3, ge=1, le=100, description="Chunks given to the LLM (a 0.5B model answers best with few).")
     min_relevance: float | None = Field(
         default=None,
         description="Chunks scoring below this cosine similarity are not shown to the LLM; if none is "
@@ -70,7 +70,7 @@ class Settings(BaseSettings):
         "(unset = the packaged Qwen2.5-0.5B-Instruct).",
     )
     llm_api_key: str = "EMPTY"
-    llm_temperature: float = Field(default=0.1, ge=0, le=2)
+    llm_temperature: float = Field(default=0.0, ge=0, le=2)
     llm_max_tokens: int = Field(default=512, ge=1)
     llm_timeout_s: float = Field(default=120.0, gt=0)
     llm_port: int = Field(default=8100, description="Port of the managed local vLLM server.")
@@ -78,7 +78,7 @@ class Settings(BaseSettings):
         default=PROJECT_ROOT / ".venv-llm" / "bin" / "python",
         description="Interpreter of the environment that has vLLM installed.",
     )
-    llm_max_model_len: int = 2048
+    llm_max_model_len: int = Field(default=4096, description="Context window vLLM serves (prompt + answer).")
     llm_kv_cache_bytes: str = Field(default="512M", description="KV cache size for vLLM on a CPU.")
     llm_startup_timeout_s: float = 600.0
     model_cache_dir: Path = Field(
