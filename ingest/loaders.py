@@ -95,8 +95,11 @@ def _mostly_common_cjk(text: str) -> bool:
     non_ascii = [ch for ch in text if ord(ch) > 127]
     if not non_ascii:
         return False
-    cjk = sum(1 for ch in non_ascii if "\u4e00" <= ch <= "\u9fff" or "\u3000" <= ch <= "\u303f"
-              or "\uff00" <= ch <= "\uffef")
+    cjk = sum(
+        1
+        for ch in non_ascii
+        if "\u4e00" <= ch <= "\u9fff" or "\u3000" <= ch <= "\u303f" or "\uff00" <= ch <= "\uffef"
+    )
     return cjk / len(non_ascii) > 0.9
 
 
@@ -112,8 +115,8 @@ def load_text(path: Path) -> list[Document]:
 
 
 def load_pdf(path: Path) -> list[Document]:
-    from pypdf import PdfReader  # noqa: PLC0415 - only when a PDF is seen
-    from pypdf.errors import PdfReadError  # noqa: PLC0415
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
 
     try:
         reader = PdfReader(path)
@@ -138,8 +141,8 @@ def load_pdf(path: Path) -> list[Document]:
 
 
 def load_docx(path: Path) -> list[Document]:
-    import docx  # noqa: PLC0415
-    from docx.opc.exceptions import PackageNotFoundError  # noqa: PLC0415
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
 
     try:
         document = docx.Document(str(path))
@@ -157,7 +160,7 @@ def load_docx(path: Path) -> list[Document]:
 
 
 def load_html(path: Path) -> list[Document]:
-    from bs4 import BeautifulSoup  # noqa: PLC0415
+    from bs4 import BeautifulSoup
 
     data = path.read_bytes()
     text, _ = decode_text(data)
@@ -205,4 +208,3 @@ def load_file(path: Path, source: str) -> list[Document]:
         document.metadata["source"] = source
         document.metadata["file_type"] = path.suffix.lower().lstrip(".")
     return documents
-

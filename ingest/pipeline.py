@@ -114,7 +114,9 @@ class Ingestor:
         self.splitter = make_splitter(settings.chunk_size, settings.chunk_overlap)
         self.manifest = Manifest(settings.index_db)
 
-    def ingest_folder(self, folder: Path, kb: str, *, full: bool = False, progress: bool = True) -> IngestSummary:
+    def ingest_folder(
+        self, folder: Path, kb: str, *, full: bool = False, progress: bool = True
+    ) -> IngestSummary:
         """Bring knowledge base ``kb`` in line with ``folder``; ``full`` re-reads and re-embeds every file."""
         validate_kb_name(kb)
         if not folder.exists():
@@ -160,7 +162,9 @@ class Ingestor:
                     return
                 sha = file_sha256(path)
                 if sha == previous.sha256:
-                    self.manifest.put(kb, FileRecord(source, sha, stat.st_size, stat.st_mtime_ns, previous.chunks))
+                    self.manifest.put(
+                        kb, FileRecord(source, sha, stat.st_size, stat.st_mtime_ns, previous.chunks)
+                    )
                     summary.unchanged.append(source)
                     return
             else:
@@ -196,4 +200,3 @@ class Ingestor:
             manager.delete_keys(keys)
         self.manifest.remove(kb, source)
         return len(keys)
-

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="ingest/run.py", description="Ingest a folder into a knowledge base.")
+    parser = argparse.ArgumentParser(
+        prog="ingest/run.py", description="Ingest a folder into a knowledge base."
+    )
     parser.add_argument("folder", type=Path, help="folder of documents (searched recursively)")
     parser.add_argument("--kb", help="knowledge base name (default: the configured default_kb)")
     parser.add_argument("--data-dir", type=Path, help="where kbqa keeps its state (KBQA_DATA_DIR)")
@@ -52,10 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.folder} {what}", file=sys.stderr)
         return 2
 
-    from ingest.pipeline import Ingestor  # noqa: PLC0415 - heavy imports after argument checks
-    from rag.config import load_settings  # noqa: PLC0415
-    from rag.embeddings import EmbeddingModelError, load_embeddings  # noqa: PLC0415
-    from rag.store import StoreError, validate_kb_name  # noqa: PLC0415
+    from ingest.pipeline import Ingestor
+    from rag.config import load_settings
+    from rag.embeddings import EmbeddingModelError, load_embeddings
+    from rag.store import StoreError, validate_kb_name
 
     try:
         settings = load_settings(data_dir=args.data_dir)
@@ -69,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     except (EmbeddingModelError, StoreError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(json.dumps(summary.as_dict(), ensure_ascii=False) if args.json else format_summary(summary, args.folder))
+    print(
+        json.dumps(summary.as_dict(), ensure_ascii=False)
+        if args.json
+        else format_summary(summary, args.folder)
+    )
     if not summary.ingested_any:
         print("error: nothing could be ingested", file=sys.stderr)
         return 1

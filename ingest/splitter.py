@@ -48,9 +48,7 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def split_documents(
-    documents: list[Document], splitter: RecursiveCharacterTextSplitter
-) -> list[Document]:
+def split_documents(documents: list[Document], splitter: RecursiveCharacterTextSplitter) -> list[Document]:
     """Split one file's documents, numbering its chunks in order across pages."""
     chunks = [chunk for chunk in splitter.split_documents(documents) if chunk.page_content.strip()]
     for index, chunk in enumerate(chunks):

@@ -123,8 +123,10 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     if not rows:
         print("no knowledge bases yet: ingest a folder with `python ingest/run.py DIR --kb NAME`")
     for row in rows:
-        print(f"{row['kb']}: {row['files']} files, {row['chunks']} chunks, "
-              f"{row['embedding_model']} (dim {row['dimension']})")
+        print(
+            f"{row['kb']}: {row['files']} files, {row['chunks']} chunks, "
+            f"{row['embedding_model']} (dim {row['dimension']})"
+        )
     return 0
 
 
@@ -196,7 +198,9 @@ def cmd_llm(args: argparse.Namespace, settings: Settings) -> int:
             print(f"ready: {server.url}", flush=True)
         while not stop.wait(1.0):
             if not server.running:
-                print("error: the vLLM server exited; see its log at " + str(server.log_path), file=sys.stderr)
+                print(
+                    "error: the vLLM server exited; see its log at " + str(server.log_path), file=sys.stderr
+                )
                 return 1
     return 0
 

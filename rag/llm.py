@@ -132,14 +132,20 @@ class ManagedVLLM:
         except LLMUnavailableError:
             pass
         else:
-            raise LLMUnavailableError(f"port {self.settings.llm_port} already serves an LLM: use it, or pick --port")
+            raise LLMUnavailableError(
+                f"port {self.settings.llm_port} already serves an LLM: use it, or pick --port"
+            )
         command = self.command()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log.info("starting vLLM: %s", " ".join(command))
         with self.log_path.open("ab") as log_file:
             # A new session, so stopping it can signal vLLM's worker processes as one group.
             self._process = subprocess.Popen(
-                command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                command,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
 
     def wait_ready(self) -> None:
@@ -154,7 +160,8 @@ class ManagedVLLM:
                 time.sleep(1.0)
         self.stop()
         raise LLMUnavailableError(
-            f"the vLLM server was not ready after {self.settings.llm_startup_timeout_s:.0f} s:\n{self.log_tail()}"
+            f"the vLLM server was not ready after {self.settings.llm_startup_timeout_s:.0f} s:\n"
+            + self.log_tail()
         )
 
     def log_tail(self, lines: int = 30) -> str:

@@ -43,7 +43,9 @@ class KnowledgeBaseService:
         threshold = self.settings.min_relevance
         if threshold is None:
             threshold = self.embeddings.min_relevance
-        return KnowledgeBaseRetriever(store=store, k=k or self.settings.top_k, min_relevance=threshold if gated else None)
+        return KnowledgeBaseRetriever(
+            store=store, k=k or self.settings.top_k, min_relevance=threshold if gated else None
+        )
 
     def search(self, kb: str, question: str, *, k: int | None = None) -> list[dict[str, Any]]:
         """Top-k chunks, best first, as the ``query`` contract prints them."""

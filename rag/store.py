@@ -106,7 +106,9 @@ def open_vector_store(
     collection = _get_collection(client, kb)
     if collection is None:
         if not create:
-            raise KnowledgeBaseNotFoundError(f"knowledge base {kb!r} does not exist; ingest documents into it first")
+            raise KnowledgeBaseNotFoundError(
+                f"knowledge base {kb!r} does not exist; ingest documents into it first"
+            )
         metadata = {MODEL_KEY: embeddings.name, DIMENSION_KEY: embeddings.dimension}
         return Chroma(
             client=client,
@@ -119,12 +121,17 @@ def open_vector_store(
     stored_dim = (collection.metadata or {}).get(DIMENSION_KEY)
     if stored_model != embeddings.name or stored_dim != embeddings.dimension:
         raise EmbeddingMismatchError(
-            f"knowledge base {kb!r} was built with embedding model {stored_model!r} (dimension {stored_dim}), "
+            f"knowledge base {kb!r} was built with embedding model {stored_model!r} "
+            f"(dimension {stored_dim}), "
             f"but the configured model is {embeddings.name!r} (dimension {embeddings.dimension}); "
             "set KBQA_EMBEDDING_MODEL to the original model, or re-ingest into a new knowledge base"
         )
-    return Chroma(client=client, collection_name=kb, embedding_function=embeddings,
-                  create_collection_if_not_exists=False)
+    return Chroma(
+        client=client,
+        collection_name=kb,
+        embedding_function=embeddings,
+        create_collection_if_not_exists=False,
+    )
 
 
 def _count_sources(collection: Any) -> int:

@@ -26,7 +26,9 @@ from tests.conftest import free_port
 pytestmark = pytest.mark.slow
 
 PROJECT = Path(__file__).resolve().parents[2]
-QUESTIONS = {q["question"]: q for q in json.loads((PROJECT / "tests" / "e2e_questions.json").read_text("utf-8"))}
+QUESTIONS = {
+    q["question"]: q for q in json.loads((PROJECT / "tests" / "e2e_questions.json").read_text("utf-8"))
+}
 # The packaged 0.5B model answers these reliably; the rest of the set is for `rag eval` (issue 5).
 ASKED = [
     "kbqa 默认把文档切成多少个字符的块？",
@@ -54,13 +56,18 @@ def llm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "rag", "llm", "--port", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT, env=_env(KBQA_DATA_DIR=str(data)),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT,
+            env=_env(KBQA_DATA_DIR=str(data)),
         )
     deadline = time.monotonic() + 900
     while "ready:" not in log_path.read_text():
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            server_logs = "\n".join(p.read_text(errors="replace")[-3000:] for p in (data / "logs").glob("*.log"))
+            server_logs = "\n".join(
+                p.read_text(errors="replace")[-3000:] for p in (data / "logs").glob("*.log")
+            )
             pytest.fail(f"`python -m rag llm` did not become ready:\n{log_path.read_text()}\n{server_logs}")
         time.sleep(1)
     url = f"http://127.0.0.1:{port}/v1"
@@ -77,16 +84,24 @@ def ask(llm_url: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
     data = tmp_path_factory.mktemp("e2e-data")
     env = _env(KBQA_DATA_DIR=str(data), KBQA_LLM_BASE_URL=llm_url)
     ingest = subprocess.run(
-        [sys.executable, "ingest/run.py", "knowledge", "--quiet"], capture_output=True, text=True, env=env,
-        cwd=PROJECT, timeout=600,
+        [sys.executable, "ingest/run.py", "knowledge", "--quiet"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT,
+        timeout=600,
     )
     assert ingest.returncode == 0, ingest.stderr
     assert "0 failed" in ingest.stdout
 
     def run(question: str, *flags: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "rag", "ask", question, *flags], capture_output=True, text=True, env=env,
-            cwd=PROJECT, timeout=300,
+            [sys.executable, "-m", "rag", "ask", question, *flags],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=PROJECT,
+            timeout=300,
         )
 
     return run
@@ -114,7 +129,9 @@ def test_streamed_answer_is_followed_by_numbered_sources(ask: Any) -> None:
     assert result.returncode == 0, result.stderr
     answer, _, sources = result.stdout.partition("\nSources:\n")
     assert "33" in answer
-    assert re.search(r"^\s+\[1\] handbook/facilities/canteen_and_shuttle\.html\s+\(score 0\.\d\d\)$", sources, re.M)
+    assert re.search(
+        r"^\s+\[1\] handbook/facilities/canteen_and_shuttle\.html\s+\(score 0\.\d\d\)$", sources, re.M
+    )
 
 
 def test_question_outside_the_knowledge_base_is_refused(ask: Any) -> None:

@@ -15,7 +15,9 @@ ZH = "知识库问答系统把文档切成小块。每个块都会计算向量�
 
 
 def test_pdf_pages_carry_their_numbers(tmp_path: Path) -> None:
-    path = write_pdf(tmp_path / "guide.pdf", ["Laptops are replaced every 48 months.", "Helpdesk extension 8021."])
+    path = write_pdf(
+        tmp_path / "guide.pdf", ["Laptops are replaced every 48 months.", "Helpdesk extension 8021."]
+    )
     documents = load_file(path, "sub/guide.pdf")
     assert [doc.metadata["page"] for doc in documents] == [1, 2]
     assert "48 months" in documents[0].page_content
@@ -154,7 +156,9 @@ def test_html_keeps_text_and_title_drops_scripts(tmp_path: Path) -> None:
 
 def test_gbk_html_with_meta_charset(tmp_path: Path) -> None:
     path = tmp_path / "gbk.html"
-    path.write_bytes('<html><head><meta charset="gbk"></head><body><p>观澜会议室</p></body></html>'.encode("gbk"))
+    path.write_bytes(
+        '<html><head><meta charset="gbk"></head><body><p>观澜会议室</p></body></html>'.encode("gbk")
+    )
     assert "观澜会议室" in load_file(path, "gbk.html")[0].page_content
 
 

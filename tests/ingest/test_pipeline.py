@@ -18,16 +18,22 @@ def _write_corpus(folder: Path) -> None:
     (folder / "sub").mkdir(parents=True)
     (folder / "leave.md").write_text("# 休假\n\n" + "员工每年有十五天年假。" * 30, encoding="utf-8")
     (folder / "sub" / "office.txt").write_bytes(("会议室「观澜」可容纳二十人。" * 25).encode("gbk"))
-    write_pdf(folder / "guide.pdf", ["Laptops are replaced every 48 months. " * 8, "Helpdesk extension 8021. " * 8])
-    write_docx(folder / "sub" / "policy.docx", ["Claims must be filed within 30 days. " * 10], heading="Expenses")
+    write_pdf(
+        folder / "guide.pdf", ["Laptops are replaced every 48 months. " * 8, "Helpdesk extension 8021. " * 8]
+    )
+    write_docx(
+        folder / "sub" / "policy.docx", ["Claims must be filed within 30 days. " * 10], heading="Expenses"
+    )
 
 
 def _stored(ingestor: Ingestor) -> dict[str, dict]:
     """Every stored chunk by id: the ground truth, straight from Chroma."""
     collection = ingestor.client.get_collection(KB)
     data = collection.get(include=["documents", "metadatas"])
-    return {id_: {"text": text, **meta} for id_, text, meta in zip(data["ids"], data["documents"], data["metadatas"],
-                                                                 strict=True)}
+    return {
+        id_: {"text": text, **meta}
+        for id_, text, meta in zip(data["ids"], data["documents"], data["metadatas"], strict=True)
+    }
 
 
 def _assert_no_duplicates(stored: dict[str, dict]) -> None:
@@ -37,7 +43,9 @@ def _assert_no_duplicates(stored: dict[str, dict]) -> None:
 
 def _fresh_count(folder: Path, ingestor: Ingestor, tmp_path: Path) -> int:
     """How many chunks a clean ingest of ``folder`` gives, in a separate data dir."""
-    clean = Ingestor(ingestor.settings.model_copy(update={"data_dir": tmp_path / "clean"}), ingestor.embeddings)
+    clean = Ingestor(
+        ingestor.settings.model_copy(update={"data_dir": tmp_path / "clean"}), ingestor.embeddings
+    )
     return clean.ingest_folder(folder, KB, progress=False).chunks_written
 
 
@@ -143,7 +151,9 @@ def test_file_that_turns_bad_keeps_its_last_good_version(ingestor: Ingestor, tmp
     assert _stored(ingestor) == before
 
 
-def test_unreadable_file_is_reported(ingestor: Ingestor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreadable_file_is_reported(
+    ingestor: Ingestor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = tmp_path / "docs"
     _write_corpus(folder)
     (folder / "leave.md").chmod(0)

@@ -19,7 +19,11 @@ def _ingest(*args: str, data: Path) -> subprocess.CompletedProcess[str]:
     env["KBQA_CONFIG"] = str(TEST_PROFILE)
     return subprocess.run(
         [sys.executable, "ingest/run.py", *args, "--data-dir", str(data), "--quiet"],
-        capture_output=True, text=True, env=env, cwd=PROJECT, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT,
+        timeout=300,
     )
 
 

@@ -1,3 +1,5 @@
+from itertools import pairwise
+
 from langchain_core.documents import Document
 
 from ingest.splitter import content_hash, make_splitter, split_documents
@@ -13,15 +15,25 @@ ENDINGS = ("。", "！", "？", "；", "…")
 
 
 def test_no_chunk_exceeds_the_size_limit() -> None:
-    text = "".join(SENTENCES * 40) + "\n\n" + "An English paragraph follows. " * 60 + "\n" + "没有标点的长句" * 100
-    chunks = split_documents([Document(page_content=text, metadata={"source": "a.md"})], make_splitter(120, 20))
+    text = (
+        "".join(SENTENCES * 40)
+        + "\n\n"
+        + "An English paragraph follows. " * 60
+        + "\n"
+        + "没有标点的长句" * 100
+    )
+    chunks = split_documents(
+        [Document(page_content=text, metadata={"source": "a.md"})], make_splitter(120, 20)
+    )
     assert len(chunks) > 10
     assert max(len(chunk.page_content) for chunk in chunks) <= 120
 
 
 def test_chinese_chunks_end_at_sentence_ends() -> None:
     text = "".join(SENTENCES * 20)
-    chunks = split_documents([Document(page_content=text, metadata={"source": "a.md"})], make_splitter(100, 0))
+    chunks = split_documents(
+        [Document(page_content=text, metadata={"source": "a.md"})], make_splitter(100, 0)
+    )
     assert len(chunks) > 5
     # Every chunk is made of whole sentences: it ends with a sentence mark and starts a sentence.
     for chunk in chunks:
@@ -51,5 +63,5 @@ def test_chunks_are_numbered_across_pages_and_keep_page_metadata() -> None:
 def test_overlap_repeats_the_end_of_the_previous_chunk() -> None:
     text = "".join(f"第{i}句话在这里。" for i in range(60))
     chunks = split_documents([Document(page_content=text, metadata={})], make_splitter(100, 30))
-    for previous, current in zip(chunks, chunks[1:], strict=False):
+    for previous, current in pairwise(chunks):
         assert current.page_content[:6] in previous.page_content

@@ -24,7 +24,9 @@ class PromptRecorder(BaseCallbackHandler):
     def __init__(self) -> None:
         self.calls: list[list[BaseMessage]] = []
 
-    def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[BaseMessage]], **_: Any) -> None:
+    def on_chat_model_start(
+        self, serialized: dict[str, Any], messages: list[list[BaseMessage]], **_: Any
+    ) -> None:
         self.calls.extend(messages)
 
 
@@ -32,8 +34,12 @@ class PromptRecorder(BaseCallbackHandler):
 def service(ingestor: Ingestor, tmp_path: Path) -> KnowledgeBaseService:
     folder = tmp_path / "docs"
     folder.mkdir()
-    (folder / "leave.md").write_text("# 休假制度\n\n员工每年享有十五天带薪年假，须在「禾苗」系统中申请。", encoding="utf-8")
-    (folder / "shuttle.txt").write_text("The company shuttle bus has 33 seats and runs every 15 minutes.", "utf-8")
+    (folder / "leave.md").write_text(
+        "# 休假制度\n\n员工每年享有十五天带薪年假，须在「禾苗」系统中申请。", encoding="utf-8"
+    )
+    (folder / "shuttle.txt").write_text(
+        "The company shuttle bus has 33 seats and runs every 15 minutes.", "utf-8"
+    )
     (folder / "canteen.md").write_text("# 食堂\n\n员工食堂在三楼，午餐补贴每天二十五元。", encoding="utf-8")
     ingestor.ingest_folder(folder, KB, progress=False)
     service = KnowledgeBaseService(ingestor.settings)
@@ -75,7 +81,9 @@ def test_english_question_gets_the_english_template(service: KnowledgeBaseServic
     assert result["sources"][0]["source"] == "shuttle.txt"
 
 
-@pytest.mark.parametrize(("question", "language"), [("法国的首都是哪里？", "zh"), ("How do I bake sourdough bread?", "en")])
+@pytest.mark.parametrize(
+    ("question", "language"), [("法国的首都是哪里？", "zh"), ("How do I bake sourdough bread?", "en")]
+)
 def test_unrelated_question_is_refused_without_calling_the_llm(
     service: KnowledgeBaseService, question: str, language: str
 ) -> None:

@@ -40,8 +40,13 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> tuple[Runner, Path]:
 
     def run(*args: str, stdin: str | None = None, **extra_env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, *args], input=stdin, capture_output=True, text=True, env=_env(data, **extra_env),
-            cwd=PROJECT, timeout=300,
+            [sys.executable, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=_env(data, **extra_env),
+            cwd=PROJECT,
+            timeout=300,
         )
 
     result = run("ingest/run.py", str(docs), "--kb", KB, "--quiet")
@@ -108,7 +113,9 @@ def test_bad_usage_exits_2(cli: tuple[Runner, Path]) -> None:
 def test_ask_with_unreachable_llm_fails_fast_and_clearly(cli: tuple[Runner, Path]) -> None:
     run, _ = cli
     started = time.monotonic()
-    result = run("-m", "rag", "ask", "年假有几天", "--kb", KB, KBQA_LLM_BASE_URL=f"http://127.0.0.1:{free_port()}/v1")
+    result = run(
+        "-m", "rag", "ask", "年假有几天", "--kb", KB, KBQA_LLM_BASE_URL=f"http://127.0.0.1:{free_port()}/v1"
+    )
     assert result.returncode == 1
     assert "LLM server" in result.stderr and "not reachable" in result.stderr
     assert "Traceback" not in result.stderr
@@ -119,8 +126,17 @@ def test_ask_refuses_unrelated_question_without_an_llm(cli: tuple[Runner, Path])
     """Nothing relevant retrieved → the refusal, and no LLM is needed (none is running here)."""
     run, _ = cli
     fake = f"http://127.0.0.1:{free_port()}/v1"
-    result = run("-m", "rag", "ask", "How do I bake sourdough bread?", "--kb", KB, "--json",
-                 KBQA_LLM_BASE_URL=fake, KBQA_LLM_MODEL="any")
+    result = run(
+        "-m",
+        "rag",
+        "ask",
+        "How do I bake sourdough bread?",
+        "--kb",
+        KB,
+        "--json",
+        KBQA_LLM_BASE_URL=fake,
+        KBQA_LLM_MODEL="any",
+    )
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert answer["sources"] == []

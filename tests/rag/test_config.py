@@ -37,7 +37,9 @@ def test_yaml_file_sits_between_env_and_defaults(tmp_path: Path, monkeypatch: py
     assert settings.chunk_size == 400  # from YAML
     assert settings.top_k == 9  # env beats YAML
     assert settings.default_kb == "docs"
-    assert load_settings(config=config, top_k=3, chunk_size=None).top_k == 3  # arguments beat both; None ignored
+    assert (
+        load_settings(config=config, top_k=3, chunk_size=None).top_k == 3
+    )  # arguments beat both; None ignored
 
 
 def test_bad_values_are_rejected_with_their_reason(tmp_path: Path) -> None:

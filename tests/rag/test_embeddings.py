@@ -11,7 +11,9 @@ from tests.conftest import make_settings
 def test_packaged_model_embeds_normalised_vectors(embeddings: SentenceTransformerEmbeddings) -> None:
     assert embeddings.name == "moka-ai/m3e-small"
     assert embeddings.dimension == 512
-    vectors = np.array(embeddings.embed_documents(["知识库问答", "knowledge base question answering", "天气"]))
+    vectors = np.array(
+        embeddings.embed_documents(["知识库问答", "knowledge base question answering", "天气"])
+    )
     assert vectors.shape == (3, 512)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     query = np.array(embeddings.embed_query("知识库问答系统"))
@@ -19,12 +21,16 @@ def test_packaged_model_embeds_normalised_vectors(embeddings: SentenceTransforme
     assert embeddings.embed_documents([]) == []
 
 
-def test_m3e_lowercases_so_latin_terms_are_not_unknown_tokens(embeddings: SentenceTransformerEmbeddings) -> None:
+def test_m3e_lowercases_so_latin_terms_are_not_unknown_tokens(
+    embeddings: SentenceTransformerEmbeddings,
+) -> None:
     assert embeddings.lowercase
     assert np.allclose(embeddings.embed_query("GPT BERT"), embeddings.embed_query("gpt bert"))
 
 
-def test_unreachable_hub_model_falls_back_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_unreachable_hub_model_falls_back_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = make_settings(
         tmp_path, embedding_model="kbqa-test/no-such-model", embedding_fallback="packaged:m3e-small"
     )
