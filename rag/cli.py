@@ -11,7 +11,7 @@ import json
 import logging
 import signal
 import sys
-import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -187,22 +187,24 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
         _answer(chain, question, stream=True)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_llm(args: argparse.Namespace, settings: Settings) -> int:
+    """Foreground server; SIGINT/SIGTERM stop it at any moment, start-up included."""
     from rag.llm import ManagedVLLM
 
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    with ManagedVLLM(settings) as server:
-        if not stop.is_set():
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with ManagedVLLM(settings) as server:
             print(f"ready: {server.url}", flush=True)
-        while not stop.wait(1.0):
-            if not server.running:
-                print(
-                    "error: the vLLM server exited; see its log at " + str(server.log_path), file=sys.stderr
-                )
-                return 1
-    return 0
+            while server.running:
+                time.sleep(1.0)
+            print(f"error: the vLLM server exited; see its log at {server.log_path}", file=sys.stderr)
+            return 1
+    except KeyboardInterrupt:
+        return 0
 
 
 def cmd_prepare_llm(args: argparse.Namespace, settings: Settings) -> int:
