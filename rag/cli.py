@@ -103,11 +103,13 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     if not args.question:
         raise _UsageError("query needs a QUESTION (or --jsonl with questions on stdin)")
     results = service.search(kb, args.question, k=args.top_k)
+    from rag.prompts import format_location
+
     if args.json:
         print(_dump(results))
     else:
         for rank, hit in enumerate(results, start=1):
-            where = hit["source"] + (f" p.{hit['page']}" if hit["page"] is not None else "")
+            where = format_location(hit["source"], hit["page"])
             print(f"{rank}. [{hit['score']:.3f}] {where}\n   {' '.join(hit['text'].split())[:200]}")
     return 0
 
@@ -133,9 +135,11 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
 def _print_sources(sources: list[dict[str, Any]]) -> None:
     if not sources:
         return
+    from rag.prompts import format_location
+
     print("\nSources:")
     for source in sources:
-        where = source["source"] + (f" p.{source['page']}" if source["page"] is not None else "")
+        where = format_location(source["source"], source["page"])
         print(f"  [{source['index']}] {where}  (score {source['score']:.2f})")
 
 

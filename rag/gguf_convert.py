@@ -15,7 +15,6 @@ import argparse
 import fcntl
 import hashlib
 import importlib.util
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -78,14 +77,14 @@ def convert(gguf_path: Path, dest: Path) -> None:
     transformers 5 refuses ``save_pretrained`` on a GGUF-loaded model, so the weights are copied into a
     fresh model built from the same config minus its ``quantization_config``.
     """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; never wait on a hub
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     src_dir, name = str(gguf_path.parent), gguf_path.name
-    tokenizer = AutoTokenizer.from_pretrained(src_dir, gguf_file=name)
-    loaded = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=name, dtype=torch.bfloat16)
-    cfg = AutoConfig.from_pretrained(src_dir, gguf_file=name)
+    local = {"gguf_file": name, "local_files_only": True}  # everything is on disk; never wait on a hub
+    tokenizer = AutoTokenizer.from_pretrained(src_dir, **local)
+    loaded = AutoModelForCausalLM.from_pretrained(src_dir, dtype=torch.bfloat16, **local)
+    cfg = AutoConfig.from_pretrained(src_dir, **local)
     if hasattr(cfg, "quantization_config"):
         del cfg.quantization_config
     cfg.dtype = torch.bfloat16

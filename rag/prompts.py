@@ -30,11 +30,13 @@ def answer_prompt(prompts_dir: Path, language: str) -> ChatPromptTemplate:
     )
 
 
-def location(document: Document) -> str:
+def format_location(source: object, page: object) -> str:
     """'file p.N' for paginated sources, else the file alone."""
-    source = document.metadata.get("source", "?")
-    page = document.metadata.get("page")
     return f"{source} p.{page}" if page is not None else str(source)
+
+
+def location(document: Document) -> str:
+    return format_location(document.metadata.get("source", "?"), document.metadata.get("page"))
 
 
 def format_context(prompts_dir: Path, language: str, documents: list[Document]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -24,6 +25,13 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def subprocess_env(**kbqa: str) -> dict[str, str]:
+    """This process's environment without any KBQA_* setting of the caller's shell, plus ``kbqa``."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("KBQA_")}
+    env.update(kbqa)
+    return env
 
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:

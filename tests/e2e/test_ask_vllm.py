@@ -7,25 +7,23 @@ contract — unless KBQA_LLM_BASE_URL points at one already.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from rag.config import load_settings
-from tests.conftest import free_port
+from rag.config import PROJECT_ROOT, load_settings
+from tests.conftest import free_port, subprocess_env
 
 pytestmark = pytest.mark.slow
 
-PROJECT = Path(__file__).resolve().parents[2]
+PROJECT = PROJECT_ROOT
 QUESTIONS = {
     q["question"]: q for q in json.loads((PROJECT / "tests" / "e2e_questions.json").read_text("utf-8"))
 }
@@ -39,9 +37,7 @@ ASKED = [
 
 def _env(**extra: str) -> dict[str, str]:
     """The shipped defaults (chunking, top-k, prompts), with the packaged embedder named outright."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("KBQA_")}
-    env.update(KBQA_EMBEDDING_MODEL="packaged:m3e-small", **extra)
-    return env
+    return subprocess_env(KBQA_EMBEDDING_MODEL="packaged:m3e-small", **extra)
 
 
 @pytest.fixture(scope="session")

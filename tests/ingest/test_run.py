@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import TEST_PROFILE
+from rag.config import PROJECT_ROOT
+from tests.conftest import TEST_PROFILE, subprocess_env
 from tests.support.sample_docs import write_pdf
 
-PROJECT = Path(__file__).resolve().parents[2]
+PROJECT = PROJECT_ROOT
 
 
 def _ingest(*args: str, data: Path) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("KBQA_")}
-    env["KBQA_CONFIG"] = str(TEST_PROFILE)
     return subprocess.run(
         [sys.executable, "ingest/run.py", *args, "--data-dir", str(data), "--quiet"],
         capture_output=True,
         text=True,
-        env=env,
+        env=subprocess_env(KBQA_CONFIG=str(TEST_PROFILE)),
         cwd=PROJECT,
         timeout=300,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -13,16 +12,11 @@ from pathlib import Path
 import chromadb
 import pytest
 
-from tests.conftest import TEST_PROFILE, free_port
+from rag.config import PROJECT_ROOT
+from tests.conftest import TEST_PROFILE, free_port, subprocess_env
 
-PROJECT = Path(__file__).resolve().parents[2]
+PROJECT = PROJECT_ROOT
 KB = "clikb"
-
-
-def _env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("KBQA_")}
-    env.update(KBQA_CONFIG=str(TEST_PROFILE), KBQA_DATA_DIR=str(data_dir), **extra)
-    return env
 
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
@@ -44,7 +38,7 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> tuple[Runner, Path]:
             input=stdin,
             capture_output=True,
             text=True,
-            env=_env(data, **extra_env),
+            env=subprocess_env(KBQA_CONFIG=str(TEST_PROFILE), KBQA_DATA_DIR=str(data), **extra_env),
             cwd=PROJECT,
             timeout=300,
         )
