@@ -22,9 +22,15 @@ CREATE TABLE IF NOT EXISTS kbqa_files (
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     chunks INTEGER NOT NULL DEFAULT 0,
+    origin TEXT NOT NULL DEFAULT 'folder',
     PRIMARY KEY (kb, source)
 )
 """
+# Databases written before uploads existed lack the origin column.
+_ADD_ORIGIN = "ALTER TABLE kbqa_files ADD COLUMN origin TEXT NOT NULL DEFAULT 'folder'"
+
+FOLDER = "folder"  # mirrored from an ingested folder: removed when gone from that folder
+UPLOAD = "upload"  # uploaded through the API or UI: kept until deleted there
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,7 @@ class FileRecord:
     size: int
     mtime_ns: int
     chunks: int
+    origin: str = FOLDER
 
 
 class Manifest:
@@ -44,6 +51,9 @@ class Manifest:
         self._db_path = db_path
         with self._connect() as connection:
             connection.execute(_SCHEMA)
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(kbqa_files)")}
+            if "origin" not in columns:
+                connection.execute(_ADD_ORIGIN)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -57,18 +67,32 @@ class Manifest:
     def records(self, kb: str) -> dict[str, FileRecord]:
         with self._connect() as connection:
             rows = connection.execute(
-                "SELECT source, sha256, size, mtime_ns, chunks FROM kbqa_files WHERE kb = ?", (kb,)
+                "SELECT source, sha256, size, mtime_ns, chunks, origin FROM kbqa_files WHERE kb = ? "
+                "ORDER BY source",
+                (kb,),
             ).fetchall()
         return {row[0]: FileRecord(*row) for row in rows}
 
     def put(self, kb: str, record: FileRecord) -> None:
         with self._connect() as connection:
             connection.execute(
-                "INSERT OR REPLACE INTO kbqa_files (kb, source, sha256, size, mtime_ns, chunks) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (kb, record.source, record.sha256, record.size, record.mtime_ns, record.chunks),
+                "INSERT OR REPLACE INTO kbqa_files (kb, source, sha256, size, mtime_ns, chunks, origin) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    kb,
+                    record.source,
+                    record.sha256,
+                    record.size,
+                    record.mtime_ns,
+                    record.chunks,
+                    record.origin,
+                ),
             )
 
     def remove(self, kb: str, source: str) -> None:
         with self._connect() as connection:
             connection.execute("DELETE FROM kbqa_files WHERE kb = ? AND source = ?", (kb, source))
+
+    def remove_kb(self, kb: str) -> None:
+        with self._connect() as connection:
+            connection.execute("DELETE FROM kbqa_files WHERE kb = ?", (kb,))

@@ -13,22 +13,27 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import chromadb
 from langchain_chroma import Chroma
 from langchain_classic.indexes import SQLRecordManager
 from langchain_core.indexing import index
 from tqdm import tqdm
 
 from ingest.loaders import LoadError, is_supported, load_file
-from ingest.manifest import FileRecord, Manifest
+from ingest.manifest import FOLDER, FileRecord, Manifest
 from ingest.splitter import make_splitter, split_documents
 from rag.config import Settings
 from rag.embeddings import SentenceTransformerEmbeddings
 from rag.store import chroma_client, open_vector_store, validate_kb_name
 
 log = logging.getLogger(__name__)
+
+# Called after each file with (files done, files in all, that file's source).
+ProgressCallback = Callable[[int, int, str], None]
 
 
 @dataclass
@@ -107,40 +112,87 @@ def file_sha256(path: Path) -> str:
 class Ingestor:
     """Holds the long-lived pieces (embedder, Chroma client, splitter) so several runs can share them."""
 
-    def __init__(self, settings: Settings, embeddings: SentenceTransformerEmbeddings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        embeddings: SentenceTransformerEmbeddings,
+        client: chromadb.ClientAPI | None = None,
+    ) -> None:
         self.settings = settings
         self.embeddings = embeddings
-        self.client = chroma_client(settings)
+        self.client = client if client is not None else chroma_client(settings)
         self.splitter = make_splitter(settings.chunk_size, settings.chunk_overlap)
         self.manifest = Manifest(settings.index_db)
 
     def ingest_folder(
         self, folder: Path, kb: str, *, full: bool = False, progress: bool = True
     ) -> IngestSummary:
-        """Bring knowledge base ``kb`` in line with ``folder``; ``full`` re-reads and re-embeds every file."""
+        """Bring knowledge base ``kb`` in line with ``folder``; ``full`` re-reads and re-embeds every file.
+
+        Uploaded documents (origin ``upload``) are not part of any folder, so mirroring leaves them be.
+        """
         validate_kb_name(kb)
         if not folder.exists():
             raise FileNotFoundError(f"folder {folder} does not exist")
         if not folder.is_dir():
             raise NotADirectoryError(f"{folder} is not a folder")
         started = time.monotonic()
+        files, skipped = scan_folder(folder)
+        summary = self.ingest_files(files, kb, full=full, progress=progress)
+        summary.skipped = skipped
+
+        store = open_vector_store(self.client, kb, self.embeddings, create=True)
+        manager = record_manager(self.settings, kb)
+        present = {source for _, source in files}
+        known = self.manifest.records(kb)
+        for source in sorted(set(known) - present):
+            if known[source].origin == FOLDER:
+                summary.chunks_deleted += self._delete_source(source, kb, store, manager)
+                summary.deleted.append(source)
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    def ingest_files(
+        self,
+        files: Sequence[tuple[Path, str]],
+        kb: str,
+        *,
+        full: bool = False,
+        origin: str = FOLDER,
+        progress: bool = True,
+        on_file: ProgressCallback | None = None,
+    ) -> IngestSummary:
+        """Add or update these (path, source) files in ``kb``; other documents of ``kb`` are untouched."""
+        validate_kb_name(kb)
+        started = time.monotonic()
         summary = IngestSummary(kb=kb)
-        files, summary.skipped = scan_folder(folder)
         store = open_vector_store(self.client, kb, self.embeddings, create=True)
         manager = record_manager(self.settings, kb)
         known = self.manifest.records(kb)
 
         bar = tqdm(files, desc=f"ingest {kb}", unit="file", disable=not progress)
-        for path, source in bar:
+        for done, (path, source) in enumerate(bar, start=1):
             bar.set_postfix_str(source[-40:], refresh=False)
-            self._ingest_file(path, source, kb, known.get(source), store, manager, summary, full=full)
-
-        present = {source for _, source in files}
-        for source in sorted(set(known) - present):
-            summary.chunks_deleted += self._delete_source(source, kb, store, manager)
-            summary.deleted.append(source)
+            self._ingest_file(
+                path, source, kb, known.get(source), store, manager, summary, full=full, origin=origin
+            )
+            if on_file is not None:
+                on_file(done, len(files), source)
         summary.seconds = time.monotonic() - started
         return summary
+
+    def delete_document(self, kb: str, source: str) -> int:
+        """Remove one document's chunks and its manifest row; returns how many chunks went."""
+        store = open_vector_store(self.client, validate_kb_name(kb), self.embeddings, create=False)
+        return self._delete_source(source, kb, store, record_manager(self.settings, kb))
+
+    def forget_knowledge_base(self, kb: str) -> None:
+        """Drop the ingestion records of ``kb`` (its collection is deleted by the caller)."""
+        manager = record_manager(self.settings, validate_kb_name(kb))
+        keys = manager.list_keys()
+        if keys:
+            manager.delete_keys(keys)
+        self.manifest.remove_kb(kb)
 
     def _ingest_file(
         self,
@@ -153,6 +205,7 @@ class Ingestor:
         summary: IngestSummary,
         *,
         full: bool,
+        origin: str,
     ) -> None:
         try:
             stat = path.stat()
@@ -163,7 +216,8 @@ class Ingestor:
                 sha = file_sha256(path)
                 if sha == previous.sha256:
                     self.manifest.put(
-                        kb, FileRecord(source, sha, stat.st_size, stat.st_mtime_ns, previous.chunks)
+                        kb,
+                        FileRecord(source, sha, stat.st_size, stat.st_mtime_ns, previous.chunks, origin),
                     )
                     summary.unchanged.append(source)
                     return
@@ -177,7 +231,7 @@ class Ingestor:
             summary.failed.append((source, f"cannot read file ({error.strerror or error})"))
             return
 
-        self.manifest.put(kb, FileRecord(source, None, stat.st_size, stat.st_mtime_ns, len(chunks)))
+        self.manifest.put(kb, FileRecord(source, None, stat.st_size, stat.st_mtime_ns, len(chunks), origin))
         result = index(
             chunks,
             manager,
@@ -188,7 +242,7 @@ class Ingestor:
             force_update=full,
             batch_size=max(self.settings.embedding_batch_size, 64),
         )
-        self.manifest.put(kb, FileRecord(source, sha, stat.st_size, stat.st_mtime_ns, len(chunks)))
+        self.manifest.put(kb, FileRecord(source, sha, stat.st_size, stat.st_mtime_ns, len(chunks), origin))
         summary.chunks_written += result["num_added"] + result["num_updated"]
         summary.chunks_deleted += result["num_deleted"]
         (summary.updated if previous else summary.added).append(source)

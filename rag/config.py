@@ -88,9 +88,27 @@ class Settings(BaseSettings):
         description="Where the packaged LLM is assembled and converted (keyed by its sha256).",
     )
 
+    llm_connect_timeout_s: float = Field(
+        default=3.0, gt=0, description="How long to wait for the LLM server to accept a connection."
+    )
+
     # --- answering -----------------------------------------------------------------------------
     language: Language = Field(default="auto", description="Answer language; auto = the question's.")
     prompts_dir: Path = PROJECT_ROOT / "prompts"
+    history_turns: int = Field(
+        default=6, ge=0, description="Earlier messages used to condense a follow-up into a standalone query."
+    )
+
+    # --- serving (app.py) ----------------------------------------------------------------------
+    host: str = Field(default="127.0.0.1", description="Address `python app.py` listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port of the UI and the API.")
+    api_key: str | None = Field(
+        default=None, description="When set, every /v1 route and the web UI require this key."
+    )
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1, description="Per upload request.")
+    max_message_chars: int = Field(
+        default=32_000, ge=1, description="Longest accepted chat message; longer is a 400, not a slow 500."
+    )
 
     @field_validator("chunk_overlap")
     @classmethod
@@ -120,6 +138,11 @@ class Settings(BaseSettings):
     def index_db(self) -> Path:
         """SQLite file holding LangChain's record manager and the ingested-file manifest."""
         return self.data_dir / "index.sqlite"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Files uploaded through the API/UI, one sub-folder per knowledge base."""
+        return self.data_dir / "uploads"
 
     @property
     def log_dir(self) -> Path:

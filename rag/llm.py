@@ -32,6 +32,10 @@ class LLMUnavailableError(RuntimeError):
     """The LLM server cannot be reached or started; the message says what to do."""
 
 
+class LLMRequestError(ValueError):
+    """The LLM server refused a request as invalid (e.g. more tokens than its context holds)."""
+
+
 def list_models(base_url: str, api_key: str, *, timeout_s: float = 5.0) -> list[str]:
     """Model ids the server offers; raises LLMUnavailableError quickly when it does not answer."""
     try:
@@ -49,26 +53,58 @@ def list_models(base_url: str, api_key: str, *, timeout_s: float = 5.0) -> list[
         ) from error
 
 
+class LLMProvider:
+    """Chat models for the configured server, built per request so each can carry its own sampling.
+
+    The served model's name is asked from the server on first use and remembered; until the server
+    answers, every call raises ``LLMUnavailableError`` within ``llm_connect_timeout_s`` instead of
+    hanging, and once it is back calls succeed again without a restart.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.base_url = settings.effective_llm_url
+        self._model = settings.llm_model if settings.llm_base_url and settings.llm_model else None
+
+    def model_name(self) -> str:
+        if self._model is None:
+            models = list_models(
+                self.base_url, self.settings.llm_api_key, timeout_s=self.settings.llm_connect_timeout_s
+            )
+            if not models:
+                raise LLMUnavailableError(f"the LLM server at {self.base_url} serves no model")
+            self._model = models[0]
+        return self._model
+
+    def check(self) -> str:
+        """The served model's name if the server answers now; raises ``LLMUnavailableError`` otherwise."""
+        models = list_models(
+            self.base_url, self.settings.llm_api_key, timeout_s=self.settings.llm_connect_timeout_s
+        )
+        if not models:
+            raise LLMUnavailableError(f"the LLM server at {self.base_url} serves no model")
+        return self._model or models[0]
+
+    def chat_model(self, **overrides: object) -> ChatOpenAI:
+        """``overrides`` are ChatOpenAI fields (temperature, max_tokens, top_p, stop, ...); None = default."""
+        settings = self.settings
+        params: dict[str, object] = {
+            "base_url": self.base_url,
+            "api_key": settings.llm_api_key,
+            "model": self.model_name(),
+            "temperature": settings.llm_temperature,
+            "max_tokens": settings.llm_max_tokens,
+            "timeout": httpx.Timeout(settings.llm_timeout_s, connect=settings.llm_connect_timeout_s),
+            "max_retries": 1,
+            "stream_usage": True,
+        }
+        params.update({key: value for key, value in overrides.items() if value is not None})
+        return ChatOpenAI(**params)
+
+
 def chat_model(settings: Settings, **overrides: object) -> ChatOpenAI:
     """A streaming-capable chat model; the model name is asked from the server unless configured."""
-    base_url = settings.effective_llm_url
-    model = settings.llm_model if settings.llm_base_url and settings.llm_model else None
-    if model is None:
-        models = list_models(base_url, settings.llm_api_key)
-        if not models:
-            raise LLMUnavailableError(f"the LLM server at {base_url} serves no model")
-        model = models[0]
-    params: dict[str, object] = {
-        "base_url": base_url,
-        "api_key": settings.llm_api_key,
-        "model": model,
-        "temperature": settings.llm_temperature,
-        "max_tokens": settings.llm_max_tokens,
-        "timeout": settings.llm_timeout_s,
-        "max_retries": 1,
-    }
-    params.update(overrides)
-    return ChatOpenAI(**params)
+    return LLMProvider(settings).chat_model(**overrides)
 
 
 def _gpu_present() -> bool:

@@ -1,28 +1,73 @@
-"""The operations every interface offers (CLI now, HTTP API and UI later), in one place.
+"""The operations every interface offers (CLI, HTTP API, web UI), in one place.
 
-Interfaces stay thin: they translate their input into a call here and the result into their output.
-The service loads the embedding model and opens Chroma lazily, once, and shares them between calls.
+Interfaces stay thin: they translate their input into a call here and the result into their output,
+so the API and the UI can never disagree about what "upload" or "delete" means. The service loads
+the embedding model and opens Chroma lazily, once, and shares them between calls.
 """
 
 from __future__ import annotations
 
+import re
+import shutil
 from functools import cached_property
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import chromadb
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 
+from ingest.loaders import LOADERS, is_supported
+from ingest.manifest import UPLOAD
+from ingest.pipeline import Ingestor, ProgressCallback
 from rag.chain import build_rag_chain
 from rag.config import Settings
 from rag.embeddings import SentenceTransformerEmbeddings, load_embeddings
+from rag.jobs import IngestJob, IngestJobs
 from rag.retrieval import KnowledgeBaseRetriever
 from rag.store import (
+    KnowledgeBaseNotFoundError,
+    StoreError,
     chroma_client,
+    knowledge_base_exists,
     knowledge_base_info,
     list_knowledge_bases,
     open_vector_store,
+    validate_kb_name,
 )
+
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
+_COPY_BLOCK = 1 << 20
+
+
+class KnowledgeBaseExistsError(StoreError):
+    """Creating a knowledge base whose name is taken."""
+
+
+class DocumentNotFoundError(StoreError, LookupError):
+    """No document of that source in the knowledge base."""
+
+
+class UploadError(ValueError):
+    """An upload the user must fix: bad file name, unsupported type."""
+
+
+class UploadTooLargeError(UploadError):
+    """The files of one upload exceed ``max_upload_bytes``."""
+
+
+def safe_upload_name(filename: str | None) -> str:
+    """The bare file name an upload is stored under; never a path, so it cannot leave the KB's folder."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = _UNSAFE_NAME.sub("_", name).strip()
+    if not name or name.startswith(".") or len(name.encode("utf-8")) > 200:
+        raise UploadError(f"invalid file name {filename!r}: give a plain name such as report.pdf")
+    if not is_supported(Path(name)):
+        raise UploadError(
+            f"unsupported file type {Path(name).suffix or '(none)'} for {name!r}; "
+            f"supported: {', '.join(sorted(LOADERS))}"
+        )
+    return name
 
 
 class KnowledgeBaseService:
@@ -37,6 +82,15 @@ class KnowledgeBaseService:
     def client(self) -> chromadb.ClientAPI:
         return chroma_client(self.settings)
 
+    @cached_property
+    def ingestor(self) -> Ingestor:
+        return Ingestor(self.settings, self.embeddings, self.client)
+
+    @cached_property
+    def jobs(self) -> IngestJobs:
+        return IngestJobs()
+
+    # --- asking -----------------------------------------------------------------------------
     def retriever(self, kb: str, *, k: int | None = None, gated: bool = True) -> KnowledgeBaseRetriever:
         """``gated`` drops chunks under ``min_relevance`` (for answering); ungated is plain top-k search."""
         store = open_vector_store(self.client, kb, self.embeddings, create=False)
@@ -60,6 +114,17 @@ class KnowledgeBaseService:
             for document in documents
         ]
 
+    def chain(
+        self,
+        kb: str,
+        llm: BaseChatModel,
+        *,
+        k: int | None = None,
+        condense_llm: BaseChatModel | None = None,
+    ) -> Runnable:
+        return build_rag_chain(self.retriever(kb, k=k), llm, self.settings, condense_llm=condense_llm)
+
+    # --- knowledge bases ----------------------------------------------------------------------
     def stats(self, kb: str | None = None) -> dict[str, Any] | list[dict[str, Any]]:
         if kb is not None:
             info = knowledge_base_info(self.client, kb).as_dict()
@@ -67,5 +132,87 @@ class KnowledgeBaseService:
             return info
         return [info.as_dict() for info in list_knowledge_bases(self.client)]
 
-    def chain(self, kb: str, llm: BaseChatModel, *, k: int | None = None) -> Runnable:
-        return build_rag_chain(self.retriever(kb, k=k), llm, self.settings)
+    def knowledge_base_names(self) -> list[str]:
+        return [info.name for info in list_knowledge_bases(self.client)]
+
+    def require_knowledge_base(self, kb: str) -> str:
+        if not knowledge_base_exists(self.client, validate_kb_name(kb)):
+            raise KnowledgeBaseNotFoundError(f"knowledge base {kb!r} does not exist")
+        return kb
+
+    def create_knowledge_base(self, kb: str) -> dict[str, Any]:
+        if knowledge_base_exists(self.client, validate_kb_name(kb)):
+            raise KnowledgeBaseExistsError(f"knowledge base {kb!r} already exists")
+        open_vector_store(self.client, kb, self.embeddings, create=True)
+        return knowledge_base_info(self.client, kb).as_dict()
+
+    def delete_knowledge_base(self, kb: str) -> None:
+        """The collection, its ingestion records and its uploaded files all go."""
+        self.require_knowledge_base(kb)
+        self.client.delete_collection(kb)
+        self.ingestor.forget_knowledge_base(kb)
+        shutil.rmtree(self._upload_folder(kb), ignore_errors=True)
+
+    # --- documents ----------------------------------------------------------------------------
+    def list_documents(self, kb: str) -> list[dict[str, Any]]:
+        self.require_knowledge_base(kb)
+        return [
+            {"source": record.source, "chunks": record.chunks, "bytes": record.size, "origin": record.origin}
+            for record in self.ingestor.manifest.records(kb).values()
+        ]
+
+    def delete_document(self, kb: str, source: str) -> int:
+        """Its chunks leave the index; an uploaded file also leaves the upload folder."""
+        self.require_knowledge_base(kb)
+        record = self.ingestor.manifest.records(kb).get(source)
+        if record is None:
+            raise DocumentNotFoundError(f"knowledge base {kb!r} has no document {source!r}")
+        chunks = self.ingestor.delete_document(kb, source)
+        if record.origin == UPLOAD:
+            path = self._upload_folder(kb) / source
+            if path.resolve().parent == self._upload_folder(kb).resolve():
+                path.unlink(missing_ok=True)
+        return chunks
+
+    def upload(self, kb: str, files: list[tuple[str | None, BinaryIO]]) -> IngestJob:
+        """Store the files in the knowledge base's upload folder and queue their ingestion.
+
+        Names are checked and sizes counted before anything is kept: a bad or oversized upload leaves
+        no file behind.
+        """
+        self.require_knowledge_base(kb)
+        if not files:
+            raise UploadError("no files in the upload")
+        names = [safe_upload_name(filename) for filename, _ in files]
+        if len(set(names)) != len(names):
+            raise UploadError("the upload holds two files of the same name")
+        folder = self._upload_folder(kb)
+        folder.mkdir(parents=True, exist_ok=True)
+        staged: list[tuple[Path, Path]] = []
+        budget = self.settings.max_upload_bytes
+        try:
+            for name, (_, stream) in zip(names, files, strict=True):
+                partial = folder / f".{name}.part"
+                with partial.open("wb") as out:
+                    while block := stream.read(_COPY_BLOCK):
+                        budget -= len(block)
+                        if budget < 0:
+                            limit = self.settings.max_upload_bytes
+                            raise UploadTooLargeError(f"the upload is larger than the limit of {limit} bytes")
+                        out.write(block)
+                staged.append((partial, folder / name))
+        except BaseException:
+            for partial, _ in staged:
+                partial.unlink(missing_ok=True)
+            (folder / f".{names[len(staged)]}.part").unlink(missing_ok=True)
+            raise
+        for partial, final in staged:
+            partial.replace(final)
+        targets = [(final, final.name) for _, final in staged]
+        return self.jobs.submit(kb, names, lambda progress: self._ingest_uploads(kb, targets, progress))
+
+    def _ingest_uploads(self, kb: str, files: list[tuple[Path, str]], progress: ProgressCallback) -> Any:
+        return self.ingestor.ingest_files(files, kb, origin=UPLOAD, progress=False, on_file=progress)
+
+    def _upload_folder(self, kb: str) -> Path:
+        return self.settings.uploads_dir / validate_kb_name(kb)

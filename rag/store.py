@@ -98,6 +98,10 @@ def _get_collection(client: chromadb.ClientAPI, kb: str) -> Any | None:
         raise
 
 
+def knowledge_base_exists(client: chromadb.ClientAPI, kb: str) -> bool:
+    return _get_collection(client, validate_kb_name(kb)) is not None
+
+
 def open_vector_store(
     client: chromadb.ClientAPI, kb: str, embeddings: SentenceTransformerEmbeddings, *, create: bool
 ) -> Chroma:

@@ -1,0 +1,142 @@
+"""``python app.py [--host H] [--port P]``: the web UI at ``/`` and the API under ``/v1``, one process.
+
+With ``KBQA_LLM_BASE_URL`` unset the app runs the local vLLM server itself (as ``python -m rag llm``
+does) in the background and stops it on exit; the UI, ``/health`` and knowledge-base management
+serve from the first second, and chat answers 503 until the LLM is ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import gradio as gr
+import uvicorn
+from fastapi import FastAPI
+
+from rag.api import build_api
+from rag.chat import ChatService
+from rag.config import Settings, load_settings
+from rag.llm import LLMProvider, LLMUnavailableError, ManagedVLLM, list_models
+from rag.service import KnowledgeBaseService
+from rag.ui import build_ui
+
+log = logging.getLogger("kbqa.app")
+
+
+class BackgroundLLM:
+    """Starts the managed vLLM server on a thread, so the app serves while the model loads."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.server = ManagedVLLM(settings)
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="kbqa-vllm", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        settings = self.server.settings
+        try:
+            list_models(self.server.url, settings.llm_api_key, timeout_s=1.0)
+        except LLMUnavailableError:
+            pass
+        else:
+            log.warning("an LLM server already answers at %s: using it", self.server.url)
+            return
+        try:
+            self.server.start()
+            self.server.wait_ready()
+        except LLMUnavailableError as error:
+            if not self._stopping.is_set():
+                log.error("the local LLM server did not start: %s", error)
+            return
+        log.warning("LLM ready: %s", self.server.url)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.server.stop()
+
+
+def create_app(
+    settings: Settings,
+    *,
+    manage_llm: bool | None = None,
+    knowledge: KnowledgeBaseService | None = None,
+    llm: LLMProvider | None = None,
+) -> FastAPI:
+    """The whole app; ``manage_llm`` (default: no ``llm_base_url`` set) runs vLLM alongside it.
+
+    ``knowledge`` and ``llm`` let tests share a loaded embedder or put a fake chat model behind the
+    real HTTP stack.
+    """
+    owns_knowledge = knowledge is None
+    knowledge = knowledge or KnowledgeBaseService(settings)
+    chat = ChatService(knowledge, llm or LLMProvider(settings))
+    background = (
+        BackgroundLLM(settings)
+        if (manage_llm if manage_llm is not None else not settings.llm_base_url)
+        else None
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if background is not None:
+            background.start()
+        try:
+            yield
+        finally:
+            if owns_knowledge:
+                knowledge.jobs.shutdown()
+            if background is not None:
+                background.stop()
+
+    api = build_api(settings, knowledge, chat)
+    api.router.lifespan_context = lifespan
+    ui = build_ui(settings, knowledge, chat)
+    auth = (lambda _user, password: password == settings.api_key) if settings.api_key else None
+    return gr.mount_gradio_app(
+        api,
+        ui,
+        path="/",
+        auth=auth,
+        auth_message="Sign in with any user name and the server's API key (KBQA_API_KEY).",
+        footer_links=["api"],
+        ssr_mode=False,
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="app.py", description="Serve the kbqa web UI and API.")
+    parser.add_argument("--host", help="listen address (KBQA_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (KBQA_PORT, default 8000)")
+    parser.add_argument("--data-dir", type=Path, help="where kbqa keeps its state (KBQA_DATA_DIR)")
+    parser.add_argument("--config", type=Path, help="YAML settings file (KBQA_CONFIG)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(host=args.host, port=args.port, data_dir=args.data_dir, config=args.config)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    app = create_app(settings)
+    print(
+        f"kbqa: web UI http://{settings.host}:{settings.port}/  API http://{settings.host}:{settings.port}/v1",
+        flush=True,
+    )
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Pydantic models of the HTTP API: OpenAI's chat-completions shapes (plus ``sources``) and KB management.
+
+Requests are validated here so a malformed one is a 400 before any work starts; responses are
+declared so the OpenAPI schema documents them. Fields OpenAI clients send that kbqa does not use
+(``frequency_penalty``, ``user``, ...) are accepted and ignored rather than rejected.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[TextPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str = Field(description="`kbqa` for the default knowledge base, `kbqa:NAME` for another.")
+    messages: list[ChatMessage] = Field(
+        min_length=1, description="The conversation; the last user message is the question."
+    )
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stop: str | list[str] | None = None
+    n: int | None = Field(default=None, ge=1, le=1, description="Only one choice is supported.")
+    top_k: int | None = Field(default=None, ge=1, le=50, description="kbqa extension: passages retrieved.")
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, stop: str | list[str] | None) -> list[str] | None:
+        if stop is None:
+            return None
+        stops = [stop] if isinstance(stop, str) else stop
+        if len(stops) > 4 or any(not item for item in stops):
+            raise ValueError("stop takes up to 4 non-empty strings")
+        return stops
+
+
+class Source(BaseModel):
+    index: int = Field(description="The number the answer cites as [index].")
+    source: str | None = Field(description="The file, relative to its knowledge base.")
+    page: int | None = Field(description="PDF page (1-based), null for other formats.")
+    snippet: str = Field(description="The passage as stored.")
+    score: float | None = Field(description="Relevance (cosine similarity).")
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: str
+    logprobs: None = None
+
+
+class UsageInfo(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: UsageInfo
+    sources: list[Source] = Field(description="kbqa extension: the passages the answer may cite.")
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "kbqa"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class KnowledgeBaseCreate(BaseModel):
+    name: str = Field(description="3-63 letters, digits, '.', '_' or '-'.")
+
+
+class KnowledgeBase(BaseModel):
+    kb: str
+    files: int
+    chunks: int
+    embedding_model: str | None
+    dimension: int | None
+
+
+class KnowledgeBaseList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[KnowledgeBase]
+
+
+class DocumentInfo(BaseModel):
+    source: str
+    chunks: int
+    bytes: int
+    origin: Literal["folder", "upload"]
+
+
+class DocumentList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[DocumentInfo]
+
+
+class Deleted(BaseModel):
+    deleted: bool = True
+    id: str
+    chunks: int | None = None
+
+
+class JobProgress(BaseModel):
+    done: int
+    total: int
+    current: str | None
+
+
+class IngestJobInfo(BaseModel):
+    id: str
+    object: Literal["ingest.job"] = "ingest.job"
+    kb: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    files: list[str]
+    progress: JobProgress
+    summary: dict[str, Any] | None
+    error: str | None
+    created_at: int
+    finished_at: int | None
+
+
+class JobList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[IngestJobInfo]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    chroma: dict[str, Any]
+    llm: dict[str, Any]

@@ -1,0 +1,173 @@
+"""One chat turn over a knowledge base, as a stream of events both the HTTP API and the web UI consume.
+
+The API speaks OpenAI's wire format and the UI speaks Gradio's, but what a turn *is* — split the
+conversation into the question and its history, build the chat model with the caller's sampling,
+run the RAG chain, count tokens, translate LLM failures — lives here once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.outputs import LLMResult
+
+from rag.llm import LLMProvider, LLMRequestError, LLMUnavailableError
+from rag.service import KnowledgeBaseService
+
+Message = tuple[str, str]  # (role, text), roles "user" / "assistant"
+
+
+@dataclass(frozen=True)
+class ChatParams:
+    """Per-request sampling; ``None`` keeps the configured default."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None
+    top_k: int | None = None
+
+
+@dataclass(frozen=True)
+class SourcesFound:
+    """Retrieval is done: these passages are what the answer may cite ([n] = index n)."""
+
+    sources: list[dict[str, Any]]
+    query: str
+
+
+@dataclass(frozen=True)
+class AnswerDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class TurnFinished:
+    finish_reason: str
+    usage: Usage
+    sources: list[dict[str, Any]] = field(default_factory=list)
+
+
+ChatEvent = SourcesFound | AnswerDelta | TurnFinished
+
+
+class _LLMCallRecorder(BaseCallbackHandler):
+    """Adds up the tokens of every LLM call in a turn (condense + answer) and keeps the last stop reason."""
+
+    def __init__(self) -> None:
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.finish_reason = "stop"
+
+    def on_llm_end(self, response: LLMResult, **_: Any) -> None:
+        for generations in response.generations:
+            for generation in generations:
+                message = getattr(generation, "message", None)
+                usage = getattr(message, "usage_metadata", None) or {}
+                self.prompt_tokens += int(usage.get("input_tokens", 0))
+                self.completion_tokens += int(usage.get("output_tokens", 0))
+                reason = (generation.generation_info or {}).get("finish_reason") or (
+                    getattr(message, "response_metadata", None) or {}
+                ).get("finish_reason")
+                if reason:
+                    self.finish_reason = reason
+
+
+def split_conversation(messages: Sequence[Message]) -> tuple[str, list[Message]]:
+    """The last user message is the question; earlier user/assistant turns are its history.
+
+    Clients' system messages are not passed on: the answer prompt is kbqa's own, so a client cannot
+    switch off "answer only from the documents".
+    """
+    turns = [(role, text) for role, text in messages if role in ("user", "assistant")]
+    if not turns or turns[-1][0] != "user":
+        raise ValueError("the last message must be a user message holding the question")
+    question = turns[-1][1].strip()
+    if not question:
+        raise ValueError("the question (the last user message) is empty")
+    return question, [(role, text) for role, text in turns[:-1] if text.strip()]
+
+
+class ChatService:
+    def __init__(self, knowledge: KnowledgeBaseService, llm: LLMProvider) -> None:
+        self.knowledge = knowledge
+        self.llm = llm
+
+    async def stream(
+        self, kb: str, messages: Sequence[Message], params: ChatParams | None = None
+    ) -> AsyncIterator[ChatEvent]:
+        """Sources first, then answer deltas, then one ``TurnFinished``.
+
+        Raises ``KnowledgeBaseNotFoundError`` before anything else, then ``LLMUnavailableError`` (the
+        server is down or too slow) or ``LLMRequestError`` (it refused the request).
+        """
+        params = params or ChatParams()
+        question, history = split_conversation(messages)
+        await asyncio.to_thread(self.knowledge.require_knowledge_base, kb)
+        answer_llm, condense_llm = await asyncio.to_thread(self._models, params)
+        chain = await asyncio.to_thread(
+            self.knowledge.chain, kb, answer_llm, k=params.top_k, condense_llm=condense_llm
+        )
+        recorder = _LLMCallRecorder()
+        sources: list[dict[str, Any]] = []
+        try:
+            async for part in chain.astream(
+                {"question": question, "history": history}, config={"callbacks": [recorder]}
+            ):
+                if "sources" in part:
+                    sources = part["sources"]
+                    yield SourcesFound(sources=sources, query=part.get("query", question))
+                if part.get("answer"):
+                    yield AnswerDelta(part["answer"])
+        except (openai.APIConnectionError, openai.APITimeoutError) as error:
+            message = f"the LLM server at {self.llm.base_url} did not answer: {error}"
+            raise LLMUnavailableError(message) from error
+        except openai.BadRequestError as error:
+            raise LLMRequestError(f"the LLM server refused the request: {_error_text(error)}") from error
+        except openai.APIStatusError as error:
+            raise LLMUnavailableError(
+                f"the LLM server at {self.llm.base_url} failed ({error.status_code}): {_error_text(error)}"
+            ) from error
+        yield TurnFinished(
+            finish_reason=recorder.finish_reason,
+            usage=Usage(recorder.prompt_tokens, recorder.completion_tokens),
+            sources=sources,
+        )
+
+    def _models(self, params: ChatParams) -> tuple[Any, Any]:
+        answer = self.llm.chat_model(
+            temperature=params.temperature, max_tokens=params.max_tokens, top_p=params.top_p, stop=params.stop
+        )
+        condense = self.llm.chat_model(temperature=0.0, max_tokens=96)
+        return answer, condense
+
+
+def _error_text(error: openai.APIStatusError) -> str:
+    body = error.body
+    if isinstance(body, dict):
+        message = body.get("message") or (body.get("error") or {}).get("message")
+        if message:
+            return str(message)
+    return str(error)

@@ -1,0 +1,120 @@
+"""Background ingestion jobs for uploads: queued, run one at a time, with progress a client can poll.
+
+Uploading answers at once with a job; the files are parsed and embedded on a single worker thread so
+that two uploads never write the same knowledge base at the same moment and a slow upload never
+blocks the event loop that serves chats.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ingest.pipeline import IngestSummary, ProgressCallback
+
+JobStatus = Literal["queued", "running", "succeeded", "failed"]
+IngestWork = Callable[[ProgressCallback], IngestSummary]
+
+
+@dataclass
+class IngestJob:
+    id: str
+    kb: str
+    files: list[str]
+    status: JobStatus = "queued"
+    done: int = 0
+    current: str | None = None
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+    created_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("succeeded", "failed")
+
+    def as_dict(self) -> dict[str, Any]:
+        total = len(self.files)
+        return {
+            "id": self.id,
+            "object": "ingest.job",
+            "kb": self.kb,
+            "status": self.status,
+            "files": list(self.files),
+            "progress": {"done": self.done, "total": total, "current": self.current},
+            "summary": self.summary,
+            "error": self.error,
+            "created_at": int(self.created_at),
+            "finished_at": int(self.finished_at) if self.finished_at else None,
+        }
+
+
+class IngestJobs:
+    """A one-worker queue; finished jobs are kept (the newest ``keep``) so clients can read results."""
+
+    def __init__(self, keep: int = 500) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kbqa-ingest")
+        self._jobs: dict[str, IngestJob] = {}
+        self._lock = threading.Lock()
+        self._keep = keep
+
+    def submit(self, kb: str, files: list[str], work: IngestWork) -> IngestJob:
+        job = IngestJob(id=f"job-{uuid.uuid4().hex[:16]}", kb=kb, files=files)
+        with self._lock:
+            self._jobs[job.id] = job
+            self._forget_old()
+        self._executor.submit(self._run, job, work)
+        return job
+
+    def get(self, job_id: str) -> IngestJob | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def list(self, kb: str | None = None) -> list[IngestJob]:
+        with self._lock:
+            jobs = [job for job in self._jobs.values() if kb is None or job.kb == kb]
+        return sorted(jobs, key=lambda job: job.created_at, reverse=True)
+
+    def wait(self, job_id: str, timeout_s: float) -> IngestJob | None:
+        """Block until the job ends (for the CLI-like callers and tests); None if unknown."""
+        deadline = time.monotonic() + timeout_s
+        while (job := self.get(job_id)) is not None and not job.finished and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return job
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def _run(self, job: IngestJob, work: IngestWork) -> None:
+        job.status = "running"
+
+        def progress(done: int, total: int, source: str) -> None:
+            job.done, job.current = done, source
+
+        try:
+            summary = work(progress)
+        except Exception as error:  # a job must end in a state a client can read, whatever happened
+            job.status, job.error = "failed", f"{type(error).__name__}: {error}"
+        else:
+            job.summary = summary.as_dict()
+            ok = summary.added or summary.updated or summary.unchanged
+            if ok or not summary.failed:
+                job.status = "succeeded"
+            else:
+                job.status = "failed"
+                job.error = "; ".join(f"{source}: {reason}" for source, reason in summary.failed)
+        finally:
+            job.current = None
+            job.finished_at = time.time()
+
+    def _forget_old(self) -> None:
+        finished = [job for job in self._jobs.values() if job.finished]
+        excess = len(self._jobs) - self._keep
+        for job in itertools.islice(sorted(finished, key=lambda job: job.created_at), max(excess, 0)):
+            del self._jobs[job.id]

@@ -1,0 +1,58 @@
+"""Run an ASGI app under a real uvicorn server on loopback, in a thread of the test process."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from itertools import cycle
+from typing import Any
+
+import uvicorn
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+
+
+class ServerThread:
+    def __init__(self, app: Any, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(30)
+
+
+class FakeLLM:
+    """Stands in for ``rag.llm.LLMProvider``: every chat model answers the next of ``answers``, in turn.
+
+    The models share one iterator, so with a history the condense call takes one answer and the
+    answer call the next. ``calls`` records the sampling parameters each model was built with.
+    """
+
+    base_url = "fake://llm"
+
+    def __init__(self, *answers: str) -> None:
+        self.set_answers(*answers)
+        self.calls: list[dict[str, Any]] = []
+
+    def set_answers(self, *answers: str) -> None:
+        self._answers: Iterator[AIMessage] = cycle([AIMessage(content=answer) for answer in answers])
+
+    def check(self) -> str:
+        return "fake"
+
+    def chat_model(self, **params: Any) -> GenericFakeChatModel:
+        self.calls.append(params)
+        return GenericFakeChatModel(messages=self._answers)
