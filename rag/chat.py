@@ -132,13 +132,15 @@ class ChatService:
         )
         recorder = _LLMCallRecorder()
         sources: list[dict[str, Any]] = []
+        query = question
         try:
             async for part in chain.astream(
                 {"question": question, "history": history}, config={"callbacks": [recorder]}
             ):
+                query = part.get("query", query)  # streamed keys arrive in separate chunks
                 if "sources" in part:
                     sources = part["sources"]
-                    yield SourcesFound(sources=sources, query=part.get("query", question))
+                    yield SourcesFound(sources=sources, query=query)
                 if part.get("answer"):
                     yield AnswerDelta(part["answer"])
         except (openai.APIConnectionError, openai.APITimeoutError) as error:

@@ -87,7 +87,9 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
         previous = [(message["role"], _text(message["content"])) for message in history]
         history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
         if not kb:
-            history[-1]["content"] = "⚠️ No knowledge base yet: create one and upload documents first."
+            history[-1]["content"] = (
+                "**Error:** No knowledge base yet: create one and upload documents first."
+            )
             yield history, _NO_SOURCES, ""
             return
         yield history, "*Searching the knowledge base…*", ""
@@ -105,7 +107,7 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
                     history[-1]["content"] = answer.strip()
                     yield history, format_sources(event.sources), ""
         except (LLMUnavailableError, LLMRequestError, StoreError, ValueError) as error:
-            history[-1]["content"] = f"⚠️ {error}"
+            history[-1]["content"] = f"**Error:** {error}"
             yield history, gr.skip(), ""
 
     def upload(kb: str | None, paths: list[str] | None) -> Iterator[tuple[Any, Any, Any, Any]]:
@@ -113,14 +115,14 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         if not kb:
-            yield "⚠️ Choose or create a knowledge base first.", gr.skip(), gr.skip(), None
+            yield "**Error:** Choose or create a knowledge base first.", gr.skip(), gr.skip(), None
             return
         try:
             with ExitStack() as stack:
                 opened = [(Path(path).name, stack.enter_context(Path(path).open("rb"))) for path in paths]
                 job = knowledge.upload(kb, opened)
         except (UploadError, StoreError) as error:
-            yield f"⚠️ {error}", gr.skip(), gr.skip(), None
+            yield f"**Error:** {error}", gr.skip(), gr.skip(), None
             return
         while not job.finished:
             total = len(job.files)
@@ -129,23 +131,21 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
         if job.status == "succeeded":
             summary = job.summary or {}
             failed = summary.get("failed") or []
-            status = (
-                f"✅ Ingested {len(job.files)} file(s): {summary.get('chunks_written', 0)} chunks written."
-            )
-            status += "".join(f"\n\n⚠️ {item['source']}: {item['reason']}" for item in failed)
+            status = f"Ingested {len(job.files)} file(s): {summary.get('chunks_written', 0)} chunks written."
+            status += "".join(f"\n\n**Error:** {item['source']}: {item['reason']}" for item in failed)
         else:
-            status = f"⚠️ Ingestion failed: {job.error}"
+            status = f"**Error:** Ingestion failed: {job.error}"
         table, doc_choice = documents_update(kb)
         yield status, table, doc_choice, None
 
     def delete_document(kb: str | None, source: str | None) -> tuple[str, Any, Any]:
         if not kb or not source:
-            return "⚠️ Pick a document to delete.", gr.skip(), gr.skip()
+            return "**Error:** Pick a document to delete first.", gr.skip(), gr.skip()
         try:
             chunks = knowledge.delete_document(kb, source)
-            status = f"🗑️ Deleted {source} ({chunks} chunks)."
+            status = f"Deleted {source} ({chunks} chunks)."
         except StoreError as error:
-            status = f"⚠️ {error}"
+            status = f"**Error:** {error}"
         table, doc_choice = documents_update(kb)
         return status, table, doc_choice
 
@@ -153,17 +153,17 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
         try:
             knowledge.create_knowledge_base((name or "").strip())
         except (StoreError, ValueError) as error:
-            return f"⚠️ {error}", gr.skip(), gr.skip(), gr.skip()
+            return f"**Error:** {error}", gr.skip(), gr.skip(), gr.skip()
         return (f"Created knowledge base '{name.strip()}'.", *refresh(name.strip()))
 
     def delete_kb(kb: str | None) -> tuple[str, Any, Any, Any]:
         if not kb:
-            return "⚠️ No knowledge base selected.", gr.skip(), gr.skip(), gr.skip()
+            return "**Error:** No knowledge base selected.", gr.skip(), gr.skip(), gr.skip()
         try:
             knowledge.delete_knowledge_base(kb)
         except StoreError as error:
-            return f"⚠️ {error}", gr.skip(), gr.skip(), gr.skip()
-        return (f"🗑️ Deleted knowledge base '{kb}'.", *refresh(None))
+            return f"**Error:** {error}", gr.skip(), gr.skip(), gr.skip()
+        return (f"Deleted knowledge base '{kb}'.", *refresh(None))
 
     file_types = sorted(LOADERS)
     with gr.Blocks(title="kbqa") as ui:
@@ -200,7 +200,11 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
                 )
                 with gr.Accordion("Documents", open=True):
                     documents = gr.Dataframe(
-                        headers=_DOCUMENT_HEADERS, interactive=False, elem_id="documents", wrap=True
+                        headers=_DOCUMENT_HEADERS,
+                        interactive=False,
+                        elem_id="documents",
+                        wrap=True,
+                        column_widths=["70%", "12%", "18%"],
                     )
                     files = gr.File(
                         label="Upload documents",
