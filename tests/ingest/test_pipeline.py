@@ -191,3 +191,53 @@ def test_summary_as_dict_counts() -> None:
     assert summary.as_dict()["added"] == 1
     assert summary.as_dict()["failed"] == [{"source": "b", "reason": "why"}]
     assert summary.ingested_any
+
+
+def test_ingest_files_adds_without_mirroring_and_reports_progress(ingestor: Ingestor, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    ingestor.ingest_folder(folder, KB, progress=False)
+    extra = tmp_path / "extra.md"
+    extra.write_text("# Extra\n\nThe Orion room seats fourteen.", encoding="utf-8")
+    seen: list[tuple[int, int, str]] = []
+    summary = ingestor.ingest_files(
+        [(extra, "extra.md")], KB, origin="upload", progress=False, on_file=lambda *p: seen.append(p)
+    )
+    assert summary.added == ["extra.md"] and summary.deleted == []
+    assert seen == [(1, 1, "extra.md")]
+    sources = {chunk["source"] for chunk in _stored(ingestor).values()}
+    assert sources == {"guide.pdf", "leave.md", "sub/office.txt", "sub/policy.docx", "extra.md"}
+    # Mirroring the folder again leaves the uploaded document alone.
+    assert ingestor.ingest_folder(folder, KB, progress=False).deleted == []
+    assert ingestor.manifest.records(KB)["extra.md"].origin == "upload"
+
+
+def test_delete_document_and_forget_knowledge_base(ingestor: Ingestor, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    ingestor.ingest_folder(folder, KB, progress=False)
+    before = len(_stored(ingestor))
+    removed = ingestor.delete_document(KB, "leave.md")
+    assert removed > 0 and len(_stored(ingestor)) == before - removed
+    assert "leave.md" not in ingestor.manifest.records(KB)
+    assert record_manager(ingestor.settings, KB).list_keys(group_ids=["leave.md"]) == []
+    ingestor.forget_knowledge_base(KB)
+    assert ingestor.manifest.records(KB) == {}
+    assert record_manager(ingestor.settings, KB).list_keys() == []
+
+
+def test_manifest_written_before_uploads_existed_gains_the_origin_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    from ingest.manifest import Manifest
+
+    db = tmp_path / "index.sqlite"
+    with sqlite3.connect(db) as connection:
+        connection.execute(
+            "CREATE TABLE kbqa_files (kb TEXT NOT NULL, source TEXT NOT NULL, sha256 TEXT, "
+            "size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, chunks INTEGER NOT NULL DEFAULT 0, "
+            "PRIMARY KEY (kb, source))"
+        )
+        connection.execute("INSERT INTO kbqa_files VALUES ('kb', 'a.md', 'abc', 3, 1, 2)")
+    record = Manifest(db).records("kb")["a.md"]
+    assert (record.sha256, record.chunks, record.origin) == ("abc", 2, "folder")
