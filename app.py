@@ -85,8 +85,17 @@ def create_app(
         else None
     )
 
+    def warm_up() -> None:
+        """Load the embedder and open Chroma now, so the first question does not wait ~5 s for them."""
+        try:
+            knowledge.embeddings.embed_query("warm-up")
+            knowledge.client.heartbeat()
+        except Exception as error:  # the first request will report it properly
+            log.warning("warm-up failed: %s", error)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        threading.Thread(target=warm_up, name="kbqa-warm-up", daemon=True).start()
         if background is not None:
             background.start()
         try:
