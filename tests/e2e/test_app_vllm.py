@@ -24,6 +24,7 @@ from openai import OpenAI
 
 from rag.config import PROJECT_ROOT, load_settings
 from tests.conftest import free_port, subprocess_env
+from tests.support.servers import wait_job
 
 pytestmark = pytest.mark.slow
 
@@ -186,15 +187,6 @@ def test_langchain_chat_openai_works_against_it(app: RunningApp) -> None:
     assert "8021" in "".join(chunk.content for chunk in llm.stream(HELPDESK_QUESTION))
 
 
-def _wait_job(app: RunningApp, job: dict[str, Any]) -> dict[str, Any]:
-    deadline = time.monotonic() + 300
-    while job["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.3)
-        job = httpx.get(f"{app.url}/v1/jobs/{job['id']}").json()
-    return job
-
-
 def test_uploaded_document_is_answerable_then_gone_when_deleted(app: RunningApp) -> None:
     kb = "e2e-upload"
     httpx.post(f"{app.url}/v1/knowledge_bases", json={"name": kb}).raise_for_status()
@@ -203,7 +195,7 @@ def test_uploaded_document_is_answerable_then_gone_when_deleted(app: RunningApp)
         files={"files": ("rooms.md", io.BytesIO(ROOMS.encode()))},
     )
     assert upload.status_code == 202
-    assert _wait_job(app, upload.json())["status"] == "succeeded"
+    assert wait_job(app.url, upload.json())["status"] == "succeeded"
     assert f"kbqa:{kb}" in [model.id for model in app.client.models.list()]
 
     ask = {"model": f"kbqa:{kb}", "messages": [{"role": "user", "content": ROOMS_QUESTION}], "max_tokens": 64}

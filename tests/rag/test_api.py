@@ -21,7 +21,7 @@ from rag.embeddings import SentenceTransformerEmbeddings
 from rag.llm import LLMProvider
 from rag.service import KnowledgeBaseService
 from tests.conftest import free_port, make_settings
-from tests.support.servers import FakeLLM, ServerThread
+from tests.support.servers import FakeLLM, ServerThread, wait_job
 
 ANSWER = "The shuttle bus has 33 seats [1]."
 SHUTTLE = "The company shuttle bus has 33 seats and leaves the north gate every 15 minutes."
@@ -275,15 +275,6 @@ def test_unreachable_llm_is_a_quick_503(
 
 
 # --- knowledge-base management ------------------------------------------------------------------
-def _wait_job(url: str, job: dict[str, Any]) -> dict[str, Any]:
-    deadline = time.monotonic() + 120
-    while job["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.2)
-        job = httpx.get(f"{url}/v1/jobs/{job['id']}").json()
-    return job
-
-
 def test_upload_ingest_answer_delete(url: str) -> None:
     kb = "uploads-kb"
     created = httpx.post(f"{url}/v1/knowledge_bases", json={"name": kb})
@@ -295,7 +286,7 @@ def test_upload_ingest_answer_delete(url: str) -> None:
     files = {"files": ("../../rooms.md", io.BytesIO(text.encode()), "text/markdown")}
     response = httpx.post(f"{url}/v1/knowledge_bases/{kb}/documents", files=files)
     assert response.status_code == 202, response.text
-    job = _wait_job(url, response.json())
+    job = wait_job(url, response.json())
     assert job["status"] == "succeeded" and job["progress"] == {"done": 1, "total": 1, "current": None}
     assert job["files"] == ["rooms.md"]  # the path was dropped: uploads stay in the KB's folder
 
@@ -349,7 +340,7 @@ def test_uploads_survive_re_ingesting_the_folder(
     job = httpx.post(
         f"{url}/v1/knowledge_bases/{kb}/documents", files={"files": ("up.txt", b"uploaded fact")}
     )
-    assert _wait_job(url, job.json())["status"] == "succeeded"
+    assert wait_job(url, job.json())["status"] == "succeeded"
     folder = tmp_path / "folder"
     folder.mkdir()
     (folder / "a.txt").write_text("folder fact", encoding="utf-8")

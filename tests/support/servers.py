@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from itertools import cycle
 from typing import Any
 
+import httpx
 import uvicorn
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
@@ -56,3 +57,13 @@ class FakeLLM:
     def chat_model(self, **params: Any) -> GenericFakeChatModel:
         self.calls.append(params)
         return GenericFakeChatModel(messages=self._answers)
+
+
+def wait_job(url: str, job: dict[str, Any], timeout_s: float = 300) -> dict[str, Any]:
+    """Poll an ingestion job of the app at ``url`` until it has ended; returns its last state."""
+    deadline = time.monotonic() + timeout_s
+    while job["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+        job = httpx.get(f"{url}/v1/jobs/{job['id']}").json()
+    return job
