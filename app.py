@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import secrets
 import sys
 import threading
 from collections.abc import AsyncIterator
@@ -109,7 +110,10 @@ def create_app(
     api = build_api(settings, knowledge, chat)
     api.router.lifespan_context = lifespan
     ui = build_ui(settings, knowledge, chat)
-    auth = (lambda _user, password: password == settings.api_key) if settings.api_key else None
+    def sign_in(_user: str, password: str) -> bool:
+        return secrets.compare_digest(password.encode(), (settings.api_key or "").encode())
+
+    auth = sign_in if settings.api_key else None
     return gr.mount_gradio_app(
         api,
         ui,

@@ -256,6 +256,14 @@ def test_api_key_is_required_when_set(tmp_path: Path, embeddings: SentenceTransf
         ok = httpx.get(f"{server.url}/v1/models", headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200
         assert httpx.get(f"{server.url}/health").status_code == 200  # probes need no key
+        # The web UI asks for the key as its sign-in password.
+        assert httpx.get(f"{server.url}/config").status_code == 401
+        with httpx.Client(base_url=server.url) as browser:
+            wrong = browser.post("/login", data={"username": "me", "password": "guess"})
+            assert wrong.status_code >= 400
+            signed_in = browser.post("/login", data={"username": "me", "password": "s3cret"})
+            assert signed_in.status_code == 200 and signed_in.json()["success"] is True
+            assert browser.get("/config").status_code == 200
 
 
 def test_unreachable_llm_is_a_quick_503(
