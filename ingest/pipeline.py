@@ -28,6 +28,7 @@ from ingest.manifest import FOLDER, FileRecord, Manifest
 from ingest.splitter import make_splitter, split_documents
 from rag.config import Settings
 from rag.embeddings import SentenceTransformerEmbeddings
+from rag.keyword_index import KeywordIndex, keyword_folder
 from rag.store import chroma_client, open_vector_store, validate_kb_name
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ class Ingestor:
             raise NotADirectoryError(f"{folder} is not a folder")
         started = time.monotonic()
         files, skipped = scan_folder(folder)
-        summary = self.ingest_files(files, kb, full=full, progress=progress)
+        summary = self.ingest_files(files, kb, full=full, progress=progress, keyword_index=False)
         summary.skipped = skipped
 
         store = open_vector_store(self.client, kb, self.embeddings, create=True)
@@ -149,6 +150,7 @@ class Ingestor:
             if known[source].origin == FOLDER:
                 summary.chunks_deleted += self._delete_source(source, kb, store, manager)
                 summary.deleted.append(source)
+        self._refresh_keyword_index(kb, summary, force=full)
         summary.seconds = time.monotonic() - started
         return summary
 
@@ -161,8 +163,13 @@ class Ingestor:
         origin: str = FOLDER,
         progress: bool = True,
         on_file: ProgressCallback | None = None,
+        keyword_index: bool = True,
     ) -> IngestSummary:
-        """Add or update these (path, source) files in ``kb``; other documents of ``kb`` are untouched."""
+        """Add or update these (path, source) files in ``kb``; other documents of ``kb`` are untouched.
+
+        ``keyword_index=False`` leaves the BM25 index to the caller (a folder run rebuilds it once, after
+        its deletions too).
+        """
         validate_kb_name(kb)
         started = time.monotonic()
         summary = IngestSummary(kb=kb)
@@ -178,13 +185,17 @@ class Ingestor:
             )
             if on_file is not None:
                 on_file(done, len(files), source)
+        if keyword_index:
+            self._refresh_keyword_index(kb, summary, force=full)
         summary.seconds = time.monotonic() - started
         return summary
 
     def delete_document(self, kb: str, source: str) -> int:
         """Remove one document's chunks and its manifest row; returns how many chunks went."""
         store = open_vector_store(self.client, validate_kb_name(kb), self.embeddings, create=False)
-        return self._delete_source(source, kb, store, record_manager(self.settings, kb))
+        removed = self._delete_source(source, kb, store, record_manager(self.settings, kb))
+        self.keyword_index(kb).rebuild()
+        return removed
 
     def forget_knowledge_base(self, kb: str) -> None:
         """Drop the ingestion records of ``kb`` (its collection is deleted by the caller)."""
@@ -193,6 +204,17 @@ class Ingestor:
         if keys:
             manager.delete_keys(keys)
         self.manifest.remove_kb(kb)
+        KeywordIndex(keyword_folder(self.settings.data_dir, kb), None).delete()
+
+    def keyword_index(self, kb: str) -> KeywordIndex:
+        return KeywordIndex(keyword_folder(self.settings.data_dir, kb), self.client.get_collection(kb))
+
+    def _refresh_keyword_index(self, kb: str, summary: IngestSummary, *, force: bool) -> None:
+        """Rebuild BM25 when chunks changed (or it is missing), so keyword search matches Chroma."""
+        index = self.keyword_index(kb)
+        changed = summary.chunks_written or summary.chunks_deleted or force
+        if changed or not index.is_current():
+            index.rebuild()
 
     def _ingest_file(
         self,

@@ -363,6 +363,7 @@ async def _complete(events: AsyncIterator[ChatEvent], completion_id: str, create
         ],
         "usage": finished.usage.as_dict(),
         "sources": _public_sources(finished.sources),
+        "citations": finished.citations,
     }
 
 
@@ -401,7 +402,8 @@ async def _stream(
             if isinstance(event, AnswerDelta):
                 yield _sse(chunk({"content": event.text}))
             elif isinstance(event, TurnFinished):
-                yield _sse(chunk({}, event.finish_reason, sources=_public_sources(event.sources)))
+                sources = _public_sources(event.sources)
+                yield _sse(chunk({}, event.finish_reason, sources=sources, citations=event.citations))
                 if include_usage:
                     usage_chunk = chunk({}, usage=event.usage.as_dict())
                     usage_chunk["choices"] = []

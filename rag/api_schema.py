@@ -69,6 +69,12 @@ class Source(BaseModel):
     score: float | None = Field(description="Relevance (cosine similarity).")
 
 
+class Citation(BaseModel):
+    index: int = Field(description="The n of a [n] marker in the answer.")
+    supported: bool = Field(description="False when passage n does not back the sentence citing it.")
+    overlap: float = Field(description="Share of the sentence's content words found in passage n.")
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
@@ -95,6 +101,7 @@ class ChatCompletion(BaseModel):
     choices: list[Choice]
     usage: UsageInfo
     sources: list[Source] = Field(description="kbqa extension: the passages the answer may cite.")
+    citations: list[Citation] = Field(description="kbqa extension: each [n] in the answer, checked.")
 
 
 class ModelCard(BaseModel):

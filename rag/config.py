@@ -56,6 +56,21 @@ class Settings(BaseSettings):
     top_k: int = Field(
         default=3, ge=1, le=100, description="Chunks given to the LLM (a 0.5B model answers best with few)."
     )
+    retrieval_mode: Literal["hybrid", "vector"] = Field(
+        default="hybrid", description="hybrid = vector + BM25 keyword search fused by reciprocal rank."
+    )
+    retrieval_candidates: int = Field(default=20, ge=1, le=500, description="Hits taken from each search.")
+    rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant: 1 / (rrf_k + rank).")
+    vector_weight: float = Field(default=1.0, ge=0)
+    keyword_weight: float = Field(default=1.0, ge=0)
+    reranker_model: str | None = Field(
+        default="BAAI/bge-reranker-base",
+        description="Cross-encoder (hub name or local path) reordering the fused candidates; 'none' = off. "
+        "Switched off with a warning when it cannot be loaded here.",
+    )
+    rerank_candidates: int = Field(
+        default=12, ge=1, le=200, description="Fused candidates the reranker reorders."
+    )
     min_relevance: float | None = Field(
         default=None,
         description="Chunks scoring below this cosine similarity are not shown to the LLM; if none is "

@@ -102,7 +102,7 @@ class SentenceTransformerEmbeddings(Embeddings):
         return self._encode([text])[0]
 
 
-def _hub_reachable(timeout_s: float) -> bool:
+def hub_reachable(timeout_s: float) -> bool:
     from huggingface_hub import constants
 
     url = urlparse(constants.ENDPOINT)
@@ -145,7 +145,7 @@ def _load_spec(spec: str, settings: Settings) -> SentenceTransformerEmbeddings:
     try:
         return SentenceTransformerEmbeddings(_load(spec, settings, local_only=True), spec, batch_size=batch)
     except Exception as cached_error:  # not in the local cache
-        if not _hub_reachable(settings.hub_timeout_s):
+        if not hub_reachable(settings.hub_timeout_s):
             raise EmbeddingModelError(
                 f"embedding model {spec!r} is not cached here and the model hub is unreachable"
             ) from cached_error

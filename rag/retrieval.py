@@ -1,43 +1,122 @@
-"""Retrieval over one knowledge base, as a LangChain ``BaseRetriever``.
+"""Retrieval over one knowledge base, as a LangChain ``BaseRetriever``: vector + keyword, fused, reranked.
 
-Each returned document carries its relevance (cosine similarity, higher is better) in
-``metadata["score"]`` so that the chain can gate on it and the CLI can print it. Chunks below
-``min_relevance`` are dropped here, so every consumer sees the same definition of "nothing relevant".
+1. vector search (Chroma, cosine) and BM25 keyword search (``rag.keyword_index``) each give their best
+   ``candidates`` chunks;
+2. reciprocal rank fusion merges the two lists: a chunk scores ``weight / (rrf_k + rank)`` per list
+   it is in, so agreement between the searches wins and neither score scale has to be calibrated;
+3. a cross-encoder, when configured, reorders the best ``rerank_candidates`` fused chunks;
+4. the relevance gate: every candidate's cosine similarity to the question is known (keyword-only hits
+   get theirs from their stored vectors); with ``min_relevance`` set, chunks below it are dropped —
+   except the top keyword hit, which an exact-term match makes relevant where embeddings are weak —
+   and when none is left the chain refuses.
+
+Each returned document carries its cosine similarity in ``metadata["score"]`` (the ``query``
+contract's score), plus ``fusion``, ``vector_rank`` and ``keyword_rank`` for inspection.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 from langchain_chroma import Chroma
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
+from rag.keyword_index import KeywordIndex
+from rag.rerank import CrossEncoderReranker
+
+
+@dataclass
+class _Candidate:
+    document: Document
+    cosine: float | None = None
+    vector_rank: int | None = None
+    keyword_rank: int | None = None
+    fusion: float = 0.0
+    rerank: float | None = None
+
 
 class KnowledgeBaseRetriever(BaseRetriever):
-    """Vector search in the knowledge base's Chroma collection, best first."""
+    """Hybrid search in one knowledge base, best first; ``keyword=None`` is vector search alone."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     store: Chroma
+    keyword: KeywordIndex | None = None
+    reranker: CrossEncoderReranker | None = None
     k: int = 5
+    candidates: int = 20
+    rrf_k: int = 60
+    vector_weight: float = 1.0
+    keyword_weight: float = 1.0
+    rerank_candidates: int = 12
     min_relevance: float | None = None
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
     ) -> list[Document]:
+        query_vector = np.asarray(self.store.embeddings.embed_query(query), dtype=np.float32)
+        pool: dict[str, _Candidate] = {}
+        width = max(self.candidates, self.k)
         # Collections are created with cosine space (rag.store), so similarity = 1 - distance.
-        hits = self.store.similarity_search_with_score(query, k=self.k)
-        documents = []
-        for document, distance in hits:
-            score = 1.0 - distance
-            if self.min_relevance is not None and score < self.min_relevance:
-                continue
-            documents.append(
-                Document(
-                    id=document.id,
-                    page_content=document.page_content,
-                    metadata={**document.metadata, "score": float(score)},
-                )
-            )
-        return documents
+        hits = self.store.similarity_search_by_vector_with_relevance_scores(query_vector.tolist(), k=width)
+        for rank, (document, distance) in enumerate(hits, start=1):
+            candidate = pool.setdefault(str(document.id), _Candidate(document))
+            candidate.cosine, candidate.vector_rank = 1.0 - float(distance), rank
+            candidate.fusion += self.vector_weight / (self.rrf_k + rank)
+        if self.keyword is not None:
+            for hit in self.keyword.search(query, width):
+                candidate = pool.setdefault(hit.id, _Candidate(Document(page_content="")))
+                candidate.keyword_rank = hit.rank
+                candidate.fusion += self.keyword_weight / (self.rrf_k + hit.rank)
+            self._fill_keyword_only(pool, query_vector)
+
+        ranked = sorted(pool.values(), key=lambda c: c.fusion, reverse=True)
+        if self.reranker is not None and ranked:
+            head = ranked[: max(self.rerank_candidates, self.k)]
+            for candidate, score in zip(
+                head, self.reranker.score(query, [c.document.page_content for c in head]), strict=True
+            ):
+                candidate.rerank = score
+            ranked = sorted(head, key=lambda c: c.rerank or 0.0, reverse=True) + ranked[len(head) :]
+        if self.min_relevance is not None:
+            ranked = [c for c in ranked if self._relevant(c)]
+        return [self._document(candidate) for candidate in ranked[: self.k]]
+
+    def _relevant(self, candidate: _Candidate) -> bool:
+        assert self.min_relevance is not None
+        return (candidate.cosine or 0.0) >= self.min_relevance or candidate.keyword_rank == 1
+
+    def _fill_keyword_only(self, pool: dict[str, _Candidate], query_vector: np.ndarray) -> None:
+        """Fetch text, metadata and stored vector of chunks only the keyword search found."""
+        missing = [chunk_id for chunk_id, c in pool.items() if c.cosine is None]
+        if not missing:
+            return
+        found: dict[str, Any] = self.store.get(ids=missing, include=["documents", "metadatas", "embeddings"])
+        for chunk_id, text, metadata, vector in zip(
+            found["ids"], found["documents"], found["metadatas"], found["embeddings"], strict=True
+        ):
+            candidate = pool[chunk_id]
+            candidate.document = Document(id=chunk_id, page_content=text or "", metadata=metadata or {})
+            candidate.cosine = float(np.dot(np.asarray(vector, dtype=np.float32), query_vector))
+        for chunk_id in [chunk_id for chunk_id in missing if pool[chunk_id].cosine is None]:
+            del pool[chunk_id]  # indexed but gone from Chroma: the index is being rebuilt
+
+    @staticmethod
+    def _document(candidate: _Candidate) -> Document:
+        metadata = {
+            **candidate.document.metadata,
+            "score": float(candidate.cosine or 0.0),
+            "fusion": candidate.fusion,
+            "vector_rank": candidate.vector_rank,
+            "keyword_rank": candidate.keyword_rank,
+        }
+        if candidate.rerank is not None:
+            metadata["rerank_score"] = candidate.rerank
+        return Document(
+            id=candidate.document.id, page_content=candidate.document.page_content, metadata=metadata
+        )

@@ -24,6 +24,8 @@ from rag.chain import build_rag_chain
 from rag.config import Settings
 from rag.embeddings import SentenceTransformerEmbeddings, load_embeddings
 from rag.jobs import IngestJob, IngestJobs
+from rag.keyword_index import KeywordIndex, keyword_folder
+from rag.rerank import CrossEncoderReranker, load_reranker
 from rag.retrieval import KnowledgeBaseRetriever
 from rag.store import (
     KnowledgeBaseNotFoundError,
@@ -73,6 +75,7 @@ def safe_upload_name(filename: str | None) -> str:
 class KnowledgeBaseService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._keyword_indexes: dict[str, KeywordIndex] = {}
 
     @cached_property
     def embeddings(self) -> SentenceTransformerEmbeddings:
@@ -91,14 +94,37 @@ class KnowledgeBaseService:
         return IngestJobs()
 
     # --- asking -----------------------------------------------------------------------------
+    @cached_property
+    def reranker(self) -> CrossEncoderReranker | None:
+        return load_reranker(self.settings)
+
+    def keyword_index(self, kb: str) -> KeywordIndex:
+        """One per knowledge base, kept so its loaded BM25 model is reused across queries."""
+        collection = self.client.get_collection(validate_kb_name(kb))
+        index = self._keyword_indexes.get(kb)
+        if index is None or index.collection.id != collection.id:  # a deleted and re-created KB
+            index = KeywordIndex(keyword_folder(self.settings.data_dir, kb), collection)
+            self._keyword_indexes[kb] = index
+        return index
+
     def retriever(self, kb: str, *, k: int | None = None, gated: bool = True) -> KnowledgeBaseRetriever:
         """``gated`` drops chunks under ``min_relevance`` (for answering); ungated is plain top-k search."""
+        settings = self.settings
         store = open_vector_store(self.client, kb, self.embeddings, create=False)
-        threshold = self.settings.min_relevance
+        threshold = settings.min_relevance
         if threshold is None:
             threshold = self.embeddings.min_relevance
         return KnowledgeBaseRetriever(
-            store=store, k=k or self.settings.top_k, min_relevance=threshold if gated else None
+            store=store,
+            keyword=self.keyword_index(kb) if settings.retrieval_mode == "hybrid" else None,
+            reranker=self.reranker,
+            k=k or settings.top_k,
+            candidates=settings.retrieval_candidates,
+            rrf_k=settings.rrf_k,
+            vector_weight=settings.vector_weight,
+            keyword_weight=settings.keyword_weight,
+            rerank_candidates=settings.rerank_candidates,
+            min_relevance=threshold if gated else None,
         )
 
     def search(self, kb: str, question: str, *, k: int | None = None) -> list[dict[str, Any]]:
@@ -151,6 +177,7 @@ class KnowledgeBaseService:
         self.require_knowledge_base(kb)
         self.client.delete_collection(kb)
         self.ingestor.forget_knowledge_base(kb)
+        self._keyword_indexes.pop(kb, None)
         shutil.rmtree(self._upload_folder(kb), ignore_errors=True)
 
     # --- documents ----------------------------------------------------------------------------

@@ -37,10 +37,15 @@ def _text(content: Any) -> str:
     return ""
 
 
-def format_sources(sources: list[dict[str, Any]]) -> str:
+def format_sources(sources: list[dict[str, Any]], citations: list[dict[str, Any]] | None = None) -> str:
     if not sources:
         return "*The knowledge base holds no passage relevant to this question.*"
-    blocks = []
+    blocks = [
+        f"**Unsupported citation [{check['index']}]:** "
+        f"passage {check['index']} does not back the sentence citing it."
+        for check in citations or []
+        if not check["supported"]
+    ]
     for source in sources:
         where = format_location(source["source"], source["page"])
         score = f" · score {source['score']:.2f}" if source.get("score") is not None else ""
@@ -105,7 +110,7 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
                     yield history, gr.skip(), ""
                 elif isinstance(event, TurnFinished):
                     history[-1]["content"] = answer.strip()
-                    yield history, format_sources(event.sources), ""
+                    yield history, format_sources(event.sources, event.citations), ""
         except (LLMUnavailableError, LLMRequestError, StoreError, ValueError) as error:
             history[-1]["content"] = f"**Error:** {error}"
             yield history, gr.skip(), ""

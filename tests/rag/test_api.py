@@ -106,6 +106,7 @@ def test_non_streamed_completion_has_openai_shape_and_sources(url: str) -> None:
     assert set(body["usage"]) == {"prompt_tokens", "completion_tokens", "total_tokens"}
     source = body["sources"][0]
     assert set(source) == {"index", "source", "page", "snippet", "score"}
+    assert body["citations"] == [{"index": 1, "supported": True, "overlap": 1.0}]
     assert (source["index"], source["source"], source["snippet"]) == (1, "shuttle.txt", SHUTTLE)
 
 
@@ -131,6 +132,7 @@ def test_streamed_completion_is_framed_like_openai(url: str) -> None:
     finish = [chunk for chunk in chunks if chunk["choices"] and chunk["choices"][0]["finish_reason"]]
     assert len(finish) == 1 and finish[0]["choices"][0]["finish_reason"] == "stop"
     assert finish[0]["sources"][0]["source"] == "shuttle.txt"
+    assert finish[0]["citations"] == [{"index": 1, "supported": True, "overlap": 1.0}]
     usage = chunks[-1]
     assert usage["choices"] == [] and set(usage["usage"]) == {
         "prompt_tokens",

@@ -1,0 +1,178 @@
+"""The keyword (BM25) side of hybrid retrieval: one persisted index per knowledge base.
+
+Vector search misses exact terms (product codes, room names, numbers) and m3e-small is weak on them, so
+kbqa also keeps a BM25 index: Chinese text is segmented with jieba (search mode, so 会议室 also yields
+会议), Latin text split into lower-case words; stop words are dropped. The index is built from the
+chunks in Chroma — the one source of truth — saved under ``data/keyword/<kb>/`` and rebuilt whenever
+ingestion changes the knowledge base; a query only loads it (once, and again when another process
+rebuilt it). If its chunk count ever disagrees with Chroma's (a run killed between the two writes),
+the next query rebuilds it, so it cannot stay stale.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bm25s
+import jieba
+
+log = logging.getLogger(__name__)
+
+jieba.setLogLevel(logging.WARNING)
+
+_WORDS = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*|[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# Word lists read better as text than as list literals.
+_EN_STOP = frozenset(
+    """a an the of to in on at for by with from and or is are was were be been it its this that these
+    those what which who whom how when where why do does did can could should would will shall may might
+    must i you he she we they me my your our their there here about into than then so not no if as
+    """.split()  # noqa: SIM905
+)
+_ZH_STOP = frozenset(
+    """的 了 是 在 和 与 及 或 有 就 都 也 还 又 把 被 对 从 向 为 以 之 其
+    这 那 这个 那个 哪 哪个 哪些 哪里 什么 怎么 怎样 如何 多少 几 吗 呢 吧 啊
+    请问 请 我 你 他 她 它 我们 你们 他们 一个 一下 可以 能 会 要 是否""".split()  # noqa: SIM905
+)
+_PAGE = 5000
+_STATE = "state.json"
+
+
+def tokenize(text: str) -> list[str]:
+    tokens: list[str] = []
+    for piece in _WORDS.findall(text.lower()):
+        if _CJK.match(piece):
+            tokens.extend(word for word in jieba.cut_for_search(piece) if word not in _ZH_STOP)
+        elif piece not in _EN_STOP:
+            tokens.append(piece)
+    return tokens
+
+
+@dataclass(frozen=True)
+class KeywordHit:
+    id: str
+    score: float
+    rank: int  # 1-based
+
+
+class _Loaded:
+    def __init__(self, model: bm25s.BM25 | None, ids: list[str], version: str) -> None:
+        self.model, self.ids, self.version = model, ids, version
+
+
+class KeywordIndex:
+    """BM25 over one Chroma collection; ``search`` is thread-safe, ``rebuild`` replaces it atomically."""
+
+    def __init__(self, folder: Path, collection: Any) -> None:
+        self.folder = folder
+        self.collection = collection
+        self._lock = threading.Lock()
+        self._loaded: _Loaded | None = None
+
+    # --- building ------------------------------------------------------------------------------
+    def rebuild(self) -> int:
+        """Index every chunk of the collection now; returns how many."""
+        ids: list[str] = []
+        corpus: list[list[str]] = []
+        offset = 0
+        while True:
+            page = self.collection.get(include=["documents"], limit=_PAGE, offset=offset)
+            ids.extend(page["ids"])
+            corpus.extend(tokenize(text or "") for text in page["documents"] or [])
+            if len(page["ids"]) < _PAGE:
+                break
+            offset += _PAGE
+        version = uuid.uuid4().hex
+        staging = self.folder.with_name(f".{self.folder.name}.{version}")
+        staging.mkdir(parents=True)
+        if ids:
+            model = bm25s.BM25()
+            model.index(corpus, show_progress=False)
+            model.save(str(staging), show_progress=False)
+        (staging / "ids.json").write_text(json.dumps(ids), encoding="utf-8")
+        (staging / _STATE).write_text(json.dumps({"count": len(ids), "version": version}), encoding="utf-8")
+        self._swap_in(staging)
+        return len(ids)
+
+    def _swap_in(self, staging: Path) -> None:
+        old = self.folder.with_name(f".{self.folder.name}.old-{uuid.uuid4().hex}")
+        with self._lock:
+            if self.folder.exists():
+                os.replace(self.folder, old)
+            os.replace(staging, self.folder)
+            self._loaded = None
+        shutil.rmtree(old, ignore_errors=True)
+
+    def is_current(self) -> bool:
+        """Built, and holding as many chunks as the collection."""
+        state = self._read_state()
+        return state is not None and state["count"] == self.collection.count()
+
+    def delete(self) -> None:
+        with self._lock:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self._loaded = None
+
+    # --- searching -----------------------------------------------------------------------------
+    def search(self, query: str, k: int) -> list[KeywordHit]:
+        """Best ``k`` chunks sharing terms with ``query``; chunks sharing none are not returned."""
+        loaded = self._current()
+        tokens = tokenize(query)
+        if loaded.model is None or not loaded.ids or not tokens:
+            return []
+        known = [token for token in tokens if token in loaded.model.vocab_dict]
+        if not known:
+            return []
+        documents, scores = loaded.model.retrieve(
+            [known], k=min(k, len(loaded.ids)), show_progress=False, n_threads=1
+        )
+        hits = []
+        for rank, (position, score) in enumerate(zip(documents[0], scores[0], strict=True), start=1):
+            if score <= 0:
+                break
+            hits.append(KeywordHit(loaded.ids[int(position)], float(score), rank))
+        return hits
+
+    def _current(self) -> _Loaded:
+        state = self._read_state()
+        with self._lock:
+            loaded = self._loaded
+        count = self.collection.count()
+        if (
+            loaded is not None
+            and state is not None
+            and (loaded.version, count) == (state["version"], state["count"])
+        ):
+            return loaded
+        if state is None or state["count"] != count:
+            log.warning("keyword index of %s is missing or out of date: rebuilding it", self.folder.name)
+            self.rebuild()
+            state = self._read_state()
+        loaded = self._load(state or {"version": ""})
+        with self._lock:
+            self._loaded = loaded
+        return loaded
+
+    def _read_state(self) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.folder / _STATE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def _load(self, state: dict[str, Any]) -> _Loaded:
+        ids = json.loads((self.folder / "ids.json").read_text(encoding="utf-8"))
+        model = bm25s.BM25.load(str(self.folder), show_progress=False) if ids else None
+        return _Loaded(model, ids, state["version"])
+
+
+def keyword_folder(data_dir: Path, kb: str) -> Path:
+    return data_dir / "keyword" / kb

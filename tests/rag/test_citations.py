@@ -1,0 +1,32 @@
+"""Citation check: each [n] against passage n, by the content words of the sentence citing it."""
+
+from __future__ import annotations
+
+from rag.citations import check_citations
+
+SOURCES = [
+    {"index": 1, "text": "The company shuttle bus has 33 seats and runs every 15 minutes."},
+    {"index": 2, "text": "员工每年享有十五天带薪年假，须在系统中申请。"},
+]
+
+
+def _verdicts(answer: str) -> list[tuple[int, bool]]:
+    return [(check.index, check.supported) for check in check_citations(answer, SOURCES)]
+
+
+def test_supported_and_unsupported_citations_in_english() -> None:
+    answer = "The shuttle bus has 33 seats [1]. Employees get fifteen days of paid leave [1]."
+    assert _verdicts(answer) == [(1, True), (1, False)]
+
+
+def test_chinese_sentences_and_a_citation_of_no_passage() -> None:
+    assert _verdicts("员工每年有十五天带薪年假 [2]。班车有 33 个座位 [3]。") == [(2, True), (3, False)]
+
+
+def test_several_markers_on_one_sentence_are_each_checked() -> None:
+    assert _verdicts("The shuttle bus has 33 seats [1][2].") == [(1, True), (2, False)]
+
+
+def test_bracketed_numbers_that_are_not_markers_and_no_markers() -> None:
+    assert _verdicts("The helpdesk extension is [8021].") == []
+    assert _verdicts("The bus has 33 seats.") == []

@@ -1,0 +1,78 @@
+"""`rag eval`: metric definitions, the question-file format, and the command on a real knowledge base."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag.config import PROJECT_ROOT
+from rag.evaluation import QuestionFileError, answer_is_correct, evidence_rank, is_refusal, load_questions
+from tests.conftest import TEST_PROFILE, subprocess_env
+
+
+def test_evidence_rank_ignores_whitespace_and_needs_every_span() -> None:
+    texts = ["alpha beta", "班车 有\n33 个座位", "gamma"]
+    assert evidence_rank(["班车有33个座位"], texts) == 2
+    assert evidence_rank(["alpha", "gamma"], texts) == 3
+    assert evidence_rank(["delta"], texts) is None
+
+
+def test_answer_needs_one_alternative_of_every_group() -> None:
+    groups = [["33", "三十三"], ["Q1"]]
+    assert answer_is_correct("The Q1 bus has 33 seats.", groups)
+    assert answer_is_correct("Q1 班车有三十三个座位", groups)
+    assert not answer_is_correct("The bus has 33 seats.", groups)
+
+
+def test_refusal_is_no_sources_or_the_refusal_sentence() -> None:
+    assert is_refusal("anything", [])
+    assert is_refusal("知识库中没有找到相关信息。", [{"index": 1}])
+    assert not is_refusal("It has 33 seats [1].", [{"index": 1}])
+
+
+def test_malformed_question_file_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"id": "a", "question": "q", "evidence": null}\n{"question": "no id"}\n', "utf-8")
+    with pytest.raises(QuestionFileError, match=r"q\.jsonl:2"):
+        load_questions(path)
+
+
+def test_eval_command_reports_metrics(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "bus.md").write_text("# 班车\n\n公司班车有 33 个座位，每十五分钟一班。", encoding="utf-8")
+    (docs / "leave.md").write_text("# 休假\n\n员工每年享有十五天带薪年假。", encoding="utf-8")
+    questions = tmp_path / "q.jsonl"
+    lines = [
+        {"id": "f1", "type": "fact", "question": "班车有多少个座位？", "evidence": "公司班车有 33 个座位",
+         "answer_keywords": [["33"]]},
+        {"id": "f2", "type": "fact", "question": "每年有几天年假？", "evidence": "十五天带薪年假",
+         "answer_keywords": [["十五", "15"]]},
+        {"id": "u1", "type": "unanswerable", "question": "法国的首都是哪里？", "evidence": None,
+         "answer_keywords": []},
+    ]  # fmt: skip
+    questions.write_text("\n".join(json.dumps(line, ensure_ascii=False) for line in lines), encoding="utf-8")
+    env = subprocess_env(KBQA_CONFIG=str(TEST_PROFILE), KBQA_DATA_DIR=str(tmp_path / "data"))
+    run = [sys.executable, "ingest/run.py", str(docs), "--kb", "evalkb", "--quiet"]
+    subprocess.run(run, env=env, cwd=PROJECT_ROOT, check=True, capture_output=True)
+    command = [sys.executable, "-m", "rag", "eval", str(questions), "--kb", "evalkb", "--no-llm"]
+    report_path = tmp_path / "report.json"
+    result = subprocess.run(
+        [*command, "--report", str(report_path)], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "hit@5" in result.stdout and "overall" in result.stdout
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    overall = report["metrics"]["overall"]
+    assert overall["hit@1"] == 1.0 and overall["mrr@10"] == 1.0
+    assert overall["refusal_rate"] == 1.0 and overall["false_refusal_rate"] == 0.0
+    assert report["metrics"]["unanswerable"]["n"] == 1
+    assert [r["rank"] for r in report["results"]] == [1, 1, None]
+    missing = subprocess.run(
+        [*command[:4], "nope.jsonl", "--no-llm"], env=env, cwd=PROJECT_ROOT, capture_output=True
+    )
+    assert missing.returncode == 2
