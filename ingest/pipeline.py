@@ -245,7 +245,9 @@ class Ingestor:
                     return
             else:
                 sha = file_sha256(path)
-            chunks = split_documents(load_file(path, source), self.splitter)
+            chunks = split_documents(
+                load_file(path, source), self.splitter, headings=self.settings.chunk_headings
+            )
         except LoadError as error:
             summary.failed.append((source, str(error)))
             return

@@ -8,6 +8,7 @@ sentence) makes a chunk end where a sentence does whenever the size allows.
 from __future__ import annotations
 
 import hashlib
+import re
 
 from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
@@ -33,6 +34,9 @@ SEPARATORS = [
 ]
 
 
+_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.M)
+
+
 def make_splitter(chunk_size: int, chunk_overlap: int) -> RecursiveCharacterTextSplitter:
     return RecursiveCharacterTextSplitter(
         chunk_size=chunk_size,
@@ -48,9 +52,58 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def split_documents(documents: list[Document], splitter: RecursiveCharacterTextSplitter) -> list[Document]:
-    """Split one file's documents, numbering its chunks in order across pages."""
-    chunks = [chunk for chunk in splitter.split_documents(documents) if chunk.page_content.strip()]
+def markdown_sections(text: str) -> list[tuple[list[str], str]]:
+    """(heading path, body) for each part of a Markdown text; the heading lines leave the bodies."""
+    sections: list[tuple[list[str], str]] = []
+    path: list[str] = []
+    body: list[str] = []
+    for line in text.splitlines():
+        heading = _HEADING.match(line)
+        if heading is None:
+            body.append(line)
+            continue
+        sections.append((list(path), "\n".join(body)))
+        level = len(heading.group(1))
+        path = [*path[: level - 1], heading.group(2).strip()]
+        body = []
+    sections.append((list(path), "\n".join(body)))
+    return [(path, body) for path, body in sections if body.strip()]
+
+
+def _with_headings(document: Document, splitter: RecursiveCharacterTextSplitter) -> list[Document]:
+    """Chunks of one Markdown document, each knowing (and starting with) its section's heading path.
+
+    A chunk cut from the middle of "## 年假" otherwise loses what it is about; with the path in its
+    text ("休假制度 > 年假") both searches and the LLM see the context, and ``metadata["section"]``
+    lets interfaces show it. The prefix counts towards the chunk size.
+    """
+    chunks: list[Document] = []
+    size, overlap = splitter._chunk_size, splitter._chunk_overlap
+    for path, body in markdown_sections(document.page_content):
+        section = " > ".join(title for title in path if title)
+        prefix = f"{section}\n" if section else ""
+        room = max(size - len(prefix), 50)
+        part_splitter = splitter if not prefix else make_splitter(room, min(overlap, room // 2))
+        for piece in part_splitter.split_text(body):
+            metadata = {**document.metadata, **({"section": section} if section else {})}
+            chunks.append(Document(page_content=prefix + piece, metadata=metadata))
+    return chunks
+
+
+def split_documents(
+    documents: list[Document], splitter: RecursiveCharacterTextSplitter, *, headings: bool = True
+) -> list[Document]:
+    """Split one file's documents, numbering its chunks in order across pages.
+
+    With ``headings``, Markdown documents are split section by section (``_with_headings``).
+    """
+    chunks: list[Document] = []
+    for document in documents:
+        if headings and _HEADING.search(document.page_content):
+            chunks.extend(_with_headings(document, splitter))
+        else:
+            chunks.extend(splitter.split_documents([document]))
+    chunks = [chunk for chunk in chunks if chunk.page_content.strip()]
     for index, chunk in enumerate(chunks):
         chunk.metadata["chunk"] = index
         chunk.metadata["content_hash"] = content_hash(chunk.page_content)

@@ -14,7 +14,9 @@ irrelevant context invents, so "not in the knowledge base" is decided by retriev
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from langchain_core.documents import Document
@@ -53,6 +55,31 @@ def _standalone(text: str, fallback: str) -> str:
     for prefix in ("独立的问题：", "独立问题：", "Standalone question:", "Question:"):
         line = line.removeprefix(prefix).strip()
     return line if 2 <= len(line) <= 4 * len(fallback) + 200 else fallback
+
+
+def make_translator(
+    llm: BaseChatModel, prompts_dir: Path, *, only_from: str | None = None
+) -> Callable[[str], str | None]:
+    """Question → the same question in the other language (zh ↔ en), for cross-lingual retrieval.
+
+    An English question about Chinese documents shares no words with them and, with small embedders,
+    little meaning either; searching with both wordings and fusing the results finds the passage.
+    ``only_from="en"`` translates English questions only (a Chinese question gains nothing from an
+    English twin on a Chinese corpus, and its noise cost paraphrase questions in our measurements).
+    """
+
+    @lru_cache(maxsize=256)  # evaluation and retries ask again; a translation does not change
+    def translate(question: str) -> str | None:
+        source = detect_language(question)
+        if only_from is not None and source != only_from:
+            return None
+        target = "en" if source == "zh" else "zh"
+        prompt = read_prompt(prompts_dir, target, "translate").format(question=question)
+        text = StrOutputParser().invoke(llm.invoke(prompt))
+        line = next((line.strip() for line in text.strip().splitlines() if line.strip()), "")
+        return line if 2 <= len(line) <= 4 * len(question) + 100 else None
+
+    return translate
 
 
 def build_rag_chain(

@@ -167,10 +167,10 @@ def _answer(chain: Any, question: str, *, stream: bool) -> dict[str, Any]:
     return {"answer": "".join(answer).strip(), "sources": sources}
 
 
-def _chain(args: argparse.Namespace, settings: Settings) -> Any:
+def _chain(args: argparse.Namespace, settings: Settings, service: Any = None) -> Any:
     from rag.llm import chat_model
 
-    service = _service(settings)
+    service = service or _service(settings)
     kb = _kb(args, settings)
     service.retriever(kb)  # fail on an unknown knowledge base before contacting the LLM
     return service.chain(kb, chat_model(settings), k=args.top_k)
@@ -208,18 +208,24 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     kb = _kb(args, settings)
     service.retriever(kb)  # fail on an unknown knowledge base first
 
-    def retrieve(question: str, k: int, gated: bool) -> list[dict[str, Any]]:
-        return [
-            {"text": document.page_content, "source": document.metadata.get("source")}
-            for document in service.retriever(kb, k=k, gated=gated).invoke(question)
-        ]
-
+    translate = None
     answer = None
     if not args.no_llm:
-        chain = _chain(args, settings)
+        from rag.llm import chat_model
+
+        chain = _chain(args, settings, service)
+        translate = service.translator(chat_model(settings, temperature=0.0, max_tokens=96))
 
         def answer(question: str) -> dict[str, Any]:
             return _answer(chain, question, stream=False)
+
+    def retrieve(question: str, k: int, gated: bool) -> list[dict[str, Any]]:
+        # With an LLM, retrieval is measured as answering uses it (translated query included).
+        retriever = service.retriever(kb, k=k, gated=gated, translate=translate)
+        return [
+            {"text": document.page_content, "source": document.metadata.get("source")}
+            for document in retriever.invoke(question)
+        ]
 
     report = evaluate(questions, retrieve, answer, prompts_dir=settings.prompts_dir)
     report["kb"] = kb
@@ -228,6 +234,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         "top_k": args.top_k or settings.top_k,
         "chunk_size": settings.chunk_size,
         "reranker": service.reranker.name if service.reranker else None,
+        "query_translation": settings.query_translation if translate is not None else "off",
         "embedding_model": service.embeddings.name,
     }
     if args.report:

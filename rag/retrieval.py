@@ -6,9 +6,9 @@
    it is in, so agreement between the searches wins and neither score scale has to be calibrated;
 3. a cross-encoder, when configured, reorders the best ``rerank_candidates`` fused chunks;
 4. the relevance gate: every candidate's cosine similarity to the question is known (keyword-only hits
-   get theirs from their stored vectors); with ``min_relevance`` set, chunks below it are dropped —
-   except the top keyword hit, which an exact-term match makes relevant where embeddings are weak —
-   and when none is left the chain refuses.
+   get theirs from their stored vectors). With ``min_relevance`` set, a chunk stays if it reaches it,
+   or if it also matched keywords and comes within ``keyword_margin`` of it (an exact-term match makes
+   it relevant where embeddings are weak); when none is left the chain refuses.
 
 Each returned document carries its cosine similarity in ``metadata["score"]`` (the ``query``
 contract's score), plus ``fusion``, ``vector_rank`` and ``keyword_rank`` for inspection.
@@ -16,6 +16,7 @@ contract's score), plus ``fusion``, ``vector_rank`` and ``keyword_rank`` for ins
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,25 +56,43 @@ class KnowledgeBaseRetriever(BaseRetriever):
     keyword_weight: float = 1.0
     rerank_candidates: int = 12
     min_relevance: float | None = None
+    keyword_margin: float = 0.05
+    translate: Callable[[str], str | None] | None = None  # question -> the same in the other language
+    translation_weight: float = 0.5  # the translated query's lists count this much in the fusion
+
+    def _queries(self, query: str) -> list[str]:
+        """The question, and its translation when one is configured (and differs)."""
+        translated = self.translate(query) if self.translate is not None else None
+        if translated and translated.strip() and translated.strip() != query.strip():
+            return [query, translated.strip()]
+        return [query]
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
     ) -> list[Document]:
-        query_vector = np.asarray(self.store.embeddings.embed_query(query), dtype=np.float32)
         pool: dict[str, _Candidate] = {}
         width = max(self.candidates, self.k)
-        # Collections are created with cosine space (rag.store), so similarity = 1 - distance.
-        hits = self.store.similarity_search_by_vector_with_relevance_scores(query_vector.tolist(), k=width)
-        for rank, (document, distance) in enumerate(hits, start=1):
-            candidate = pool.setdefault(str(document.id), _Candidate(document))
-            candidate.cosine, candidate.vector_rank = 1.0 - float(distance), rank
-            candidate.fusion += self.vector_weight / (self.rrf_k + rank)
-        if self.keyword is not None:
-            for hit in self.keyword.search(query, width):
-                candidate = pool.setdefault(hit.id, _Candidate(Document(page_content="")))
-                candidate.keyword_rank = hit.rank
-                candidate.fusion += self.keyword_weight / (self.rrf_k + hit.rank)
-            self._fill_keyword_only(pool, query_vector)
+        vectors = []
+        for number, text in enumerate(self._queries(query)):
+            share = 1.0 if number == 0 else self.translation_weight
+            query_vector = np.asarray(self.store.embeddings.embed_query(text), dtype=np.float32)
+            vectors.append(query_vector)
+            # Collections are created with cosine space (rag.store), so similarity = 1 - distance.
+            hits = self.store.similarity_search_by_vector_with_relevance_scores(
+                query_vector.tolist(), k=width
+            )
+            for rank, (document, distance) in enumerate(hits, start=1):
+                candidate = pool.setdefault(str(document.id), _Candidate(document))
+                similarity = 1.0 - float(distance)
+                candidate.cosine = max(candidate.cosine or -1.0, similarity)
+                candidate.vector_rank = min(candidate.vector_rank or rank, rank)
+                candidate.fusion += share * self.vector_weight / (self.rrf_k + rank)
+            if self.keyword is not None:
+                for hit in self.keyword.search(text, width):
+                    candidate = pool.setdefault(hit.id, _Candidate(Document(page_content="")))
+                    candidate.keyword_rank = min(candidate.keyword_rank or hit.rank, hit.rank)
+                    candidate.fusion += share * self.keyword_weight / (self.rrf_k + hit.rank)
+        self._fill_keyword_only(pool, vectors)
 
         ranked = sorted(pool.values(), key=lambda c: c.fusion, reverse=True)
         if self.reranker is not None and ranked:
@@ -89,9 +108,12 @@ class KnowledgeBaseRetriever(BaseRetriever):
 
     def _relevant(self, candidate: _Candidate) -> bool:
         assert self.min_relevance is not None
-        return (candidate.cosine or 0.0) >= self.min_relevance or candidate.keyword_rank == 1
+        cosine = candidate.cosine or 0.0
+        if cosine >= self.min_relevance:
+            return True
+        return candidate.keyword_rank is not None and cosine >= self.min_relevance - self.keyword_margin
 
-    def _fill_keyword_only(self, pool: dict[str, _Candidate], query_vector: np.ndarray) -> None:
+    def _fill_keyword_only(self, pool: dict[str, _Candidate], query_vectors: list[np.ndarray]) -> None:
         """Fetch text, metadata and stored vector of chunks only the keyword search found."""
         missing = [chunk_id for chunk_id, c in pool.items() if c.cosine is None]
         if not missing:
@@ -102,7 +124,8 @@ class KnowledgeBaseRetriever(BaseRetriever):
         ):
             candidate = pool[chunk_id]
             candidate.document = Document(id=chunk_id, page_content=text or "", metadata=metadata or {})
-            candidate.cosine = float(np.dot(np.asarray(vector, dtype=np.float32), query_vector))
+            stored = np.asarray(vector, dtype=np.float32)
+            candidate.cosine = max(float(np.dot(stored, query_vector)) for query_vector in query_vectors)
         for chunk_id in [chunk_id for chunk_id in missing if pool[chunk_id].cosine is None]:
             del pool[chunk_id]  # indexed but gone from Chroma: the index is being rebuilt
 

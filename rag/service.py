@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -20,7 +21,7 @@ from langchain_core.runnables import Runnable
 from ingest.loaders import LOADERS, is_supported
 from ingest.manifest import UPLOAD
 from ingest.pipeline import Ingestor, ProgressCallback
-from rag.chain import build_rag_chain
+from rag.chain import build_rag_chain, make_translator
 from rag.config import Settings
 from rag.embeddings import SentenceTransformerEmbeddings, load_embeddings
 from rag.jobs import IngestJob, IngestJobs
@@ -107,8 +108,19 @@ class KnowledgeBaseService:
             self._keyword_indexes[kb] = index
         return index
 
-    def retriever(self, kb: str, *, k: int | None = None, gated: bool = True) -> KnowledgeBaseRetriever:
-        """``gated`` drops chunks under ``min_relevance`` (for answering); ungated is plain top-k search."""
+    def retriever(
+        self,
+        kb: str,
+        *,
+        k: int | None = None,
+        gated: bool = True,
+        translate: Callable[[str], str | None] | None = None,
+    ) -> KnowledgeBaseRetriever:
+        """``gated`` drops chunks under ``min_relevance`` (for answering); ungated is plain top-k search.
+
+        ``translate`` (see ``rag.chain.make_translator``) adds a search with the question in the other
+        language.
+        """
         settings = self.settings
         store = open_vector_store(self.client, kb, self.embeddings, create=False)
         threshold = settings.min_relevance
@@ -125,6 +137,8 @@ class KnowledgeBaseService:
             keyword_weight=settings.keyword_weight,
             rerank_candidates=settings.rerank_candidates,
             min_relevance=threshold if gated else None,
+            translate=translate,
+            translation_weight=settings.translation_weight,
         )
 
     def search(self, kb: str, question: str, *, k: int | None = None) -> list[dict[str, Any]]:
@@ -148,7 +162,16 @@ class KnowledgeBaseService:
         k: int | None = None,
         condense_llm: BaseChatModel | None = None,
     ) -> Runnable:
-        return build_rag_chain(self.retriever(kb, k=k), llm, self.settings, condense_llm=condense_llm)
+        translate = self.translator(condense_llm or llm)
+        retriever = self.retriever(kb, k=k, translate=translate)
+        return build_rag_chain(retriever, llm, self.settings, condense_llm=condense_llm)
+
+    def translator(self, llm: BaseChatModel) -> Callable[[str], str | None] | None:
+        """The query translator answering uses, or None when ``query_translation`` is off."""
+        mode = self.settings.query_translation
+        if mode == "off":
+            return None
+        return make_translator(llm, self.settings.prompts_dir, only_from="en" if mode == "en-to-zh" else None)
 
     # --- knowledge bases ----------------------------------------------------------------------
     def stats(self, kb: str | None = None) -> dict[str, Any] | list[dict[str, Any]]:

@@ -1,0 +1,86 @@
+"""Retrieval quality of chunking and retrieval variants on the evaluation set (no LLM needed).
+
+For each variant the corpus is ingested into a fresh data directory (same embedder, loaded once) and
+``rag eval --no-llm``'s metrics are computed; one table row per variant is printed, best settings
+chosen from the dev questions only. Usage::
+
+    .venv/bin/python bench/retrieval_variants.py [--questions bench/eval/dev.jsonl] \\
+        [--embedding packaged:m3e-small] [--variants all|chunking|retrieval]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rag.config import PROJECT_ROOT, load_settings
+from rag.embeddings import load_embeddings
+from rag.evaluation import evaluate, load_questions
+from rag.service import KnowledgeBaseService
+
+CORPUS = PROJECT_ROOT / "bench" / "eval" / "corpus"
+CHUNKING: list[dict[str, Any]] = [
+    {"chunk_size": 300, "chunk_overlap": 50, "chunk_headings": False},
+    {"chunk_size": 300, "chunk_overlap": 50, "chunk_headings": True},
+    {"chunk_size": 500, "chunk_overlap": 80, "chunk_headings": False},
+    {"chunk_size": 500, "chunk_overlap": 80, "chunk_headings": True},
+    {"chunk_size": 800, "chunk_overlap": 120, "chunk_headings": False},
+    {"chunk_size": 800, "chunk_overlap": 120, "chunk_headings": True},
+]
+RETRIEVAL: list[dict[str, Any]] = [
+    {"retrieval_mode": "vector"},
+    {"retrieval_mode": "hybrid"},
+    {"retrieval_mode": "hybrid", "keyword_weight": 0.5},
+    {"retrieval_mode": "hybrid", "keyword_weight": 2.0},
+    {"retrieval_mode": "hybrid", "rrf_k": 10},
+]
+
+
+def run(variant: dict[str, Any], questions: list[Any], embedding: str, embedder: Any) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as data:
+        settings = load_settings(
+            data_dir=Path(data), embedding_model=embedding, embedding_fallback="none", reranker_model="none",
+            **variant,
+        )  # fmt: skip
+        service = KnowledgeBaseService(settings)
+        service.__dict__["embeddings"] = embedder
+        started = time.monotonic()
+        summary = service.ingestor.ingest_folder(CORPUS, "variants", progress=False)
+        ingest_s = time.monotonic() - started
+
+        def retrieve(question: str, k: int, gated: bool) -> list[dict[str, Any]]:
+            documents = service.retriever("variants", k=k, gated=gated).invoke(question)
+            return [{"text": document.page_content} for document in documents]
+
+        report = evaluate(questions, retrieve, None, prompts_dir=settings.prompts_dir)
+    return {"chunks": summary.chunks_written, "ingest_s": ingest_s, **report["metrics"]["overall"]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--questions", type=Path, default=PROJECT_ROOT / "bench" / "eval" / "dev.jsonl")
+    parser.add_argument("--embedding", default="packaged:m3e-small")
+    parser.add_argument("--variants", choices=["all", "chunking", "retrieval"], default="all")
+    args = parser.parse_args()
+    questions = load_questions(args.questions)
+    embedder = load_embeddings(load_settings(embedding_model=args.embedding, embedding_fallback="none"))
+    variants = {"chunking": CHUNKING, "retrieval": RETRIEVAL, "all": CHUNKING + RETRIEVAL}[args.variants]
+    print(f"{args.questions.name}, {len(questions)} questions, {embedder.name}")
+    print(f"{'variant':<62} {'chunks':>6} {'hit@1':>6} {'hit@3':>6} {'hit@5':>6} {'hit@10':>6} {'mrr@10':>6}")
+    for variant in variants:
+        row = run(variant, questions, args.embedding, embedder)
+        label = " ".join(f"{key}={value}" for key, value in variant.items())
+        print(
+            f"{label:<62} {row['chunks']:>6} {row['hit@1']:>6.3f} {row['hit@3']:>6.3f} {row['hit@5']:>6.3f} "
+            f"{row['hit@10']:>6.3f} {row['mrr@10']:>6.3f}",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
