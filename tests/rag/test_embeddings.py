@@ -56,3 +56,13 @@ def test_local_path_is_loaded_as_is(tmp_path: Path, embeddings: SentenceTransfor
     local = load_embeddings(make_settings(tmp_path, embedding_model=path))
     assert local.name == "m3e-small"
     assert local.dimension == embeddings.dimension
+
+
+def test_packaged_multilingual_e5_matches_across_languages(tmp_path: Path) -> None:
+    e5 = load_embeddings(make_settings(tmp_path, embedding_model="packaged:multilingual-e5-small"))
+    assert (e5.name, e5.dimension) == ("intfloat/multilingual-e5-small", 384)
+    passages = e5.embed_documents(["女员工生育享受产假 158 天。", "班车有 33 个座位。"])
+    query = e5.embed_query("How many days of maternity leave does a female employee get?")
+    similarities = [sum(a * b for a, b in zip(query, passage, strict=True)) for passage in passages]
+    assert similarities[0] > similarities[1]
+    assert abs(sum(value * value for value in query) - 1.0) < 1e-3  # normalised for cosine search
