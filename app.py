@@ -110,6 +110,7 @@ def create_app(
     api = build_api(settings, knowledge, chat)
     api.router.lifespan_context = lifespan
     ui = build_ui(settings, knowledge, chat)
+
     def sign_in(_user: str, password: str) -> bool:
         return secrets.compare_digest(password.encode(), (settings.api_key or "").encode())
 

@@ -5,7 +5,8 @@ For each variant the corpus is ingested into a fresh data directory (same embedd
 chosen from the dev questions only. Usage::
 
     .venv/bin/python bench/retrieval_variants.py [--questions bench/eval/dev.jsonl] \\
-        [--embedding packaged:m3e-small] [--variants all|chunking|retrieval]
+        [--embedding packaged:m3e-small] [--variants all|chunking|retrieval|translation] \\
+        [--llm-url http://127.0.0.1:8100/v1] [--set retrieval_mode=vector ...]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from rag.config import PROJECT_ROOT, load_settings
 from rag.embeddings import load_embeddings
 from rag.evaluation import evaluate, load_questions
+from rag.llm import chat_model
 from rag.service import KnowledgeBaseService
 
 CORPUS = PROJECT_ROOT / "bench" / "eval" / "corpus"
@@ -31,6 +33,14 @@ CHUNKING: list[dict[str, Any]] = [
     {"chunk_size": 800, "chunk_overlap": 120, "chunk_headings": False},
     {"chunk_size": 800, "chunk_overlap": 120, "chunk_headings": True},
 ]
+# These need an LLM (--llm-url): the translator is the packaged model or whatever serves there.
+TRANSLATION: list[dict[str, Any]] = [
+    {"query_translation": "off"},
+    {"query_translation": "both", "translation_weight": 1.0},
+    {"query_translation": "both", "translation_weight": 0.5},
+    {"query_translation": "en-to-zh", "translation_weight": 1.0},
+    {"query_translation": "en-to-zh", "translation_weight": 0.5},
+]
 RETRIEVAL: list[dict[str, Any]] = [
     {"retrieval_mode": "vector"},
     {"retrieval_mode": "hybrid"},
@@ -40,11 +50,13 @@ RETRIEVAL: list[dict[str, Any]] = [
 ]
 
 
-def run(variant: dict[str, Any], questions: list[Any], embedding: str, embedder: Any) -> dict[str, Any]:
+def run(
+    variant: dict[str, Any], questions: list[Any], embedding: str, embedder: Any, llm_url: str | None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as data:
         settings = load_settings(
             data_dir=Path(data), embedding_model=embedding, embedding_fallback="none", reranker_model="none",
-            **variant,
+            llm_base_url=llm_url, **variant,
         )  # fmt: skip
         service = KnowledgeBaseService(settings)
         service.__dict__["embeddings"] = embedder
@@ -52,8 +64,12 @@ def run(variant: dict[str, Any], questions: list[Any], embedding: str, embedder:
         summary = service.ingestor.ingest_folder(CORPUS, "variants", progress=False)
         ingest_s = time.monotonic() - started
 
+        translate = None
+        if llm_url and settings.query_translation != "off":
+            translate = service.translator(chat_model(settings, temperature=0.0, max_tokens=96))
+
         def retrieve(question: str, k: int, gated: bool) -> list[dict[str, Any]]:
-            documents = service.retriever("variants", k=k, gated=gated).invoke(question)
+            documents = service.retriever("variants", k=k, gated=gated, translate=translate).invoke(question)
             return [{"text": document.page_content} for document in documents]
 
         report = evaluate(questions, retrieve, None, prompts_dir=settings.prompts_dir)
@@ -64,15 +80,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=Path, default=PROJECT_ROOT / "bench" / "eval" / "dev.jsonl")
     parser.add_argument("--embedding", default="packaged:m3e-small")
-    parser.add_argument("--variants", choices=["all", "chunking", "retrieval"], default="all")
+    parser.add_argument("--variants", choices=["all", "chunking", "retrieval", "translation"], default="all")
+    parser.add_argument("--llm-url", help="OpenAI-compatible server for the translation variants")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="base setting")
     args = parser.parse_args()
     questions = load_questions(args.questions)
     embedder = load_embeddings(load_settings(embedding_model=args.embedding, embedding_fallback="none"))
-    variants = {"chunking": CHUNKING, "retrieval": RETRIEVAL, "all": CHUNKING + RETRIEVAL}[args.variants]
+    variants = {
+        "chunking": CHUNKING,
+        "retrieval": RETRIEVAL,
+        "translation": TRANSLATION,
+        "all": CHUNKING + RETRIEVAL + (TRANSLATION if args.llm_url else []),
+    }[args.variants]
+    if args.variants == "translation" and not args.llm_url:
+        parser.error("the translation variants need --llm-url")
+    base = dict(item.split("=", 1) for item in args.set)
     print(f"{args.questions.name}, {len(questions)} questions, {embedder.name}")
     print(f"{'variant':<62} {'chunks':>6} {'hit@1':>6} {'hit@3':>6} {'hit@5':>6} {'hit@10':>6} {'mrr@10':>6}")
     for variant in variants:
-        row = run(variant, questions, args.embedding, embedder)
+        row = run({**base, **variant}, questions, args.embedding, embedder, args.llm_url)
         label = " ".join(f"{key}={value}" for key, value in variant.items())
         print(
             f"{label:<62} {row['chunks']:>6} {row['hit@1']:>6.3f} {row['hit@3']:>6.3f} {row['hit@5']:>6.3f} "
