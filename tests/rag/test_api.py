@@ -21,7 +21,7 @@ from rag.embeddings import SentenceTransformerEmbeddings
 from rag.llm import LLMProvider
 from rag.service import KnowledgeBaseService
 from tests.conftest import free_port, make_settings
-from tests.support.servers import FakeLLM, ServerThread, wait_job
+from tests.support.servers import BrokenStreamLLM, FakeLLM, ServerThread, wait_job
 
 ANSWER = "The shuttle bus has 33 seats [1]."
 SHUTTLE = "The company shuttle bus has 33 seats and leaves the north gate every 15 minutes."
@@ -359,3 +359,31 @@ def test_uploads_survive_re_ingesting_the_folder(
     sources = {doc["source"] for doc in httpx.get(f"{url}/v1/knowledge_bases/{kb}/documents").json()["data"]}
     assert sources == {"up.txt", "a.txt"}
     httpx.delete(f"{url}/v1/knowledge_bases/{kb}").raise_for_status()
+
+
+def test_llm_lost_mid_stream_ends_with_an_error_event(
+    server: tuple[str, FakeLLM, KnowledgeBaseService],
+) -> None:
+    _, _, service = server
+    app = create_app(service.settings, manage_llm=False, knowledge=service, llm=BrokenStreamLLM())  # type: ignore[arg-type]
+    with ServerThread(app, free_port()) as broken:
+        started = time.monotonic()
+        response = _chat(broken.url, stream=True)
+        assert response.status_code == 200 and time.monotonic() - started < 30
+        events = _sse_events(response)
+        assert "[DONE]" not in events
+        assert events[-1]["error"]["type"] == "service_unavailable"
+        text = "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1] if e.get("choices"))
+        assert text.startswith("The shuttle bus")
+        # The official client raises on the error event instead of hanging or returning half an answer.
+        from openai import APIError, OpenAI
+
+        client = OpenAI(base_url=f"{broken.url}/v1", api_key="unused", max_retries=0)
+        stream = client.chat.completions.create(
+            model="kbqa",
+            messages=[{"role": "user", "content": "How many seats has the shuttle bus?"}],
+            stream=True,
+        )
+        with pytest.raises(APIError):
+            list(stream)
+        assert httpx.get(f"{broken.url}/health").status_code == 200  # and the app keeps serving

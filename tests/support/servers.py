@@ -67,3 +67,22 @@ def wait_job(url: str, job: dict[str, Any], timeout_s: float = 300) -> dict[str,
         time.sleep(0.2)
         job = httpx.get(f"{url}/v1/jobs/{job['id']}").json()
     return job
+
+
+class BrokenStreamLLM(FakeLLM):
+    """Its models send the first words of an answer, then lose the server (as a killed vLLM would)."""
+
+    def chat_model(self, **params: Any) -> GenericFakeChatModel:
+        self.calls.append(params)
+        return _BrokenModel(messages=iter([AIMessage(content="The shuttle bus has")]))
+
+
+class _BrokenModel(GenericFakeChatModel):
+    """Streams its one message, then fails the way the openai client does when the server is gone."""
+
+    def _stream(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        import openai
+
+        yield from super()._stream(*args, **kwargs)
+        request = httpx.Request("POST", "http://fake/v1/chat/completions")
+        raise openai.APIConnectionError(message="Connection error.", request=request)
