@@ -58,8 +58,7 @@ def run(
             data_dir=Path(data), embedding_model=embedding, embedding_fallback="none", reranker_model="none",
             llm_base_url=llm_url, **variant,
         )  # fmt: skip
-        service = KnowledgeBaseService(settings)
-        service.__dict__["embeddings"] = embedder
+        service = KnowledgeBaseService(settings, embeddings=embedder)
         started = time.monotonic()
         summary = service.ingestor.ingest_folder(CORPUS, "variants", progress=False)
         ingest_s = time.monotonic() - started

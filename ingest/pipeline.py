@@ -139,7 +139,7 @@ class Ingestor:
             raise NotADirectoryError(f"{folder} is not a folder")
         started = time.monotonic()
         files, skipped = scan_folder(folder)
-        summary = self.ingest_files(files, kb, full=full, progress=progress, keyword_index=False)
+        summary = self.ingest_files(files, kb, full=full, progress=progress, refresh_keyword_index=False)
         summary.skipped = skipped
 
         store = open_vector_store(self.client, kb, self.embeddings, create=True)
@@ -163,12 +163,12 @@ class Ingestor:
         origin: str = FOLDER,
         progress: bool = True,
         on_file: ProgressCallback | None = None,
-        keyword_index: bool = True,
+        refresh_keyword_index: bool = True,
     ) -> IngestSummary:
         """Add or update these (path, source) files in ``kb``; other documents of ``kb`` are untouched.
 
-        ``keyword_index=False`` leaves the BM25 index to the caller (a folder run rebuilds it once, after
-        its deletions too).
+        ``refresh_keyword_index=False`` leaves the BM25 index to the caller (a folder run rebuilds it
+        once, after its deletions too).
         """
         validate_kb_name(kb)
         started = time.monotonic()
@@ -185,7 +185,7 @@ class Ingestor:
             )
             if on_file is not None:
                 on_file(done, len(files), source)
-        if keyword_index:
+        if refresh_keyword_index:
             self._refresh_keyword_index(kb, summary, force=full)
         summary.seconds = time.monotonic() - started
         return summary

@@ -63,7 +63,7 @@ _STATUS_TYPES = {
     503: "service_unavailable",
 }
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 404, 409, 413, 503)
+    status: {"model": ErrorResponse} for status in _STATUS_TYPES
 }
 
 

@@ -49,9 +49,14 @@ def format_history(history: Sequence[tuple[str, str]], language: str) -> str:
     return "\n".join(f"{speakers.get(role, role)}: {' '.join(text.split())}" for role, text in history)
 
 
+def _first_line(text: str) -> str:
+    """A model's reply up to its first line break: small models append explanations after it."""
+    return next((line.strip() for line in text.strip().splitlines() if line.strip()), "")
+
+
 def _standalone(text: str, fallback: str) -> str:
     """The rewritten question, or the original when the model returned nothing usable."""
-    line = next((line.strip() for line in text.strip().splitlines() if line.strip()), "")
+    line = _first_line(text)
     for prefix in ("独立的问题：", "独立问题：", "Standalone question:", "Question:"):
         line = line.removeprefix(prefix).strip()
     return line if 2 <= len(line) <= 4 * len(fallback) + 200 else fallback
@@ -75,8 +80,7 @@ def make_translator(
             return None
         target = "en" if source == "zh" else "zh"
         prompt = read_prompt(prompts_dir, target, "translate").format(question=question)
-        text = StrOutputParser().invoke(llm.invoke(prompt))
-        line = next((line.strip() for line in text.strip().splitlines() if line.strip()), "")
+        line = _first_line(StrOutputParser().invoke(llm.invoke(prompt)))
         return line if 2 <= len(line) <= 4 * len(question) + 100 else None
 
     return translate

@@ -74,9 +74,14 @@ def safe_upload_name(filename: str | None) -> str:
 
 
 class KnowledgeBaseService:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, *, embeddings: SentenceTransformerEmbeddings | None = None
+    ) -> None:
+        """``embeddings``: an embedder already loaded elsewhere (tests, benchmarks) instead of loading one."""
         self.settings = settings
         self._keyword_indexes: dict[str, KeywordIndex] = {}
+        if embeddings is not None:
+            self.__dict__["embeddings"] = embeddings  # fills the cached property below
 
     @cached_property
     def embeddings(self) -> SentenceTransformerEmbeddings:

@@ -27,12 +27,6 @@ ANSWER = "The shuttle bus has 33 seats [1]."
 SHUTTLE = "The company shuttle bus has 33 seats and leaves the north gate every 15 minutes."
 
 
-def _service(settings: Any, embeddings: SentenceTransformerEmbeddings) -> KnowledgeBaseService:
-    service = KnowledgeBaseService(settings)
-    service.__dict__["embeddings"] = embeddings  # share the session's loaded model
-    return service
-
-
 @pytest.fixture(scope="module")
 def server(
     tmp_path_factory: pytest.TempPathFactory, embeddings: SentenceTransformerEmbeddings
@@ -43,7 +37,7 @@ def server(
     (docs / "shuttle.txt").write_text(SHUTTLE, encoding="utf-8")
     (docs / "leave.md").write_text("# 休假制度\n\n员工每年享有十五天带薪年假。", encoding="utf-8")
     settings = make_settings(root / "data", max_upload_bytes=200_000, max_message_chars=2_000)
-    service = _service(settings, embeddings)
+    service = KnowledgeBaseService(settings, embeddings=embeddings)
     service.ingestor.ingest_folder(docs, settings.default_kb, progress=False)
     llm = FakeLLM(ANSWER)
     app = create_app(settings, manage_llm=False, knowledge=service, llm=llm)  # type: ignore[arg-type]
@@ -245,7 +239,12 @@ def test_huge_request_body_is_refused(url: str) -> None:
 
 def test_api_key_is_required_when_set(tmp_path: Path, embeddings: SentenceTransformerEmbeddings) -> None:
     settings = make_settings(tmp_path / "data", api_key="s3cret")
-    app = create_app(settings, manage_llm=False, knowledge=_service(settings, embeddings), llm=FakeLLM("ok"))  # type: ignore[arg-type]
+    app = create_app(
+        settings,
+        manage_llm=False,
+        knowledge=KnowledgeBaseService(settings, embeddings=embeddings),
+        llm=FakeLLM("ok"),
+    )  # type: ignore[arg-type]
     with ServerThread(app, free_port()) as server:
         for headers in ({}, {"Authorization": "Bearer wrong"}):
             for method, path in (

@@ -42,8 +42,7 @@ def service(ingestor: Ingestor, tmp_path: Path) -> KnowledgeBaseService:
     )
     (folder / "canteen.md").write_text("# 食堂\n\n员工食堂在三楼，午餐补贴每天二十五元。", encoding="utf-8")
     ingestor.ingest_folder(folder, KB, progress=False)
-    service = KnowledgeBaseService(ingestor.settings)
-    service.__dict__["embeddings"] = ingestor.embeddings  # share the session's loaded model
+    service = KnowledgeBaseService(ingestor.settings, embeddings=ingestor.embeddings)
     return service
 
 

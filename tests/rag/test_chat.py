@@ -44,8 +44,7 @@ def chat(ingestor: Ingestor, tmp_path: Path) -> tuple[ChatService, FakeLLM]:
     folder.mkdir()
     (folder / "shuttle.txt").write_text("The company shuttle bus has 33 seats.", encoding="utf-8")
     ingestor.ingest_folder(folder, KB, progress=False)
-    service = KnowledgeBaseService(ingestor.settings)
-    service.__dict__["embeddings"] = ingestor.embeddings
+    service = KnowledgeBaseService(ingestor.settings, embeddings=ingestor.embeddings)
     llm = FakeLLM("It has 33 seats [1].")
     return ChatService(service, llm), llm  # type: ignore[arg-type]
 

@@ -29,8 +29,7 @@ def service(ingestor: Ingestor, tmp_path: Path) -> KnowledgeBaseService:
     for name, text in files.items():
         (folder / name).write_text(text, encoding="utf-8")
     ingestor.ingest_folder(folder, KB, progress=False)
-    service = KnowledgeBaseService(ingestor.settings)
-    service.__dict__["embeddings"] = ingestor.embeddings
+    service = KnowledgeBaseService(ingestor.settings, embeddings=ingestor.embeddings)
     return service
 
 
@@ -43,8 +42,7 @@ def test_hybrid_finds_an_exact_code_and_reports_both_ranks(service: KnowledgeBas
 
 def test_vector_mode_uses_no_keyword_index(service: KnowledgeBaseService) -> None:
     settings = service.settings.model_copy(update={"retrieval_mode": "vector"})
-    vector_only = KnowledgeBaseService(settings)
-    vector_only.__dict__["embeddings"] = service.embeddings
+    vector_only = KnowledgeBaseService(settings, embeddings=service.embeddings)
     results = vector_only.retriever(KB, k=4, gated=False).invoke("员工每年有几天年假？")
     assert results[0].metadata["source"] == "leave.md"
     assert all(document.metadata["keyword_rank"] is None for document in results)
