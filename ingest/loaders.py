@@ -1,26 +1,78 @@
 """Turn one file into LangChain ``Document``s (one per PDF page, one per other file).
 
 Each loader either returns text it is confident about or raises ``LoadError`` with a reason a user
-can act on ("encrypted PDF", "binary data, not text"); the pipeline reports it and goes on.
+can act on ("encrypted PDF", "binary data, not text"); the pipeline reports it and goes on. Folders
+hold hostile files too (a PDF page-tree bomb, a 60 MB log named .txt, a zip bomb named .docx), so every
+loader works within ``LoadLimits``: a file is measured before it is read, a PDF's pages are counted
+before they are parsed, and the text one file may yield is capped, which keeps one bad file from
+exhausting memory or tying up the embedder for hours.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
+import errno
 import logging
 import re
-from collections.abc import Callable
+import stat
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from charset_normalizer import from_bytes
 from langchain_core.documents import Document
 
+from rag.config import Settings
+
 log = logging.getLogger(__name__)
+
+MB = 1024 * 1024
 
 
 class LoadError(Exception):
     """A file that cannot be turned into text; the message is the reason shown to the user."""
 
+
+@dataclass(frozen=True)
+class LoadLimits:
+    """What one file may cost; the settings ``max_file_mb``, ``max_document_chars``, ``max_pdf_pages``.
+
+    Each reason that a limit produces names its ``KBQA_*`` variable, so a user with a legitimately
+    big document knows which knob to turn.
+    """
+
+    max_file_mb: float
+    max_chars: int
+    max_pdf_pages: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LoadLimits:
+        return cls(settings.max_file_mb, settings.max_document_chars, settings.max_pdf_pages)
+
+    @classmethod
+    def defaults(cls) -> LoadLimits:
+        """The ``Settings`` defaults, read from the fields so the two cannot drift apart."""
+        fields = Settings.model_fields
+        return cls(
+            fields["max_file_mb"].default,
+            fields["max_document_chars"].default,
+            fields["max_pdf_pages"].default,
+        )
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * MB)
+
+    def too_much_text(self, characters: int, where: str = "") -> LoadError:
+        return LoadError(
+            f"too much text: {characters:,} characters{where} > limit {self.max_chars:,} "
+            "(KBQA_MAX_DOCUMENT_CHARS)"
+        )
+
+
+_KINDS = {".pdf": "PDF", ".docx": "DOCX", ".html": "HTML", ".htm": "HTML", ".md": "Markdown"}
 
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8-sig"),
@@ -29,20 +81,42 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
+# Files that only wear a text extension: named, so the user learns what the file really is.
+_SIGNATURES = (
+    (b"%PDF-", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (.docx, .xlsx, .zip)"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old-format Office document"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"\x7fELF", "an executable"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"Rar!\x1a\x07", "a RAR archive"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+)
+_OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 # Chinese legacy encodings are all subsets of GB18030; decoding with it avoids losing rare characters.
 _CHINESE_ENCODINGS = {"gb2312", "gbk", "gb18030", "hz", "cp936"}
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]+")
+_CJK = re.compile(r"[\u4e00-\u9fff\u3000-\u303f\uff00-\uffef]+")
+_SAMPLE = 200_000  # characters looked at to judge an encoding; enough, and O(1) in the file's size
 
 
 def _looks_like_text(text: str) -> bool:
+    """Few runs of control characters or replacement marks (a stray corrupted byte is tolerated)."""
     if not text:
         return True
-    bad = len(_CONTROL.findall(text)) + text.count("\ufffd")
-    return bad / len(text) < 0.01
+    bad = sum(1 for _ in _CONTROL.finditer(text))
+    return bad <= 2 or bad / len(text) < 0.01
 
 
 def decode_text(data: bytes) -> tuple[str, str]:
     """Decode bytes of unknown encoding; returns (text, encoding) or raises LoadError for binary data."""
+    for signature, kind in _SIGNATURES:
+        if data.startswith(signature):
+            raise LoadError(f"binary data, not text (it is {kind})")
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             return data.decode(encoding, errors="replace"), encoding
@@ -50,25 +124,92 @@ def decode_text(data: bytes) -> tuple[str, str]:
         text = data.decode("utf-8")
         encoding = "utf-8"
     except UnicodeDecodeError:
-        if b"\x00" in data[:4096] and not _utf16_without_bom(data):
-            raise LoadError("binary data, not text") from None
-        text, encoding = _guess_legacy(data)
+        text, encoding = _decode_not_utf8(data)
     if not _looks_like_text(text):
         raise LoadError("binary data, not text")
     return text, encoding
 
 
-def _utf16_without_bom(data: bytes) -> bool:
-    """UTF-16 text without BOM has NULs in every other byte for ASCII/Latin content."""
+def _decode_not_utf8(data: bytes) -> tuple[str, str]:
+    if b"\x00" in data[:4096]:
+        utf16 = _utf16_without_bom(data)
+        if utf16 is not None:
+            return utf16
+        raise LoadError("binary data, not text")
+    mixed = _decode_mixed(data)
+    if mixed is not None:
+        return mixed
+    return _guess_legacy(data)
+
+
+def _utf16_without_bom(data: bytes) -> tuple[str, str] | None:
+    """UTF-16 text without BOM: NULs in every other byte (Latin text) or a clean strict decode (Chinese).
+
+    Chinese UTF-16 has NULs only where ASCII sits (newlines, digits), too few for the byte pattern,
+    but random binary data almost never decodes as UTF-16 without unpaired surrogates.
+    """
     sample = data[:4096]
     even, odd = sample[0::2], sample[1::2]
-    return bool(sample) and (even.count(0) > 0.3 * len(even) or odd.count(0) > 0.3 * len(odd))
+    order = ("utf-16-le", "utf-16-be") if odd.count(0) >= even.count(0) else ("utf-16-be", "utf-16-le")
+    for encoding in order:
+        try:
+            text = data[: len(data) - len(data) % 2].decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        if _looks_like_text(text) and _mostly_readable(text):
+            return text, encoding
+    return None
+
+
+def _mostly_readable(text: str) -> bool:
+    """ASCII plus common CJK make up nearly all of a sample: what real UTF-16 documents hold."""
+    sample = text[:_SAMPLE]
+    ascii_count = len(sample.encode("ascii", "ignore"))
+    cjk = sum(len(run) for run in _CJK.findall(sample))
+    return (ascii_count + cjk) / max(len(sample), 1) > 0.9
+
+
+def _decode_mixed(data: bytes) -> tuple[str, str] | None:
+    """A mostly-UTF-8 file with some lines in another encoding (concatenated exports) or a bad byte.
+
+    Decoding line by line keeps every UTF-8 line exact; the other lines are read in the legacy
+    encoding they share (or as UTF-8 with a replacement mark, for a single corrupted byte). Returns
+    None when UTF-8 lines do not carry most of the non-ASCII bytes: then the file is legacy text.
+    """
+    lines = data.split(b"\n")
+    utf8_bytes = other_bytes = 0
+    others: list[bytes] = []
+    for line in lines:
+        if line.isascii():
+            continue
+        try:
+            line.decode("utf-8")
+            utf8_bytes += len(line)
+        except UnicodeDecodeError:
+            other_bytes += len(line)
+            others.append(line)
+    if utf8_bytes == 0 or utf8_bytes < other_bytes:
+        return None
+    try:
+        _, legacy = _guess_legacy(b"\n".join(others))
+    except LoadError:
+        legacy = "utf-8"
+    out: list[str] = []
+    for line in lines:
+        try:
+            out.append(line.decode("utf-8"))
+            continue
+        except UnicodeDecodeError:
+            pass
+        as_utf8 = line.decode("utf-8", errors="replace")
+        if len(re.findall("\ufffd+", as_utf8)) <= 2 or legacy == "utf-8":
+            out.append(as_utf8)
+        else:
+            out.append(line.decode(legacy, errors="replace"))
+    return "\n".join(out), f"utf-8+{legacy}"
 
 
 def _guess_legacy(data: bytes) -> tuple[str, str]:
-    if _utf16_without_bom(data):
-        encoding = "utf-16-le" if data[1::2].count(0) > data[0::2].count(0) else "utf-16-be"
-        return data.decode(encoding, errors="replace"), encoding
     # Chinese first: strict GB18030 decoding of non-Chinese bytes fails or yields rare characters.
     try:
         text = data.decode("gb18030")
@@ -91,16 +232,13 @@ def _guess_legacy(data: bytes) -> tuple[str, str]:
 
 
 def _mostly_common_cjk(text: str) -> bool:
-    """True when the non-ASCII part is mostly CJK ideographs and CJK punctuation."""
-    non_ascii = [ch for ch in text if ord(ch) > 127]
+    """True when the non-ASCII part (of a sample) is mostly CJK ideographs and CJK punctuation."""
+    sample = text[:_SAMPLE]
+    non_ascii = len(sample) - len(sample.encode("ascii", "ignore"))
     if not non_ascii:
         return False
-    cjk = sum(
-        1
-        for ch in non_ascii
-        if "\u4e00" <= ch <= "\u9fff" or "\u3000" <= ch <= "\u303f" or "\uff00" <= ch <= "\uffef"
-    )
-    return cjk / len(non_ascii) > 0.9
+    cjk = sum(len(run) for run in _CJK.findall(sample))
+    return cjk / non_ascii > 0.9
 
 
 def _require_text(text: str) -> str:
@@ -109,46 +247,140 @@ def _require_text(text: str) -> str:
     return text
 
 
-def load_text(path: Path) -> list[Document]:
+def _read_text(path: Path, limits: LoadLimits) -> tuple[str, str]:
+    """Decoded text of a text-format file, refused before reading when it cannot fit the limit.
+
+    No encoding spends more than 4 bytes on a character, so a file over 4 x max_chars bytes holds
+    too much text whatever its encoding, and is not read at all.
+    """
+    size = path.stat().st_size
+    if size > 4 * limits.max_chars + 4:
+        raise LoadError(
+            f"too much text: {size / MB:.1f} MB of text is over the limit of {limits.max_chars:,} "
+            "characters (KBQA_MAX_DOCUMENT_CHARS)"
+        )
     text, encoding = decode_text(path.read_bytes())
+    if len(text) > limits.max_chars:
+        raise limits.too_much_text(len(text))
+    return text, encoding
+
+
+def load_text(path: Path, limits: LoadLimits) -> list[Document]:
+    text, encoding = _read_text(path, limits)
     return [Document(page_content=_require_text(text.replace("\r\n", "\n")), metadata={"encoding": encoding})]
 
 
-def load_pdf(path: Path) -> list[Document]:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
-
+@contextlib.contextmanager
+def _quiet_pypdf() -> Iterator[None]:
+    """pypdf logs a warning per damaged object (50 000 for a nested-dictionary bomb); our reason says it."""
+    logger = logging.getLogger("pypdf")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     try:
-        reader = PdfReader(path)
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise LoadError("encrypted PDF (a password is needed)")
-        pages = []
-        for number, page in enumerate(reader.pages, start=1):
-            text = page.extract_text() or ""
-            if text.strip():
-                pages.append(Document(page_content=text, metadata={"page": number}))
-    except LoadError:
-        raise
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as error:
-        if "encrypt" in str(error).lower() or "password" in str(error).lower():
-            raise LoadError("encrypted PDF (a password is needed)") from error
-        raise LoadError(f"not a readable PDF ({type(error).__name__}: {error})") from error
-    except RecursionError as error:
-        raise LoadError("malformed PDF (objects nested too deeply)") from error
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _pdf_reason(error: BaseException, tail: bytes) -> str:
+    """The user's reason for a pypdf failure: bomb, nesting, encryption, truncation, or pypdf's words."""
+    from pypdf.errors import FileNotDecryptedError, LimitReachedError
+
+    chain: list[BaseException] = []
+    cause: BaseException | None = error
+    while cause is not None and len(chain) < 10:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    if any(isinstance(item, RecursionError) for item in chain):
+        return "malformed PDF (objects nested too deeply)"
+    if any(isinstance(item, LimitReachedError) for item in chain):
+        return f"PDF exceeds a safety limit, a decompression or page-tree bomb? ({error})"
+    if any(isinstance(item, FileNotDecryptedError) for item in chain) or "password" in str(error).lower():
+        return "encrypted PDF (password protected)"
+    if b"%%EOF" not in tail:
+        return "not a readable PDF: truncated (no %%EOF end marker; an incomplete download or copy?)"
+    return f"not a readable PDF ({type(error).__name__}: {error})"
+
+
+def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
+    from pypdf import PdfReader
+    from pypdf.errors import DependencyError
+
+    with path.open("rb") as handle:
+        head = handle.read(1024)
+        handle.seek(max(path.stat().st_size - 2048, 0))
+        tail = handle.read()
+    if b"%PDF-" not in head:
+        raise LoadError(f"not a readable PDF: no %PDF header (the file starts with {head[:24]!r})")
+    pages: list[Document] = []
+    problems: list[str] = []
+    characters = 0
+    with _quiet_pypdf():
+        try:
+            reader = PdfReader(path)
+            if reader.is_encrypted:
+                try:
+                    opened = reader.decrypt("")
+                except DependencyError as error:
+                    raise LoadError(f"encrypted PDF (reading its cipher needs a package: {error})") from error
+                if not opened:
+                    raise LoadError("encrypted PDF (password protected)")
+            count = len(reader.pages)
+            if count > limits.max_pdf_pages:
+                raise LoadError(
+                    f"PDF has too many pages: {count:,} > limit {limits.max_pdf_pages:,} (KBQA_MAX_PDF_PAGES)"
+                )
+            for number in range(1, count + 1):
+                try:
+                    text = reader.pages[number - 1].extract_text() or ""
+                except LoadError:
+                    raise
+                except Exception as error:  # one damaged page must not cost the others
+                    problems.append(f"page {number}: {_pdf_reason(error, tail)}")
+                    continue
+                characters += len(text)
+                if characters > limits.max_chars:
+                    raise limits.too_much_text(characters, f" by page {number}")
+                if text.strip():
+                    pages.append(Document(page_content=text, metadata={"page": number}))
+        except LoadError:
+            raise
+        except Exception as error:  # pypdf raises many types on hostile input; all mean "unreadable"
+            raise LoadError(_pdf_reason(error, tail)) from error
+    if problems:
+        if not pages:
+            raise LoadError(problems[0])
+        log.warning("%s: %d unreadable page(s) left out, first %s", path.name, len(problems), problems[0])
     if not pages:
         raise LoadError("PDF has no extractable text (scanned images?)")
     return pages
 
 
-def load_docx(path: Path) -> list[Document]:
+def load_docx(path: Path, limits: LoadLimits) -> list[Document]:
     import docx
-    from docx.opc.exceptions import PackageNotFoundError
 
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    if head.startswith(_OLE):
+        raise LoadError(
+            "password-protected or old-format Word file (an OLE container, not a .docx package): "
+            "save it as an unprotected .docx"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as error:
+        raise LoadError(f"not a readable DOCX (damaged or not a ZIP package: {error})") from error
+    # Only the XML parts are parsed into memory (images are not): that is what a zip bomb inflates.
+    unpacked = sum(info.file_size for info in infos if info.filename.endswith((".xml", ".rels")))
+    if unpacked > limits.max_file_bytes:
+        raise LoadError(
+            f"DOCX unpacks to {unpacked / MB:.1f} MB of XML > limit {limits.max_file_mb:g} MB "
+            "(KBQA_MAX_FILE_MB); a zip bomb?"
+        )
     try:
         document = docx.Document(str(path))
-    except (PackageNotFoundError, KeyError, ValueError, OSError) as error:
-        raise LoadError(f"not a readable DOCX ({type(error).__name__})") from error
-    except Exception as error:  # zipfile.BadZipFile, lxml errors
+    except Exception as error:  # PackageNotFoundError, KeyError for a missing part, lxml errors
         raise LoadError(f"not a readable DOCX ({type(error).__name__}: {error})") from error
     parts = [paragraph.text for paragraph in document.paragraphs if paragraph.text.strip()]
     for table in document.tables:
@@ -156,14 +388,16 @@ def load_docx(path: Path) -> list[Document]:
             cells = [cell.text.strip() for cell in row.cells]
             if any(cells):
                 parts.append(" | ".join(cells))
-    return [Document(page_content=_require_text("\n\n".join(parts)))]
+    text = "\n\n".join(parts)
+    if len(text) > limits.max_chars:
+        raise limits.too_much_text(len(text))
+    return [Document(page_content=_require_text(text))]
 
 
-def load_html(path: Path) -> list[Document]:
+def load_html(path: Path, limits: LoadLimits) -> list[Document]:
     from bs4 import BeautifulSoup
 
-    data = path.read_bytes()
-    text, _ = decode_text(data)
+    text, _ = decode_text(path.read_bytes())
     soup = BeautifulSoup(text, "html.parser")
     for tag in soup(["script", "style", "noscript", "template", "svg"]):
         tag.decompose()
@@ -171,11 +405,13 @@ def load_html(path: Path) -> list[Document]:
     body = soup.body or soup
     lines = [line.strip() for line in body.get_text("\n").splitlines()]
     content = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    if len(content) > limits.max_chars:
+        raise limits.too_much_text(len(content))
     metadata = {"title": title} if title else {}
     return [Document(page_content=_require_text(content), metadata=metadata)]
 
 
-LOADERS: dict[str, Callable[[Path], list[Document]]] = {
+LOADERS: dict[str, Callable[[Path, LoadLimits], list[Document]]] = {
     ".pdf": load_pdf,
     ".md": load_text,
     ".markdown": load_text,
@@ -191,20 +427,66 @@ def is_supported(path: Path) -> bool:
     return path.suffix.lower() in LOADERS
 
 
-def load_file(path: Path, source: str) -> list[Document]:
-    """Load ``path`` and stamp each document with ``source`` (its path relative to the ingested folder)."""
-    loader = LOADERS.get(path.suffix.lower())
+_FILE_TYPES = (
+    (stat.S_ISFIFO, "named pipe"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISDIR, "folder"),
+)
+
+
+def not_regular_reason(mode: int) -> str:
+    """Why a non-regular file is refused: reading a FIFO blocks forever, /dev/zero never ends."""
+    kind = next((name for test, name in _FILE_TYPES if test(mode)), "special file")
+    return f"not a regular file ({kind})"
+
+
+def os_error_reason(error: OSError) -> str:
+    """A short reason for an OS error, in the words the rest of ingestion uses."""
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    if error.errno == errno.ELOOP:
+        return "not a regular file (symlink loop)"
+    if error.errno == errno.ENAMETOOLONG:
+        return "path too long for the system (over 4096 bytes)"
+    return f"cannot read file ({error.strerror or error})"
+
+
+def load_file(path: Path, source: str, limits: LoadLimits | None = None) -> list[Document]:
+    """Load ``path`` and stamp each document with ``source`` (its path relative to the ingested folder).
+
+    ``limits`` default to the settings' defaults. The size is checked before any loader opens the
+    file, and anything a parser raises becomes a ``LoadError``: one odd file must never end a run.
+    """
+    limits = limits or LoadLimits.defaults()
+    suffix = path.suffix.lower()
+    loader = LOADERS.get(suffix)
     if loader is None:
         raise LoadError(f"unsupported file type {path.suffix or '(none)'}")
+    kind = _KINDS.get(suffix, "text")
     try:
-        documents = loader(path)
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise LoadError(not_regular_reason(info.st_mode))
+        if info.st_size == 0:
+            raise LoadError(f"empty document (a 0-byte {kind} file)")
+        if info.st_size > limits.max_file_bytes:
+            size, limit = info.st_size / MB, limits.max_file_mb
+            raise LoadError(f"file too large: {size:.1f} MB > limit {limit:g} MB (KBQA_MAX_FILE_MB)")
+        documents = loader(path, limits)
     except LoadError:
         raise
-    except PermissionError as error:
-        raise LoadError("permission denied") from error
     except OSError as error:
-        raise LoadError(f"cannot read file ({error.strerror or error})") from error
+        raise LoadError(os_error_reason(error)) from error
+    except RecursionError as error:
+        raise LoadError(f"malformed {kind} file (structures nested too deeply)") from error
+    except MemoryError as error:
+        raise LoadError(f"{kind} file too large to load into memory") from error
+    except Exception as error:
+        log.debug("loading %s failed", source, exc_info=True)
+        raise LoadError(f"could not read this {kind} file ({type(error).__name__}: {error})") from error
     for document in documents:
         document.metadata["source"] = source
-        document.metadata["file_type"] = path.suffix.lower().lstrip(".")
+        document.metadata["file_type"] = suffix.lstrip(".")
     return documents

@@ -5,13 +5,24 @@ or same content hash) are skipped without parsing; a changed file's chunks are r
 LangChain's ``index(cleanup="incremental")``, which re-embeds only chunks that really changed; a file
 gone from the folder has its chunks deleted; chunk ids are content hashes, so nothing is ever stored
 twice. A file that fails to load is reported and keeps the chunks of its last good version.
+
+Crash safety: a run may be killed at any instant and the next run ends in the state one clean run
+would have left. Every write holds the knowledge base's ingestion lock (``rag.locking``), so runs never
+interleave. A file's manifest row is written *pending* before its chunks and completed after them, so
+the next run redoes a file that was cut off; chunk ids are content hashes, so redoing upserts instead
+of duplicating; chunks Chroma got before the record manager heard of them (a kill between the two
+writes) are found by their ``source`` metadata and removed when that file is redone or deleted; and the
+keyword index is marked stale before the first chunk changes, so it is rebuilt even if the run died
+before its final rebuild.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,12 +34,20 @@ from langchain_classic.indexes import SQLRecordManager
 from langchain_core.indexing import index
 from tqdm import tqdm
 
-from ingest.loaders import LoadError, is_supported, load_file
+from ingest.loaders import (
+    LoadError,
+    LoadLimits,
+    is_supported,
+    load_file,
+    not_regular_reason,
+    os_error_reason,
+)
 from ingest.manifest import FOLDER, FileRecord, Manifest
 from ingest.splitter import make_splitter, split_documents
 from rag.config import Settings
 from rag.embeddings import SentenceTransformerEmbeddings
 from rag.keyword_index import KeywordIndex, keyword_folder
+from rag.locking import IngestionLock
 from rag.store import chroma_client, open_vector_store, validate_kb_name
 
 log = logging.getLogger(__name__)
@@ -81,30 +100,86 @@ def record_manager(settings: Settings, kb: str) -> SQLRecordManager:
 def scan_folder(folder: Path) -> tuple[list[tuple[Path, str]], list[tuple[str, str]]]:
     """Supported files under ``folder`` (sorted, as (path, relative source)) and the skipped ones.
 
-    Hidden files and folders are ignored; symlinked folders are not followed, so a link loop cannot
-    trap the walk.
+    Hidden files and folders are ignored; links to folders are reported and not followed, so a link
+    loop cannot trap the walk. Everything the walk cannot take gets a reason in ``skipped``: a folder
+    it may not open, a symlink loop or dangling link, a FIFO or device (reading one would block or
+    never end), a name that is not UTF-8 (it could not be stored or printed). The walk keeps its own
+    stack rather than recursing, so no folder depth can exhaust Python's recursion limit.
     """
     files: list[tuple[Path, str]] = []
     skipped: list[tuple[str, str]] = []
-    for root, dirs, names in os.walk(folder, followlinks=False):
-        dirs[:] = sorted(name for name in dirs if not name.startswith("."))
-        for name in sorted(names):
-            if name.startswith("."):
+    stack = [folder]
+    while stack:
+        directory = stack.pop()
+        try:
+            with os.scandir(directory) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError as error:
+            skipped.append((_printable(directory, folder), f"cannot open folder: {os_error_reason(error)}"))
+            continue
+        subfolders: list[Path] = []
+        for entry in entries:
+            if entry.name.startswith("."):
                 continue
-            path = Path(root) / name
-            source = path.relative_to(folder).as_posix()
-            if not is_supported(path):
-                skipped.append((source, f"unsupported file type {path.suffix or '(none)'}"))
-            elif not path.is_file():
-                skipped.append((source, "not a regular file (broken link?)"))
-            else:
+            path = Path(entry.path)
+            source = _printable(path, folder)
+            if source != path.relative_to(folder).as_posix():
+                skipped.append((source, "file name is not valid UTF-8 (rename it)"))
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    subfolders.append(path)
+                    continue
+                reason = _not_a_file(path)
+            except OSError as error:
+                reason = os_error_reason(error)
+            if reason is None and not is_supported(path):
+                reason = f"unsupported file type {path.suffix or '(none)'}"
+            if reason is None:
                 files.append((path, source))
+            else:
+                skipped.append((source, reason))
+        stack.extend(reversed(subfolders))
     return files, skipped
 
 
+def _printable(path: Path, folder: Path) -> str:
+    """The source name of ``path``; bytes that are not UTF-8 shown as \\xNN (surrogates cannot be stored)."""
+    relative = path.relative_to(folder).as_posix() if path != folder else "."
+    return relative.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why ``path`` (not a folder itself) cannot be read as a document, or None for a regular file."""
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode):
+        try:
+            info = path.stat()
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                return "not a regular file (symlink loop)"
+            if error.errno in (errno.ENOENT, errno.ENOTDIR):
+                return "not a regular file (broken symbolic link: its target is missing)"
+            raise
+        if stat.S_ISDIR(info.st_mode):
+            return "symbolic link to a folder (not followed)"
+    if not stat.S_ISREG(info.st_mode):
+        return not_regular_reason(info.st_mode)
+    return None
+
+
 def file_sha256(path: Path) -> str:
+    """Content hash, read in 1 MB blocks so a big file costs no memory.
+
+    An unreadable file raises ``LoadError("permission denied")``: hashing is the first read of a
+    file, and the user needs that reason, not the errno text.
+    """
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    try:
+        handle = path.open("rb")
+    except PermissionError as error:
+        raise LoadError("permission denied") from error
+    with handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -123,6 +198,7 @@ class Ingestor:
         self.embeddings = embeddings
         self.client = client if client is not None else chroma_client(settings)
         self.splitter = make_splitter(settings.chunk_size, settings.chunk_overlap)
+        self.limits = LoadLimits.from_settings(settings)
         self.manifest = Manifest(settings.index_db)
 
     def ingest_folder(
@@ -137,6 +213,10 @@ class Ingestor:
             raise FileNotFoundError(f"folder {folder} does not exist")
         if not folder.is_dir():
             raise NotADirectoryError(f"{folder} is not a folder")
+        with self.lock(kb).hold(f"ingest folder {folder}"):
+            return self._ingest_folder(folder, kb, full=full, progress=progress)
+
+    def _ingest_folder(self, folder: Path, kb: str, *, full: bool, progress: bool) -> IngestSummary:
         started = time.monotonic()
         files, skipped = scan_folder(folder)
         summary = self.ingest_files(files, kb, full=full, progress=progress, refresh_keyword_index=False)
@@ -145,9 +225,12 @@ class Ingestor:
         store = open_vector_store(self.client, kb, self.embeddings, create=True)
         manager = record_manager(self.settings, kb)
         present = {source for _, source in files}
+        # A folder or link that cannot be read now is not proof that its files are gone: keep them.
+        unreadable = tuple(source for source, _ in skipped)
         known = self.manifest.records(kb)
         for source in sorted(set(known) - present):
-            if known[source].origin == FOLDER:
+            hidden = source in unreadable or source.startswith(tuple(f"{s}/" for s in unreadable))
+            if known[source].origin == FOLDER and not hidden:
                 summary.chunks_deleted += self._delete_source(source, kb, store, manager)
                 summary.deleted.append(source)
         self._refresh_keyword_index(kb, summary, force=full)
@@ -171,6 +254,28 @@ class Ingestor:
         once, after its deletions too).
         """
         validate_kb_name(kb)
+        with self.lock(kb).hold(f"ingest {len(files)} file(s)"):
+            return self._ingest_files(
+                files,
+                kb,
+                full=full,
+                origin=origin,
+                progress=progress,
+                on_file=on_file,
+                refresh_keyword_index=refresh_keyword_index,
+            )
+
+    def _ingest_files(
+        self,
+        files: Sequence[tuple[Path, str]],
+        kb: str,
+        *,
+        full: bool,
+        origin: str,
+        progress: bool,
+        on_file: ProgressCallback | None,
+        refresh_keyword_index: bool,
+    ) -> IngestSummary:
         started = time.monotonic()
         summary = IngestSummary(kb=kb)
         store = open_vector_store(self.client, kb, self.embeddings, create=True)
@@ -192,25 +297,34 @@ class Ingestor:
 
     def delete_document(self, kb: str, source: str) -> int:
         """Remove one document's chunks and its manifest row; returns how many chunks went."""
-        store = open_vector_store(self.client, validate_kb_name(kb), self.embeddings, create=False)
-        removed = self._delete_source(source, kb, store, record_manager(self.settings, kb))
-        self.keyword_index(kb).rebuild()
-        return removed
+        with self.lock(validate_kb_name(kb)).hold(f"delete document {source}"):
+            store = open_vector_store(self.client, kb, self.embeddings, create=False)
+            removed = self._delete_source(source, kb, store, record_manager(self.settings, kb))
+            self.keyword_index(kb).rebuild()
+            return removed
 
-    def forget_knowledge_base(self, kb: str) -> None:
-        """Drop the ingestion records of ``kb`` (its collection is deleted by the caller)."""
-        manager = record_manager(self.settings, validate_kb_name(kb))
-        keys = manager.list_keys()
-        if keys:
-            manager.delete_keys(keys)
-        self.manifest.remove_kb(kb)
-        KeywordIndex(keyword_folder(self.settings.data_dir, kb), None).delete()
+    def forget_knowledge_base(self, kb: str, drop_collection: Callable[[], None] | None = None) -> None:
+        """Drop the collection (``drop_collection``) and the ingestion records of ``kb``, under its lock."""
+        with self.lock(validate_kb_name(kb)).hold("delete knowledge base"):
+            if drop_collection is not None:
+                drop_collection()
+            manager = record_manager(self.settings, kb)
+            keys = manager.list_keys()
+            if keys:
+                manager.delete_keys(keys)
+            self.manifest.remove_kb(kb)
+            KeywordIndex(keyword_folder(self.settings.data_dir, kb), None).delete()
+
+    def lock(self, kb: str) -> IngestionLock:
+        return IngestionLock(self.settings.data_dir, kb)
 
     def keyword_index(self, kb: str) -> KeywordIndex:
-        return KeywordIndex(keyword_folder(self.settings.data_dir, kb), self.client.get_collection(kb))
+        return KeywordIndex(
+            keyword_folder(self.settings.data_dir, kb), self.client.get_collection(kb), self.lock(kb)
+        )
 
     def _refresh_keyword_index(self, kb: str, summary: IngestSummary, *, force: bool) -> None:
-        """Rebuild BM25 when chunks changed (or it is missing), so keyword search matches Chroma."""
+        """Rebuild BM25 when chunks changed (or it is missing or marked stale by a killed run)."""
         index = self.keyword_index(kb)
         changed = summary.chunks_written or summary.chunks_deleted or force
         if changed or not index.is_current():
@@ -246,7 +360,7 @@ class Ingestor:
             else:
                 sha = file_sha256(path)
             chunks = split_documents(
-                load_file(path, source), self.splitter, headings=self.settings.chunk_headings
+                load_file(path, source, self.limits), self.splitter, headings=self.settings.chunk_headings
             )
         except LoadError as error:
             summary.failed.append((source, str(error)))
@@ -255,6 +369,7 @@ class Ingestor:
             summary.failed.append((source, f"cannot read file ({error.strerror or error})"))
             return
 
+        self.keyword_index(kb).mark_stale()
         self.manifest.put(kb, FileRecord(source, None, stat.st_size, stat.st_mtime_ns, len(chunks), origin))
         result = index(
             chunks,
@@ -266,15 +381,33 @@ class Ingestor:
             force_update=full,
             batch_size=max(self.settings.embedding_batch_size, 64),
         )
+        if previous is not None and previous.sha256 is None:  # an earlier run died while writing it
+            summary.chunks_deleted += self._delete_orphans(source, store, manager)
         self.manifest.put(kb, FileRecord(source, sha, stat.st_size, stat.st_mtime_ns, len(chunks), origin))
         summary.chunks_written += result["num_added"] + result["num_updated"]
         summary.chunks_deleted += result["num_deleted"]
         (summary.updated if previous else summary.added).append(source)
 
     def _delete_source(self, source: str, kb: str, store: Chroma, manager: SQLRecordManager) -> int:
+        self.keyword_index(kb).mark_stale()
         keys = manager.list_keys(group_ids=[source])
         if keys:
             store.delete(ids=keys)
             manager.delete_keys(keys)
+        orphans = self._delete_orphans(source, store, manager)
         self.manifest.remove(kb, source)
-        return len(keys)
+        return len(keys) + orphans
+
+    @staticmethod
+    def _delete_orphans(source: str, store: Chroma, manager: SQLRecordManager) -> int:
+        """Delete chunks of ``source`` in Chroma that the record manager does not know.
+
+        They exist only when a run was killed after Chroma stored a batch and before the record
+        manager recorded it; nothing else would ever remove them.
+        """
+        stored = set(store.get(where={"source": source}, include=[])["ids"])
+        orphans = sorted(stored - set(manager.list_keys(group_ids=[source])))
+        if orphans:
+            store.delete(ids=orphans)
+            log.info("removed %d chunk(s) of %s left by an interrupted run", len(orphans), source)
+        return len(orphans)

@@ -1,7 +1,8 @@
 """Command line: ``python ingest/run.py DIR [--kb NAME] [--data-dir PATH] [--full] [--json]``.
 
 Exit codes: 0 when the knowledge base now mirrors the folder (even if some files failed), 1 when
-nothing at all could be ingested, 2 for a usage error such as a missing folder.
+nothing at all could be ingested, 2 for a usage error such as a missing folder, 3 when another
+ingestion is writing the same knowledge base (nothing was changed; run again when it has finished).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     from ingest.pipeline import Ingestor
     from rag.config import load_settings
     from rag.embeddings import EmbeddingModelError, load_embeddings
+    from rag.locking import IngestionLock, KnowledgeBaseBusyError
     from rag.store import StoreError, validate_kb_name
 
     try:
@@ -66,8 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
+        IngestionLock(settings.data_dir, kb).ensure_free()  # before spending seconds on loading the model
         ingestor = Ingestor(settings, load_embeddings(settings))
         summary = ingestor.ingest_folder(args.folder, kb, full=args.full, progress=not args.quiet)
+    except KnowledgeBaseBusyError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
     except (EmbeddingModelError, StoreError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

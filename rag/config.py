@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     chroma_host: str | None = Field(default=None, description="Chroma server host; unset = embedded.")
     chroma_port: int = 8000
     chroma_ssl: bool = False
+    chroma_connect_timeout_s: float = Field(
+        default=3.0, gt=0, description="How long to wait for the Chroma server to accept a connection."
+    )
+    chroma_timeout_s: float = Field(
+        default=60.0, gt=0, description="Longest wait for one Chroma server reply (its client has none)."
+    )
 
     # --- embeddings ----------------------------------------------------------------------------
     embedding_model: str = Field(
@@ -55,6 +61,22 @@ class Settings(BaseSettings):
         default=True,
         description="Split Markdown by section and start each chunk with its heading path (also in "
         "metadata 'section').",
+    )
+
+    # --- ingestion limits (one hostile file must not exhaust memory or the embedder) --------------
+    max_file_mb: float = Field(
+        default=50,
+        gt=0,
+        description="Larger files are reported and skipped before being read (the same 50 MB as an upload).",
+    )
+    max_document_chars: int = Field(
+        default=5_000_000,
+        ge=1,
+        description="Most text one file may yield (about 2,500 pages, 10,000+ chunks); a file with more "
+        "is reported instead of being embedded for hours.",
+    )
+    max_pdf_pages: int = Field(
+        default=5000, ge=1, description="PDFs with more pages are reported unread (page-count bombs)."
     )
 
     # --- retrieval -----------------------------------------------------------------------------

@@ -7,6 +7,14 @@ chunks in Chroma — the one source of truth — saved under ``data/keyword/<kb>
 ingestion changes the knowledge base; a query only loads it (once, and again when another process
 rebuilt it). If its chunk count ever disagrees with Chroma's (a run killed between the two writes),
 the next query rebuilds it, so it cannot stay stale.
+
+Crash safety: before ingestion changes any chunk it marks the index stale (a marker file beside it),
+and only a rebuild that started after the last mark clears it. A run killed anywhere between its first
+write and its final rebuild therefore leaves the mark, and the next ingestion or query rebuilds — even
+when the chunk count happens to be unchanged (an edited file with as many chunks as before). While an
+ingestion holds the knowledge base's lock, queries keep using the last complete index instead of
+rebuilding from a half-written collection; chunks it names that are gone from Chroma are dropped by
+the retriever.
 """
 
 from __future__ import annotations
@@ -20,10 +28,13 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bm25s
 import jieba
+
+if TYPE_CHECKING:
+    from rag.locking import IngestionLock
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +83,31 @@ class _Loaded:
 class KeywordIndex:
     """BM25 over one Chroma collection; ``search`` is thread-safe, ``rebuild`` replaces it atomically."""
 
-    def __init__(self, folder: Path, collection: Any) -> None:
+    def __init__(self, folder: Path, collection: Any, writer: IngestionLock | None = None) -> None:
+        """``writer``: the knowledge base's ingestion lock; while it is held, queries do not rebuild."""
         self.folder = folder
         self.collection = collection
+        self.writer = writer
         self._lock = threading.Lock()
         self._loaded: _Loaded | None = None
+        self._stale_marker = folder.with_name(f"{folder.name}.stale")
+
+    # --- staleness -----------------------------------------------------------------------------
+    def mark_stale(self) -> None:
+        """Called before ingestion changes chunks: until a later rebuild, the index is known stale."""
+        self._stale_marker.parent.mkdir(parents=True, exist_ok=True)
+        self._stale_marker.write_text(uuid.uuid4().hex, encoding="utf-8")
+
+    def _stale_token(self) -> str | None:
+        try:
+            return self._stale_marker.read_text(encoding="utf-8")
+        except OSError:
+            return None
 
     # --- building ------------------------------------------------------------------------------
     def rebuild(self) -> int:
         """Index every chunk of the collection now; returns how many."""
+        stale_token = self._stale_token()
         ids: list[str] = []
         corpus: list[list[str]] = []
         offset = 0
@@ -101,6 +128,8 @@ class KeywordIndex:
         (staging / "ids.json").write_text(json.dumps(ids), encoding="utf-8")
         (staging / _STATE).write_text(json.dumps({"count": len(ids), "version": version}), encoding="utf-8")
         self._swap_in(staging)
+        if stale_token is not None and self._stale_token() == stale_token:
+            self._stale_marker.unlink(missing_ok=True)  # not if a writer marked it again meanwhile
         return len(ids)
 
     def _swap_in(self, staging: Path) -> None:
@@ -113,13 +142,14 @@ class KeywordIndex:
         shutil.rmtree(old, ignore_errors=True)
 
     def is_current(self) -> bool:
-        """Built, and holding as many chunks as the collection."""
+        """Built, not marked stale, and holding as many chunks as the collection."""
         state = self._read_state()
-        return state is not None and state["count"] == self.collection.count()
+        return state is not None and self._stale_token() is None and state["count"] == self.collection.count()
 
     def delete(self) -> None:
         with self._lock:
             shutil.rmtree(self.folder, ignore_errors=True)
+            self._stale_marker.unlink(missing_ok=True)
             self._loaded = None
 
     # --- searching -----------------------------------------------------------------------------
@@ -146,18 +176,19 @@ class KeywordIndex:
         state = self._read_state()
         with self._lock:
             loaded = self._loaded
-        count = self.collection.count()
-        if (
-            loaded is not None
-            and state is not None
-            and (loaded.version, count) == (state["version"], state["count"])
-        ):
+        fresh = (
+            state is not None and state["count"] == self.collection.count() and self._stale_token() is None
+        )
+        writing = not fresh and self.writer is not None and self.writer.busy()
+        current = loaded is not None and state is not None and loaded.version == state["version"]
+        if current and (fresh or writing):
+            assert loaded is not None
             return loaded
-        if state is None or state["count"] != count:
+        if not fresh and not writing:
             log.warning("keyword index of %s is missing or out of date: rebuilding it", self.folder.name)
             self.rebuild()
             state = self._read_state()
-        loaded = self._load(state or {"version": ""})
+        loaded = self._load(state) if state is not None else _Loaded(None, [], "")
         with self._lock:
             self._loaded = loaded
         return loaded

@@ -26,6 +26,7 @@ from rag.config import Settings
 from rag.embeddings import SentenceTransformerEmbeddings, load_embeddings
 from rag.jobs import IngestJob, IngestJobs
 from rag.keyword_index import KeywordIndex, keyword_folder
+from rag.locking import IngestionLock
 from rag.rerank import CrossEncoderReranker, load_reranker
 from rag.retrieval import KnowledgeBaseRetriever
 from rag.store import (
@@ -109,7 +110,8 @@ class KnowledgeBaseService:
         collection = self.client.get_collection(validate_kb_name(kb))
         index = self._keyword_indexes.get(kb)
         if index is None or index.collection.id != collection.id:  # a deleted and re-created KB
-            index = KeywordIndex(keyword_folder(self.settings.data_dir, kb), collection)
+            folder = keyword_folder(self.settings.data_dir, kb)
+            index = KeywordIndex(folder, collection, IngestionLock(self.settings.data_dir, kb))
             self._keyword_indexes[kb] = index
         return index
 
@@ -203,8 +205,7 @@ class KnowledgeBaseService:
     def delete_knowledge_base(self, kb: str) -> None:
         """The collection, its ingestion records and its uploaded files all go."""
         self.require_knowledge_base(kb)
-        self.client.delete_collection(kb)
-        self.ingestor.forget_knowledge_base(kb)
+        self.ingestor.forget_knowledge_base(kb, lambda: self.client.delete_collection(kb))
         self._keyword_indexes.pop(kb, None)
         shutil.rmtree(self._upload_folder(kb), ignore_errors=True)
 
