@@ -19,7 +19,10 @@ from pathlib import Path
 import gradio as gr
 import uvicorn
 from fastapi import FastAPI
+from gradio.routes import App as GradioApp
+from starlette.routing import Mount
 
+from rag.access import AccessGate, GradioSessions
 from rag.api import build_api
 from rag.chat import ChatService
 from rag.config import Settings, load_settings
@@ -28,6 +31,7 @@ from rag.service import KnowledgeBaseService
 from rag.ui import build_ui
 
 log = logging.getLogger("kbqa.app")
+AUTH_MESSAGE = "Sign in with any user name and the server's API key (KBQA_API_KEY)."
 
 
 class BackgroundLLM:
@@ -115,15 +119,25 @@ def create_app(
         return secrets.compare_digest(password.encode(), (settings.api_key or "").encode())
 
     auth = sign_in if settings.api_key else None
-    return gr.mount_gradio_app(
+    app = gr.mount_gradio_app(
         api,
         ui,
         path="/",
         auth=auth,
-        auth_message="Sign in with any user name and the server's API key (KBQA_API_KEY).",
+        auth_message=AUTH_MESSAGE,
         footer_links=["api"],
         ssr_mode=False,
+        max_file_size=settings.max_upload_bytes,  # Gradio keeps UI uploads in its temp folder first
     )
+    if settings.api_key:
+        # Gradio leaves some of its routes unchecked; the gate makes every route but the sign-in page
+        # and /health need the key or a signed-in session (see rag.access).
+        gradio_app = next(
+            route.app for route in app.routes if isinstance(route, Mount) and isinstance(route.app, GradioApp)
+        )
+        sessions = GradioSessions(gradio_app)
+        app.add_middleware(AccessGate, api_key=settings.api_key, ui=sessions, auth_message=AUTH_MESSAGE)
+    return app
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

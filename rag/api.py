@@ -12,14 +12,17 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag.api_schema import (
     ChatCompletion,
@@ -39,6 +42,7 @@ from rag.chat import AnswerDelta, ChatEvent, ChatParams, ChatService, SourcesFou
 from rag.config import Settings
 from rag.embeddings import EmbeddingModelError
 from rag.llm import LLMRequestError, LLMUnavailableError
+from rag.locking import KnowledgeBaseBusyError
 from rag.service import (
     DocumentNotFoundError,
     KnowledgeBaseExistsError,
@@ -54,10 +58,12 @@ from rag.store import (
 )
 
 MODEL_PREFIX = "kbqa"
+_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _STATUS_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
     404: "not_found_error",
+    405: "invalid_request_error",
     409: "conflict_error",
     413: "invalid_request_error",
     503: "service_unavailable",
@@ -68,9 +74,18 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, *, code: str | None = None, param: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.code, self.param = status, message, code, param
+        self.headers = headers
 
 
 def error_body(status: int, message: str, code: str | None = None, param: str | None = None) -> dict:
@@ -79,9 +94,13 @@ def error_body(status: int, message: str, code: str | None = None, param: str | 
 
 
 def _error_response(
-    status: int, message: str, code: str | None = None, param: str | None = None
+    status: int,
+    message: str,
+    code: str | None = None,
+    param: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {**(headers or {}), **({"WWW-Authenticate": "Bearer"} if status == 401 else {})}
     return JSONResponse(error_body(status, message, code, param), status_code=status, headers=headers)
 
 
@@ -102,6 +121,8 @@ def _as_api_error(error: Exception) -> ApiError:
             return ApiError(503, str(error), code="backend_unavailable")
         case EmbeddingMismatchError():
             return ApiError(409, str(error), code="embedding_mismatch")
+        case KnowledgeBaseBusyError():
+            return ApiError(409, str(error), code="knowledge_base_busy")
         case EmbeddingModelError():
             return ApiError(503, str(error), code="embedding_model_unavailable")
         case LLMRequestError() | UploadError() | ValueError():
@@ -143,11 +164,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        return _error_response(error.status_code, str(error.detail), None)
+        code = getattr(error, "code", None)  # set by _BodyTooLarge
+        return _error_response(error.status_code, str(error.detail), code, None, error.headers)
 
     async def _service(_: Request, error: Exception) -> JSONResponse:
         api_error = _as_api_error(error)
-        return _error_response(api_error.status, api_error.message, api_error.code, api_error.param)
+        return _error_response(
+            api_error.status, api_error.message, api_error.code, api_error.param, api_error.headers
+        )
 
     # Expected failures get their own handlers: Starlette re-raises (and logs as a crash) whatever
     # only the catch-all ``Exception`` handler answers, which must stay for genuine bugs.
@@ -311,32 +335,76 @@ def build_api(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatSer
             raise ApiError(404, f"no ingestion job {job_id!r}", code="job_not_found")
         return job.as_dict()
 
-    @v1.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
-    async def unknown_route(path: str) -> None:
-        raise ApiError(404, f"no route /v1/{path}", code="unknown_route")
+    # Without these, a path under /v1 that no route takes falls through to the web UI mounted at "/"
+    # and comes back in Gradio's error shape instead of OpenAI's.
+    @v1.api_route("", methods=_ALL_METHODS, include_in_schema=False)
+    @v1.api_route("/{path:path}", methods=_ALL_METHODS, include_in_schema=False)
+    async def unknown_route(request: Request) -> None:
+        path = request.url.path
+        allowed = sorted(
+            {
+                method
+                for route in v1.routes
+                if isinstance(route, APIRoute) and route.endpoint is not unknown_route
+                if route.path_regex.match(path)
+                for method in route.methods
+            }
+        )
+        if allowed:
+            message = f"{request.method} is not allowed on {path}; use {', '.join(allowed)}"
+            raise ApiError(405, message, code="method_not_allowed", headers={"Allow": ", ".join(allowed)})
+        raise ApiError(404, f"no route {path}", code="unknown_route")
 
     app.include_router(v1)
-    _limit_upload_size(app, settings)
+    app.add_middleware(_BodyLimit, settings=settings)
     return app
 
 
-def _limit_upload_size(app: FastAPI, settings: Settings) -> None:
-    """Refuse an oversized body by its Content-Length before it is read (uploads count bytes too)."""
-    slack = 64 * 1024  # multipart boundaries and headers
+class _BodyTooLarge(StarletteHTTPException):
+    """Raised from ``receive`` while a body is read: FastAPI re-raises HTTP exceptions met there, so it
+    reaches the error handlers and leaves as an OpenAI-shaped 413 instead of "error parsing the body"."""
 
-    @app.middleware("http")
-    async def limit(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length", "")
-        if request.url.path.startswith("/v1/") and length.isdigit():
-            if request.url.path.endswith("/documents"):
-                allowed = settings.max_upload_bytes + slack
-            else:  # JSON: a whole conversation of messages at their longest, in UTF-8, with room
-                allowed = max(1 << 20, 16 * settings.max_message_chars)
-            if int(length) > allowed:
-                return _error_response(
-                    413, f"the request body of {length} bytes is larger than allowed", "request_too_large"
-                )
-        return await call_next(request)
+    code = "request_too_large"
+
+
+class _BodyLimit:
+    """Caps request bodies under /v1: by Content-Length before anything is read, and by counting the
+    bytes of a body sent without one (chunked), which would otherwise be read whole into memory.
+
+    Uploads may be ``max_upload_bytes`` plus room for multipart framing; JSON bodies a conversation of
+    messages at their longest, in UTF-8, with room.
+    """
+
+    _MULTIPART_SLACK = 64 * 1024
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.upload_limit = settings.max_upload_bytes + self._MULTIPART_SLACK
+        self.json_limit = max(1 << 20, 16 * settings.max_message_chars)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or not (path == "/v1" or path.startswith("/v1/")):
+            await self.app(scope, receive, send)
+            return
+        allowed = self.upload_limit if path.endswith("/documents") else self.json_limit
+        length = Headers(scope=scope).get("content-length", "")
+        if length.isdigit() and int(length) > allowed:
+            message = f"the request body of {length} bytes is larger than the {allowed} allowed"
+            await _error_response(413, message, "request_too_large")(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > allowed:
+                    raise _BodyTooLarge(413, f"the request body is larger than the {allowed} bytes allowed")
+            return message
+
+        await self.app(scope, counted, send)
 
 
 async def _complete(events: AsyncIterator[ChatEvent], completion_id: str, created: int, model: str) -> dict:

@@ -7,21 +7,34 @@ declared so the OpenAPI schema documents them. Fields OpenAI clients send that k
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+
+def _encodable(text: str) -> str:
+    """JSON's ``\\ud800`` escapes decode to lone surrogates that no UTF-8 encoder (tokenizer, Chroma,
+    the response itself) accepts; refusing them here keeps them from surfacing later as a 500."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(f"not valid Unicode text (lone surrogate at position {error.start})") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_encodable)]
 
 
 class TextPart(BaseModel):
     model_config = ConfigDict(extra="ignore")
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[TextPart] | None = None
+    content: Text | list[TextPart] | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -36,7 +49,7 @@ class StreamOptions(BaseModel):
 
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    model: str = Field(description="`kbqa` for the default knowledge base, `kbqa:NAME` for another.")
+    model: Text = Field(description="`kbqa` for the default knowledge base, `kbqa:NAME` for another.")
     messages: list[ChatMessage] = Field(
         min_length=1, description="The conversation; the last user message is the question."
     )
@@ -46,7 +59,7 @@ class ChatCompletionRequest(BaseModel):
     top_p: float | None = Field(default=None, gt=0, le=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    stop: str | list[str] | None = None
+    stop: Text | list[Text] | None = None
     n: int | None = Field(default=None, ge=1, le=1, description="Only one choice is supported.")
     top_k: int | None = Field(default=None, ge=1, le=50, description="kbqa extension: passages retrieved.")
 
@@ -128,7 +141,7 @@ class ErrorResponse(BaseModel):
 
 
 class KnowledgeBaseCreate(BaseModel):
-    name: str = Field(description="3-63 letters, digits, '.', '_' or '-'.")
+    name: Text = Field(description="3-63 letters, digits, '.', '_' or '-'.")
 
 
 class KnowledgeBase(BaseModel):

@@ -28,7 +28,7 @@ from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrou
 
 from rag.config import Settings
 from rag.language import detect_language
-from rag.prompts import answer_prompt, format_context, read_prompt
+from rag.prompts import answer_prompt, format_context, quote_untrusted, read_prompt
 
 _SPEAKERS = {"zh": {"user": "用户", "assistant": "助手"}, "en": {"user": "User", "assistant": "Assistant"}}
 
@@ -126,7 +126,7 @@ def build_rag_chain(
     def answer(inputs: dict[str, Any]) -> Runnable | str:
         if not inputs["documents"]:
             return read_prompt(prompts_dir, inputs["language"], "refusal")
-        ask = RunnableLambda(lambda values: {**values, "question": values["query"]})
+        ask = RunnableLambda(lambda values: {**values, "question": quote_untrusted(values["query"])})
         return ask | answer_prompt(prompts_dir, inputs["language"]) | llm | StrOutputParser()
 
     return (

@@ -75,6 +75,10 @@ class TurnFinished:
 ChatEvent = SourcesFound | AnswerDelta | TurnFinished
 
 
+class MessageTooLongError(ValueError):
+    """A message over ``max_message_chars``: refused before it reaches the embedder and the LLM."""
+
+
 class _LLMCallRecorder(BaseCallbackHandler):
     """Adds up the tokens of every LLM call in a turn (condense + answer) and keeps the last stop reason."""
 
@@ -126,6 +130,9 @@ class ChatService:
         server is down or too slow) or ``LLMRequestError`` (it refused the request).
         """
         params = params or ChatParams()
+        limit = self.knowledge.settings.max_message_chars
+        if any(len(text) > limit for _, text in messages):  # the web UI has no other limit
+            raise MessageTooLongError(f"a message is longer than {limit} characters")
         question, history = split_conversation(messages)
         await asyncio.to_thread(self.knowledge.require_knowledge_base, kb)
         answer_llm, condense_llm = await asyncio.to_thread(self._models, params)

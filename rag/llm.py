@@ -53,6 +53,20 @@ def list_models(base_url: str, api_key: str, *, timeout_s: float = 5.0) -> list[
         ) from error
 
 
+class _HashableTimeout(httpx.Timeout):
+    """An ``httpx.Timeout`` that can be a cache key.
+
+    langchain-openai shares one pooled httpx client per (server, timeout) only when the timeout
+    hashes; with a plain ``httpx.Timeout`` it builds two new clients (each loading the CA bundle
+    into a new SSL context) for every ``ChatOpenAI``, i.e. for every request, and opens a new
+    connection for each LLM call. Under 50 concurrent clients that was a visible part of the app's
+    CPU time.
+    """
+
+    def __hash__(self) -> int:
+        return hash((self.connect, self.read, self.write, self.pool))
+
+
 class LLMProvider:
     """Chat models for the configured server, built per request so each can carry its own sampling.
 
@@ -94,7 +108,7 @@ class LLMProvider:
             "model": self.model_name(),
             "temperature": settings.llm_temperature,
             "max_tokens": settings.llm_max_tokens,
-            "timeout": httpx.Timeout(settings.llm_timeout_s, connect=settings.llm_connect_timeout_s),
+            "timeout": _HashableTimeout(settings.llm_timeout_s, connect=settings.llm_connect_timeout_s),
             "max_retries": 1,
             "stream_usage": True,
         }

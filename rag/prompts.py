@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -9,6 +10,10 @@ from langchain_core.documents import Document
 from langchain_core.prompts import ChatPromptTemplate
 
 LANGUAGES = ("zh", "en")
+
+# "<" that would open or close the <context> block, and the "<|" / "|>" of chat-template tokens such as
+# Qwen's <|im_start|>, which the LLM server would otherwise read as a real turn boundary.
+_FORGEABLE = re.compile(r"<(?=\s*/?\s*context\b)|<(?=\|)|(?<=\|)>", re.IGNORECASE)
 
 
 @lru_cache(maxsize=64)
@@ -39,10 +44,26 @@ def location(document: Document) -> str:
     return format_location(document.metadata.get("source", "?"), document.metadata.get("page"))
 
 
+def quote_untrusted(text: str) -> str:
+    """Text from documents (or a client) made unable to break out of the prompt's framing.
+
+    Passages sit between ``<context>`` and ``</context>``, and the system prompt says that what is
+    inside is quoted material, never instructions. A document that contained ``</context>`` could end
+    that block early and write what follows as if kbqa had; one with ``<|im_start|>system`` could open
+    a new system turn. Their angle brackets become look-alikes (``‹/context>``, ``‹|im_start|›``), so
+    the model still reads the words but no delimiter survives.
+    """
+    return _FORGEABLE.sub(lambda match: "‹" if match.group() == "<" else "›", text)
+
+
 def format_context(prompts_dir: Path, language: str, documents: list[Document]) -> str:
     """Number the chunks from 1 in the order given; the numbers are what the answer cites."""
     template = read_prompt(prompts_dir, language, "source")
     return "\n\n".join(
-        template.format(index=number, location=location(document), text=document.page_content.strip())
+        template.format(
+            index=number,
+            location=quote_untrusted(location(document)),
+            text=quote_untrusted(document.page_content.strip()),
+        )
         for number, document in enumerate(documents, start=1)
     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import chromadb
+import httpx
 from chromadb.config import Settings as ChromaSettings
 from langchain_chroma import Chroma
 
@@ -69,22 +70,58 @@ def validate_kb_name(name: str) -> str:
 
 
 def chroma_client(settings: Settings) -> chromadb.ClientAPI:
+    """The embedded client, or one for the Chroma server that fails fast and clearly while it is down.
+
+    Creating an ``HttpClient`` asks the server for its tenant, so it raises ``StoreUnavailableError``
+    while the server is down (callers simply ask again later); a client made while it was up keeps
+    working once a restarted server answers again, since its connection pool reconnects.
+    """
     chroma_settings = ChromaSettings(anonymized_telemetry=False)
-    try:
-        if settings.chroma_host:
-            return chromadb.HttpClient(
-                host=settings.chroma_host,
-                port=settings.chroma_port,
-                ssl=settings.chroma_ssl,
-                settings=chroma_settings,
-            )
+    if not settings.chroma_host:
         settings.chroma_dir.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=chroma_settings)
+    where = f"{settings.chroma_host}:{settings.chroma_port}"
+    try:
+        client = chromadb.HttpClient(
+            host=settings.chroma_host,
+            port=settings.chroma_port,
+            ssl=settings.chroma_ssl,
+            settings=chroma_settings,
+        )
     except Exception as error:
-        if settings.chroma_host:
-            where = f"{settings.chroma_host}:{settings.chroma_port}"
-            raise StoreUnavailableError(f"cannot reach the Chroma server at {where}: {error}") from error
-        raise
+        raise StoreUnavailableError(f"cannot reach the Chroma server at {where}: {error}") from error
+    _guard_requests(
+        client, where, httpx.Timeout(settings.chroma_timeout_s, connect=settings.chroma_connect_timeout_s)
+    )
+    return client
+
+
+def _guard_requests(client: chromadb.ClientAPI, where: str, timeout: httpx.Timeout) -> None:
+    """Give every request of an HTTP client a timeout, and turn its connection failures into ours.
+
+    chromadb's HTTP client waits forever (``timeout=None``) and lets ``httpx`` errors escape from
+    whichever call met the outage (a collection's query deep in a retriever, a count in the keyword
+    index, ...), where they would be a 500. All of its requests pass through one method of its server
+    API object (chromadb 1.5, pinned), so wrapping that one covers them all; with another chromadb
+    that lacks it the client is left as it is.
+    """
+    server = getattr(client, "_server", None)
+    send = getattr(server, "_make_request", None)
+    if send is None or getattr(send, "kbqa_guarded", False):
+        return
+
+    def guarded(method: str, path: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", timeout)
+        try:
+            return send(method, path, **kwargs)
+        except httpx.TransportError as error:  # refused, reset, timed out: the server is not there
+            reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            raise StoreUnavailableError(
+                f"the Chroma server at {where} is not reachable ({reason})"
+            ) from error
+
+    guarded.kbqa_guarded = True  # type: ignore[attr-defined]
+    server._make_request = guarded  # type: ignore[union-attr]
 
 
 def _get_collection(client: chromadb.ClientAPI, kb: str) -> Any | None:
