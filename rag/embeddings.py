@@ -158,10 +158,20 @@ def hub_reachable(timeout_s: float) -> bool:
         return False
 
 
+def limit_torch_threads(settings: Settings) -> None:
+    """Apply ``settings.torch_threads`` (process-wide: torch has one intra-op pool for every thread)."""
+    if settings.torch_threads:
+        import torch
+
+        if torch.get_num_threads() != settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
+
+
 def _load(path_or_name: str, settings: Settings, *, local_only: bool) -> object:
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
 
+    limit_torch_threads(settings)
     hf_logging.disable_progress_bar()  # a per-tensor bar on every start is noise, not progress
     return SentenceTransformer(path_or_name, device=settings.embedding_device, local_files_only=local_only)
 

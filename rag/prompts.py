@@ -14,6 +14,20 @@ LANGUAGES = ("zh", "en")
 # "<" that would open or close the <context> block, and the "<|" / "|>" of chat-template tokens such as
 # Qwen's <|im_start|>, which the LLM server would otherwise read as a real turn boundary.
 _FORGEABLE = re.compile(r"<(?=\s*/?\s*context\b)|<(?=\|)|(?<=\|)>", re.IGNORECASE)
+# Sentences that address the model rather than the reader: "ignore previous instructions", a line posing
+# as a system or assistant turn, "you must now reply ...". A small local model obeys them even inside
+# clearly framed context (measured: Qwen2.5-0.5B answered "PWNED" to 2 of 3 questions), so they are
+# replaced by a marker before the model sees them; a handbook never needs them to answer a question.
+_INSTRUCTION_LIKE = re.compile(
+    r"[^\n.!?。！？]*(?:"
+    r"\b(?:ignore|disregard|forget)\b[^\n.!?]{0,40}\b(?:instructions?|prompts?|rules|context)\b"
+    r"|\byou\s+(?:must|should|will)\s+now\b"
+    r"|(?:忽略|无视|忘记|忘掉)[^\n。！？]{0,20}(?:指示|指令|提示|规则|要求)"
+    r")[^\n.!?。！？]*[.!?。！？]?"
+    r"|^[ \t]*(?:system|assistant|系统|助手)[ \t]*[:：].*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+INSTRUCTION_MARKER = "[instruction-like text omitted]"
 
 
 @lru_cache(maxsize=64)
@@ -56,6 +70,11 @@ def quote_untrusted(text: str) -> str:
     return _FORGEABLE.sub(lambda match: "‹" if match.group() == "<" else "›", text)
 
 
+def omit_instructions(text: str) -> str:
+    """A passage with its sentences that give the model orders replaced by ``INSTRUCTION_MARKER``."""
+    return _INSTRUCTION_LIKE.sub(INSTRUCTION_MARKER, text)
+
+
 def format_context(prompts_dir: Path, language: str, documents: list[Document]) -> str:
     """Number the chunks from 1 in the order given; the numbers are what the answer cites."""
     template = read_prompt(prompts_dir, language, "source")
@@ -63,7 +82,7 @@ def format_context(prompts_dir: Path, language: str, documents: list[Document]) 
         template.format(
             index=number,
             location=quote_untrusted(location(document)),
-            text=quote_untrusted(document.page_content.strip()),
+            text=quote_untrusted(omit_instructions(document.page_content.strip())),
         )
         for number, document in enumerate(documents, start=1)
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.config import Settings
-from rag.embeddings import hub_reachable
+from rag.embeddings import hub_reachable, limit_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ def load_reranker(settings: Settings) -> CrossEncoderReranker | None:
         return None
     from sentence_transformers import CrossEncoder
 
+    limit_torch_threads(settings)
     device = settings.embedding_device
     local = Path(spec).expanduser()
     try:

@@ -135,8 +135,13 @@ def _get_collection(client: chromadb.ClientAPI, kb: str) -> Any | None:
         raise
 
 
+def find_collection(client: chromadb.ClientAPI, kb: str) -> Any | None:
+    """The collection of ``kb``, or None: one lookup, for callers that cache what they build on it."""
+    return _get_collection(client, validate_kb_name(kb))
+
+
 def knowledge_base_exists(client: chromadb.ClientAPI, kb: str) -> bool:
-    return _get_collection(client, validate_kb_name(kb)) is not None
+    return find_collection(client, kb) is not None
 
 
 def open_vector_store(

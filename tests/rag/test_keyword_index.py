@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 
 from ingest.pipeline import Ingestor
+from rag import keyword_index
 from rag.keyword_index import KeywordIndex, keyword_folder, tokenize
 
 KB = "keywords"
@@ -66,3 +71,63 @@ def test_missing_or_stale_index_is_rebuilt_on_query(ingestor: Ingestor, tmp_path
     assert _sources(ingestor, index, "报销") == ["a.md"]
     other = _index(ingestor)  # another process's view: loads what is on disk
     assert _sources(ingestor, other, "报销") == ["a.md"]
+
+
+def _add_chunk(ingestor: Ingestor, chunk_id: str, text: str) -> None:
+    """A chunk written behind the index's back, as another process's ingestion writes it."""
+    collection = ingestor.client.get_collection(KB)
+    vector = ingestor.embeddings.embed_documents([text])
+    collection.add(ids=[chunk_id], documents=[text], embeddings=vector, metadatas=[{"source": "x.md"}])
+
+
+class _CountingCollection:
+    """The collection, counting how often a query asks Chroma for its size."""
+
+    def __init__(self, collection: object) -> None:
+        self._collection, self.counts = collection, 0
+
+    def count(self) -> int:
+        self.counts += 1
+        return self._collection.count()  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._collection, name)
+
+
+def test_queries_check_freshness_cheaply_yet_see_another_rebuild_at_once(
+    ingestor: Ingestor, tmp_path: Path
+) -> None:
+    _ingest(ingestor, tmp_path / "docs", {"a.md": "报销须在三十天内提交。"})
+    collection = _CountingCollection(ingestor.client.get_collection(KB))
+    index = KeywordIndex(keyword_folder(ingestor.settings.data_dir, KB), collection)
+    assert _sources(ingestor, index, "报销") == ["a.md"]
+    counted = collection.counts
+    for _ in range(5):
+        assert _sources(ingestor, index, "报销") == ["a.md"]
+    assert collection.counts == counted  # within RECOUNT_S: two stats per query, no count
+
+    _add_chunk(ingestor, "new-1", "观澜会议室在九楼。")
+    _index(ingestor).rebuild()  # another process (or the ingestor's own instance) rebuilt it
+    assert _sources(ingestor, index, "观澜会议室") == ["x.md"]  # the state file changed: reloaded
+
+
+def test_a_stale_marker_is_seen_by_the_next_query(ingestor: Ingestor, tmp_path: Path) -> None:
+    _ingest(ingestor, tmp_path / "docs", {"a.md": "报销须在三十天内提交。"})
+    index = _index(ingestor)
+    assert _sources(ingestor, index, "报销") == ["a.md"]
+    _index(ingestor).mark_stale()  # an ingestion about to write, killed after writing
+    _add_chunk(ingestor, "new-2", "听涛会议室在十楼。")
+    assert _sources(ingestor, index, "听涛会议室") == ["x.md"]  # rebuilt by this query
+    assert not keyword_folder(ingestor.settings.data_dir, KB).with_name(f"{KB}.stale").exists()
+
+
+def test_a_count_drift_without_marker_is_seen_within_recount_s(
+    ingestor: Ingestor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _ingest(ingestor, tmp_path / "docs", {"a.md": "报销须在三十天内提交。"})
+    index = _index(ingestor)
+    assert _sources(ingestor, index, "报销") == ["a.md"]
+    _add_chunk(ingestor, "new-3", "望海会议室在八楼。")  # no marker: only the count tells
+    later = time.monotonic() + keyword_index.RECOUNT_S + 0.1
+    monkeypatch.setattr(keyword_index, "time", SimpleNamespace(monotonic=lambda: later))
+    assert _sources(ingestor, index, "望海会议室") == ["x.md"]
