@@ -304,17 +304,25 @@ def kbqa_app(
     ``overrides`` are kbqa settings (``top_k`` → ``KBQA_TOP_K``); ``extra_env`` other variables of its
     process (``OMP_NUM_THREADS``, ...).
     """
-    port = free_port()
     kbqa = {"KBQA_LLM_BASE_URL": llm_url, "KBQA_DATA_DIR": str(data_dir)}
     if config is not None:
         kbqa["KBQA_CONFIG"] = str(config)
     kbqa.update({f"KBQA_{key.upper()}": value for key, value in (overrides or {}).items()})
     env = child_env(**kbqa, **(extra_env or {}))
-    python = sys.executable
-    ingest = [python, str(PROJECT_ROOT / "ingest" / "run.py"), str(knowledge), "--kb", "default"]
+    ingest = [sys.executable, str(PROJECT_ROOT / "ingest" / "run.py"), str(knowledge), "--kb", "default"]
     subprocess.run(ingest, env=env, cwd=PROJECT_ROOT, check=True, capture_output=True)
+    with serve_app(env, log_path=log_path, startup_timeout_s=startup_timeout_s) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve_app(
+    env: dict[str, str], *, log_path: Path | None = None, startup_timeout_s: float = 300.0
+) -> Iterator[str]:
+    """``python app.py`` in its own process with ``env``; yields its base URL once /health answers."""
+    port = free_port()
     log = log_path.open("ab") if log_path else subprocess.DEVNULL
-    command = [python, str(PROJECT_ROOT / "app.py"), "--port", str(port)]
+    command = [sys.executable, str(PROJECT_ROOT / "app.py"), "--port", str(port)]
     process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

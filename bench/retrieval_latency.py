@@ -42,9 +42,7 @@ import os
 import pstats
 import random
 import shlex
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -58,6 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: tests.support (the fake LLM) lives at the root
     sys.path.insert(0, str(ROOT))
 
+from bench.load import child_env, free_port, serve_app  # noqa: E402
 from rag.config import Settings, load_settings  # noqa: E402
 from rag.embeddings import SentenceTransformerEmbeddings, load_embeddings  # noqa: E402
 from rag.keyword_index import KeywordIndex, keyword_folder  # noqa: E402
@@ -307,18 +306,10 @@ def _report_profile(profiler: cProfile.Profile, path: Path) -> None:
 
 
 # --- HTTP ---------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def app_server(settings: Settings, llm_url: str, mode: str, log_path: Path) -> Iterator[str]:
     """``python app.py`` over the bench data (its own process, as deployed); yields its base URL."""
-    port = _free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("KBQA_")}
-    env.update(
+    env = child_env(
         KBQA_DATA_DIR=str(settings.data_dir),
         KBQA_DEFAULT_KB=KB,
         KBQA_EMBEDDING_MODEL=settings.embedding_model,
@@ -327,32 +318,8 @@ def app_server(settings: Settings, llm_url: str, mode: str, log_path: Path) -> I
         KBQA_RETRIEVAL_MODE=mode,
         KBQA_LLM_BASE_URL=llm_url,
     )
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), "--port", str(port)],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"app.py did not start (exit {process.poll()}); see {log_path}")
-            time.sleep(0.3)
+    with serve_app(env, log_path=log_path) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 def over_http(settings: Settings, args: argparse.Namespace, mode: str, label: str) -> None:
@@ -361,7 +328,7 @@ def over_http(settings: Settings, args: argparse.Namespace, mode: str, label: st
     asked = questions(args.questions)
     log_path = settings.data_dir / "app-bench.log"
     with (
-        FakeOpenAIServer(_free_port(), reply="ok") as llm,
+        FakeOpenAIServer(free_port(), reply="ok") as llm,
         app_server(settings, llm.url, mode, log_path) as url,
         httpx.Client(timeout=60) as client,
     ):
