@@ -74,19 +74,15 @@ class Manifest:
         return {row[0]: FileRecord(*row) for row in rows}
 
     def put(self, kb: str, record: FileRecord) -> None:
+        self.put_many(kb, [record])
+
+    def put_many(self, kb: str, records: list[FileRecord]) -> None:
+        """Write rows in one transaction: a batch of files is marked pending (or done) all at once."""
         with self._connect() as connection:
-            connection.execute(
+            connection.executemany(
                 "INSERT OR REPLACE INTO kbqa_files (kb, source, sha256, size, mtime_ns, chunks, origin) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    kb,
-                    record.source,
-                    record.sha256,
-                    record.size,
-                    record.mtime_ns,
-                    record.chunks,
-                    record.origin,
-                ),
+                [(kb, r.source, r.sha256, r.size, r.mtime_ns, r.chunks, r.origin) for r in records],
             )
 
     def remove(self, kb: str, source: str) -> None:

@@ -24,13 +24,16 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import chromadb
 from langchain_chroma import Chroma
 from langchain_classic.indexes import SQLRecordManager
+from langchain_core.documents import Document
 from langchain_core.indexing import index
 from tqdm import tqdm
 
@@ -44,6 +47,7 @@ from ingest.loaders import (
 )
 from ingest.manifest import FOLDER, FileRecord, Manifest
 from ingest.splitter import make_splitter, split_documents
+from ingest.vector_reuse import ReusingEmbeddings
 from rag.config import Settings
 from rag.embeddings import SentenceTransformerEmbeddings
 from rag.keyword_index import KeywordIndex, keyword_folder
@@ -54,6 +58,8 @@ log = logging.getLogger(__name__)
 
 # Called after each file with (files done, files in all, that file's source).
 ProgressCallback = Callable[[int, int, str], None]
+# Files read (loaded and split) ahead of the one being embedded; bounds the memory parsing may hold.
+_READ_AHEAD = 4
 
 
 @dataclass
@@ -88,6 +94,31 @@ class IngestSummary:
             "chunks_deleted": self.chunks_deleted,
             "seconds": round(self.seconds, 2),
         }
+
+
+@dataclass
+class _FileRead:
+    """One file as the reader thread found it: unchanged (no chunks), failed, or split into chunks."""
+
+    path: Path
+    source: str
+    previous: FileRecord | None
+    sha: str | None
+    size: int
+    mtime_ns: int
+    chunks: list[Document] | None = None
+    failure: str | None = None
+
+
+@dataclass(frozen=True)
+class _BatchTarget:
+    """Where one run writes: opened once per run, not once per file."""
+
+    kb: str
+    store: Chroma
+    manager: SQLRecordManager
+    vectors: ReusingEmbeddings
+    keyword_index: KeywordIndex
 
 
 def record_manager(settings: Settings, kb: str) -> SQLRecordManager:
@@ -276,20 +307,53 @@ class Ingestor:
         on_file: ProgressCallback | None,
         refresh_keyword_index: bool,
     ) -> IngestSummary:
+        """Read files ahead in a thread, gather their chunks into batches, write each batch at once.
+
+        One embedding call per batch of ``ingest_batch_chunks`` chunks (from many small files) lets the
+        embedder sort by length and pad less; the reader thread parses the next files while the
+        embedder (which releases the GIL) works. A file counts as done for ``on_file`` once its batch
+        is written.
+        """
         started = time.monotonic()
         summary = IngestSummary(kb=kb)
-        store = open_vector_store(self.client, kb, self.embeddings, create=True)
-        manager = record_manager(self.settings, kb)
+        vectors = ReusingEmbeddings(self.embeddings)
+        target = _BatchTarget(
+            kb,
+            open_vector_store(self.client, kb, vectors, create=True),  # type: ignore[arg-type]
+            record_manager(self.settings, kb),
+            vectors,
+            self.keyword_index(kb),
+        )
         known = self.manifest.records(kb)
+        batch: list[_FileRead] = []
+        waiting: list[str] = []
+        done = 0
 
-        bar = tqdm(files, desc=f"ingest {kb}", unit="file", disable=not progress)
-        for done, (path, source) in enumerate(bar, start=1):
-            bar.set_postfix_str(source[-40:], refresh=False)
-            self._ingest_file(
-                path, source, kb, known.get(source), store, manager, summary, full=full, origin=origin
-            )
-            if on_file is not None:
-                on_file(done, len(files), source)
+        def report() -> None:
+            nonlocal done
+            for source in waiting:
+                done += 1
+                if on_file is not None:
+                    on_file(done, len(files), source)
+            waiting.clear()
+
+        reads = self._read_ahead(files, known, full=full)
+        bar = tqdm(reads, total=len(files), desc=f"ingest {kb}", unit="file", disable=not progress)
+        for read in bar:
+            bar.set_postfix_str(read.source[-40:], refresh=False)
+            waiting.append(read.source)
+            if read.chunks is not None:
+                batch.append(read)
+            else:
+                self._record_without_chunks(read, kb, summary, origin)
+            if sum(len(item.chunks or ()) for item in batch) >= self.settings.ingest_batch_chunks:
+                self._write_batch(batch, target, summary, full=full, origin=origin)
+                batch = []
+            if not batch:
+                report()
+        if batch:
+            self._write_batch(batch, target, summary, full=full, origin=origin)
+        report()
         if refresh_keyword_index:
             self._refresh_keyword_index(kb, summary, force=full)
         summary.seconds = time.monotonic() - started
@@ -330,63 +394,105 @@ class Ingestor:
         if changed or not index.is_current():
             index.rebuild()
 
-    def _ingest_file(
-        self,
-        path: Path,
-        source: str,
-        kb: str,
-        previous: FileRecord | None,
-        store: Chroma,
-        manager: SQLRecordManager,
-        summary: IngestSummary,
-        *,
-        full: bool,
-        origin: str,
-    ) -> None:
+    def _read_ahead(
+        self, files: Sequence[tuple[Path, str]], known: dict[str, FileRecord], *, full: bool
+    ) -> Iterator[_FileRead]:
+        """``_read`` of each file in order, computed up to ``_READ_AHEAD`` files ahead in one thread."""
+        pending: deque[Future[_FileRead]] = deque()
+        queue = iter(files)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kbqa-read") as reader:
+
+            def submit() -> None:
+                item = next(queue, None)
+                if item is not None:
+                    pending.append(reader.submit(self._read, *item, known.get(item[1]), full))
+
+            try:
+                for _ in range(_READ_AHEAD):
+                    submit()
+                while pending:
+                    read = pending.popleft().result()
+                    submit()
+                    yield read
+            finally:
+                for future in pending:  # the consumer stopped early (an error): drop queued reads
+                    future.cancel()
+
+    def _read(self, path: Path, source: str, previous: FileRecord | None, full: bool) -> _FileRead:
+        """Decide whether a file changed and, if so, load and split it; touches no shared state."""
         try:
             stat = path.stat()
+            read = _FileRead(path, source, previous, None, stat.st_size, stat.st_mtime_ns)
             if not full and previous and previous.sha256:
                 if (previous.size, previous.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
-                    summary.unchanged.append(source)
-                    return
-                sha = file_sha256(path)
-                if sha == previous.sha256:
-                    self.manifest.put(
-                        kb,
-                        FileRecord(source, sha, stat.st_size, stat.st_mtime_ns, previous.chunks, origin),
-                    )
-                    summary.unchanged.append(source)
-                    return
+                    return read
+                read.sha = file_sha256(path)
+                if read.sha == previous.sha256:
+                    return read  # same content, new mtime: only the manifest row changes
             else:
-                sha = file_sha256(path)
-            chunks = split_documents(
+                read.sha = file_sha256(path)
+            read.chunks = split_documents(
                 load_file(path, source, self.limits), self.splitter, headings=self.settings.chunk_headings
             )
         except LoadError as error:
-            summary.failed.append((source, str(error)))
-            return
+            return _FileRead(path, source, previous, None, 0, 0, failure=str(error))
         except OSError as error:
-            summary.failed.append((source, f"cannot read file ({error.strerror or error})"))
-            return
+            reason = f"cannot read file ({error.strerror or error})"
+            return _FileRead(path, source, previous, None, 0, 0, failure=reason)
+        return read
 
-        self.keyword_index(kb).mark_stale()
-        self.manifest.put(kb, FileRecord(source, None, stat.st_size, stat.st_mtime_ns, len(chunks), origin))
-        result = index(
-            chunks,
-            manager,
-            store,
-            cleanup="incremental",
-            source_id_key="source",
-            key_encoder="sha256",
-            force_update=full,
-            batch_size=max(self.settings.embedding_batch_size, 64),
+    def _record_without_chunks(self, read: _FileRead, kb: str, summary: IngestSummary, origin: str) -> None:
+        """An unchanged file (its row refreshed if only its mtime moved) or a failed one."""
+        if read.failure is not None:
+            summary.failed.append((read.source, read.failure))
+            return
+        previous = read.previous
+        if previous is not None and read.sha is not None:
+            self.manifest.put(
+                kb, FileRecord(read.source, read.sha, read.size, read.mtime_ns, previous.chunks, origin)
+            )
+        summary.unchanged.append(read.source)
+
+    def _write_batch(
+        self, batch: list[_FileRead], target: _BatchTarget, summary: IngestSummary, *, full: bool, origin: str
+    ) -> None:
+        """Index the chunks of several files in one go, under the crash-safety protocol of this module.
+
+        Every file's manifest row is pending before the first chunk is written and complete only after
+        the last, so a kill anywhere in between makes the next run redo the whole batch.
+        """
+        kb = target.kb
+        target.keyword_index.mark_stale()
+        self.manifest.put_many(
+            kb, [FileRecord(r.source, None, r.size, r.mtime_ns, len(r.chunks or ()), origin) for r in batch]
         )
-        if previous is not None and previous.sha256 is None:  # an earlier run died while writing it
-            summary.chunks_deleted += self._delete_orphans(source, store, manager)
-        self.manifest.put(kb, FileRecord(source, sha, stat.st_size, stat.st_mtime_ns, len(chunks), origin))
+        chunks = [chunk for read in batch for chunk in read.chunks or ()]
+        if not full:  # --full means "embed again", so stored vectors are not reused then
+            target.vectors.seed_from_store(target.store._collection, chunks)
+        try:
+            result = index(
+                chunks,
+                target.manager,
+                target.store,
+                cleanup="incremental",
+                source_id_key="source",
+                key_encoder="sha256",
+                force_update=full,
+                batch_size=max(self.settings.ingest_batch_chunks, self.settings.embedding_batch_size),
+            )
+        finally:
+            target.vectors.forget()
+        for read in batch:
+            if read.previous is not None and read.previous.sha256 is None:  # an earlier run died writing it
+                summary.chunks_deleted += self._delete_orphans(read.source, target.store, target.manager)
+        self.manifest.put_many(
+            kb,
+            [FileRecord(r.source, r.sha, r.size, r.mtime_ns, len(r.chunks or ()), origin) for r in batch],
+        )
         summary.chunks_written += result["num_added"] + result["num_updated"]
         summary.chunks_deleted += result["num_deleted"]
-        (summary.updated if previous else summary.added).append(source)
+        for read in batch:
+            (summary.updated if read.previous else summary.added).append(read.source)
 
     def _delete_source(self, source: str, kb: str, store: Chroma, manager: SQLRecordManager) -> int:
         self.keyword_index(kb).mark_stale()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ingest.pipeline import IngestSummary
+    from rag.config import Settings
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -29,6 +30,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
+
+
+def batch_job_settings(settings: Settings) -> Settings:
+    """The CLI is a batch job with the machine to itself: its embedder may use every core (the app
+    keeps ``torch_threads``, 1, so a question's embedding never waits on its own threads)."""
+    return settings.model_copy(update={"torch_threads": settings.ingest_torch_threads})
 
 
 def format_summary(summary: IngestSummary, folder: Path) -> str:
@@ -62,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     from rag.store import StoreError, validate_kb_name
 
     try:
-        settings = load_settings(data_dir=args.data_dir)
+        settings = batch_job_settings(load_settings(data_dir=args.data_dir))
         kb = validate_kb_name(args.kb or settings.default_kb)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -59,11 +59,29 @@ class Settings(BaseSettings):
         "core. 1 because a question's embedding is many tiny operations: on 2 cores shared with vLLM, "
         "other requests or ingestion, 2 threads wait on each other and took 200-900 ms instead of ~25 ms.",
     )
+    ingest_torch_threads: int = Field(
+        default=0,
+        ge=0,
+        description="torch threads for `ingest/run.py`, a batch job that has the machine to itself: 0 = "
+        "one per core (bulk embedding ran 1.7x faster on 2 threads than on 1).",
+    )
+    embedding_int8: bool = Field(
+        default=True,
+        description="On a CPU, run the embedder's linear layers in int8 (torch dynamic quantization): "
+        "1.7x faster here, cosine 0.99 to the float32 vectors, same retrieval scores on the eval set. "
+        "Vectors of both kinds can share a knowledge base.",
+    )
     hub_timeout_s: float = Field(default=3.0, gt=0, description="How long to wait for the model hub.")
 
     # --- chunking ------------------------------------------------------------------------------
     chunk_size: int = Field(default=500, ge=50, description="Maximum characters per chunk.")
     chunk_overlap: int = Field(default=80, ge=0)
+    ingest_batch_chunks: int = Field(
+        default=256,
+        ge=1,
+        description="Chunks gathered across files before one embedding call: the embedder sorts them "
+        "by length and pads less, and small files stop paying a round trip each.",
+    )
     chunk_headings: bool = Field(
         default=True,
         description="Split Markdown by section and start each chunk with its heading path (also in "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import socket
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,13 +168,34 @@ def limit_torch_threads(settings: Settings) -> None:
             torch.set_num_threads(settings.torch_threads)
 
 
+def quantize_int8(model: Any) -> Any:
+    """``model`` with its linear layers in int8, or unchanged where that cannot run (a GPU, an error).
+
+    Dynamic quantization needs no calibration data and keeps the tokenizer and pooling as they are.
+    torch marks its quantized tensors deprecated but runs them (torch is pinned); a failure only costs
+    speed, so it is logged and the float model kept.
+    """
+    import torch
+
+    if getattr(model, "device", torch.device("cpu")).type != "cpu":
+        return model
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao is deprecated (torchao replaces it) yet works
+            return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    except Exception as error:  # any failure leaves a working float model
+        log.warning("int8 quantization of the embedder failed (%s); using float32", error)
+        return model
+
+
 def _load(path_or_name: str, settings: Settings, *, local_only: bool) -> object:
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
 
     limit_torch_threads(settings)
     hf_logging.disable_progress_bar()  # a per-tensor bar on every start is noise, not progress
-    return SentenceTransformer(path_or_name, device=settings.embedding_device, local_files_only=local_only)
+    model = SentenceTransformer(path_or_name, device=settings.embedding_device, local_files_only=local_only)
+    return quantize_int8(model) if settings.embedding_int8 else model
 
 
 def _load_spec(spec: str, settings: Settings) -> SentenceTransformerEmbeddings:

@@ -41,6 +41,8 @@ import bm25s
 import jieba
 import numpy as np
 
+from rag.token_cache import TokenCache, text_hash
+
 if TYPE_CHECKING:
     from rag.locking import IngestionLock
 
@@ -106,6 +108,7 @@ class KeywordIndex:
         self._lock = threading.Lock()
         self._loaded: _Loaded | None = None
         self._stale_marker = folder.with_name(f"{folder.name}.stale")
+        self.tokens = TokenCache(folder.with_name(f"{folder.name}.tokens.sqlite"))
 
     # --- staleness -----------------------------------------------------------------------------
     def mark_stale(self) -> None:
@@ -121,24 +124,42 @@ class KeywordIndex:
 
     # --- building ------------------------------------------------------------------------------
     def rebuild(self) -> int:
-        """Index every chunk of the collection now; returns how many."""
+        """Index every chunk of the collection now; returns how many.
+
+        Chunks are read a page at a time and kept only as token-id lists (a shared vocabulary), not
+        as texts or token strings, so memory stays near the index's own size; texts tokenized by an
+        earlier rebuild come from the token cache instead of jieba.
+        """
         stale_token = self._stale_token()
         ids: list[str] = []
-        corpus: list[list[str]] = []
+        corpus: list[list[int]] = []
+        vocabulary: dict[str, int] = {}
+        hashes: list[bytes] = []
         offset = 0
         while True:
             page = self.collection.get(include=["documents"], limit=_PAGE, offset=offset)
+            texts = [text or "" for text in page["documents"] or []]
+            page_hashes = [text_hash(text) for text in texts]
+            known = self.tokens.lookup(page_hashes)
+            fresh = {
+                key: tokenize(text) for key, text in zip(page_hashes, texts, strict=True) if key not in known
+            }
+            self.tokens.store(fresh.items())
+            known.update(fresh)
+            for key in page_hashes:
+                corpus.append([vocabulary.setdefault(token, len(vocabulary)) for token in known[key]])
             ids.extend(page["ids"])
-            corpus.extend(tokenize(text or "") for text in page["documents"] or [])
+            hashes.extend(page_hashes)
             if len(page["ids"]) < _PAGE:
                 break
             offset += _PAGE
+        self.tokens.keep_only(hashes)
         version = uuid.uuid4().hex
         staging = self.folder.with_name(f".{self.folder.name}.{version}")
         staging.mkdir(parents=True)
         if ids:
             model = bm25s.BM25()
-            model.index(corpus, show_progress=False)
+            model.index((corpus, vocabulary), show_progress=False)
             model.save(str(staging), show_progress=False)
         (staging / "ids.json").write_text(json.dumps(ids), encoding="utf-8")
         (staging / _STATE).write_text(json.dumps({"count": len(ids), "version": version}), encoding="utf-8")
@@ -165,6 +186,7 @@ class KeywordIndex:
         with self._lock:
             shutil.rmtree(self.folder, ignore_errors=True)
             self._stale_marker.unlink(missing_ok=True)
+            self.tokens.delete()
             self._loaded = None
 
     # --- searching -----------------------------------------------------------------------------

@@ -241,3 +241,106 @@ def test_manifest_written_before_uploads_existed_gains_the_origin_column(tmp_pat
         connection.execute("INSERT INTO kbqa_files VALUES ('kb', 'a.md', 'abc', 3, 1, 2)")
     record = Manifest(db).records("kb")["a.md"]
     assert (record.sha256, record.chunks, record.origin) == ("abc", 2, "folder")
+
+
+class _CountingEmbeddings:
+    """The real embedder, recording every list of texts that reaches it."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.calls: list[list[str]] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.calls.append(list(texts))
+        return self.inner.embed_documents(texts)  # type: ignore[attr-defined]
+
+    @property
+    def texts(self) -> list[str]:
+        return [text for call in self.calls for text in call]
+
+
+def _counting_ingestor(ingestor: Ingestor, **overrides: object) -> tuple[Ingestor, _CountingEmbeddings]:
+    counting = _CountingEmbeddings(ingestor.embeddings)
+    settings = ingestor.settings.model_copy(update=overrides)
+    return Ingestor(settings, counting, client=ingestor.client), counting  # type: ignore[arg-type]
+
+
+def test_copies_of_a_file_are_embedded_once(ingestor: Ingestor, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    (folder / "hr").mkdir(parents=True)
+    (folder / "shared").mkdir()
+    text = "# 报销\n\n" + "差旅费用须在出差结束后三十天内提交报销申请。" * 20
+    (folder / "hr" / "expenses.md").write_text(text, encoding="utf-8")
+    (folder / "shared" / "expenses-copy.md").write_text(text, encoding="utf-8")
+    counted, counting = _counting_ingestor(ingestor)
+    summary = counted.ingest_folder(folder, KB, progress=False)
+    stored = _stored(counted)
+    by_source = {
+        source: sorted(c["text"] for c in stored.values() if c["source"] == source)
+        for source in ("hr/expenses.md", "shared/expenses-copy.md")
+    }
+    assert by_source["hr/expenses.md"] == by_source["shared/expenses-copy.md"]  # both files searchable
+    assert summary.chunks_written == len(stored) == 2 * len(by_source["hr/expenses.md"])
+    assert sorted(counting.texts) == sorted(set(by_source["hr/expenses.md"]))  # each text embedded once
+
+
+def test_small_files_share_one_embedding_call(ingestor: Ingestor, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for number in range(12):
+        (folder / f"room{number:02d}.txt").write_text(f"Room {number} seats {number + 4} people.", "utf-8")
+    counted, counting = _counting_ingestor(ingestor)
+    seen: list[tuple[int, int, str]] = []
+    files = sorted((path, path.name) for path in folder.iterdir())
+    summary = counted.ingest_files(files, KB, progress=False, on_file=lambda *p: seen.append(p))
+    assert len(summary.added) == 12 and summary.chunks_written == 12
+    assert len(counting.calls) == 1 and len(counting.texts) == 12  # one batch, not twelve calls
+    assert seen == [(number, 12, f"room{number - 1:02d}.txt") for number in range(1, 13)]
+
+    one_by_one, counting = _counting_ingestor(ingestor, ingest_batch_chunks=1)
+    one_by_one.ingest_files(files, "pipeline-one-by-one", progress=False)  # a fresh collection
+    assert len(counting.calls) == 12
+
+
+def test_moved_file_takes_its_vectors_from_the_store(ingestor: Ingestor, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    ingestor.ingest_folder(folder, KB, progress=False)
+    before = {c["text"]: c for c in _stored(ingestor).values() if c["source"] == "leave.md"}
+    (folder / "archive").mkdir()
+    (folder / "leave.md").rename(folder / "archive" / "leave.md")
+    counted, counting = _counting_ingestor(ingestor)
+    summary = counted.ingest_folder(folder, KB, progress=False)
+    assert summary.added == ["archive/leave.md"] and summary.deleted == ["leave.md"]
+    assert counting.texts == []  # nothing new to embed: the stored vectors were reused
+    after = {c["text"] for c in _stored(ingestor).values() if c["source"] == "archive/leave.md"}
+    assert after == set(before)
+    hits = ingestor.client.get_collection(KB).query(
+        query_embeddings=[ingestor.embeddings.embed_query("年假有几天")], n_results=1, include=["metadatas"]
+    )
+    assert hits["metadatas"][0][0]["source"] == "archive/leave.md"
+
+
+def test_run_killed_inside_a_batch_is_redone(ingestor: Ingestor, tmp_path: Path) -> None:
+    """A failure while a batch is written leaves every file of that batch pending, and the next run
+    redoes them all: the crash-safety protocol holds per batch, not only per file."""
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    broken, _ = _counting_ingestor(ingestor)
+
+    def fail(texts: list[str]) -> list[list[float]]:
+        raise RuntimeError("embedder died")
+
+    broken.embeddings.embed_documents = fail  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="embedder died"):
+        broken.ingest_folder(folder, KB, progress=False)
+    pending = ingestor.manifest.records(KB)
+    assert pending and all(record.sha256 is None for record in pending.values())
+    summary = ingestor.ingest_folder(folder, KB, progress=False)
+    assert sorted(summary.updated) == sorted(pending)
+    stored = _stored(ingestor)
+    _assert_no_duplicates(stored)
+    assert len(stored) == _fresh_count(folder, ingestor, tmp_path)

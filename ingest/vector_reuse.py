@@ -1,0 +1,62 @@
+"""Embed each distinct chunk text once: within an ingestion batch, and against what Chroma already holds.
+
+Embedding is nearly all of ingestion's cost on a CPU. Folders hold copies (the same policy in two
+departments' folders, a file moved to another folder, boilerplate sections), and every copy would be
+embedded again, because LangChain's indexing API keys a chunk by its text *and* metadata (the source
+differs). ``ReusingEmbeddings`` sits between the vector store and the real embedder: texts seen in the
+current batch, or stored in the collection under the same content hash (``seed_from_store``), come
+from there; only the rest reach the model, each distinct text once. Vectors are the same model's, so
+nothing about retrieval changes. The memory is cleared per batch (``forget``), so it stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+
+_LOOKUP_PAGE = 500  # content hashes per Chroma lookup (keeps the query's $in list reasonable)
+
+
+class ReusingEmbeddings(Embeddings):
+    """The wrapped embedder, plus vectors it has seen in this batch; its identity is the wrapped one's."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self._known: dict[str, list[float]] = {}
+        self.reused = 0  # texts answered without the model, for the summary's curious reader
+        self.embedded = 0
+
+    def __getattr__(self, name: str) -> Any:
+        # name, dimension, min_relevance, ...: whatever the store and the service ask of an embedder.
+        return getattr(self.inner, name)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        missing = [text for text in dict.fromkeys(texts) if text not in self._known]
+        if missing:
+            self._known.update(zip(missing, self.inner.embed_documents(missing), strict=True))
+        self.embedded += len(missing)
+        self.reused += len(texts) - len(missing)
+        return [self._known[text] for text in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.inner.embed_query(text)
+
+    def seed_from_store(self, collection: Any, chunks: Sequence[Document]) -> None:
+        """Remember the stored vectors of any of ``chunks`` whose text the collection already holds."""
+        by_hash = {chunk.metadata.get("content_hash"): chunk.page_content for chunk in chunks}
+        hashes = [value for value in by_hash if value]
+        for start in range(0, len(hashes), _LOOKUP_PAGE):
+            page = hashes[start : start + _LOOKUP_PAGE]
+            found = collection.get(where={"content_hash": {"$in": page}}, include=["documents", "embeddings"])
+            vectors = found["embeddings"]
+            if vectors is None:
+                continue
+            for text, vector in zip(found["documents"] or [], vectors, strict=True):
+                if text is not None and text not in self._known:
+                    self._known[text] = [float(value) for value in vector]
+
+    def forget(self) -> None:
+        self._known.clear()
