@@ -250,7 +250,16 @@ def work_kbqa(corpus: Path, data_dir: Path, hash_embedder: bool) -> dict[str, An
     embeddings = HashEmbeddings() if hash_embedder else load_embeddings(settings)
     ingestor = Ingestor(settings, embeddings)  # type: ignore[arg-type]
     loaded = time.monotonic()
-    summary = ingestor.ingest_folder(corpus, KB, progress=False)
+    stages = {}
+    if hash_embedder:  # memory scan: the same work as ingest_folder's cold run, peak RSS per stage
+        from ingest.pipeline import scan_folder
+
+        files = scan_folder(corpus)[0]
+        summary = ingestor.ingest_files(files, KB, progress=False, refresh_keyword_index=False)
+        stages["peak_rss_mb_chunks_written"] = round(peak_rss_mb())
+        ingestor.keyword_index(KB).rebuild()
+    else:
+        summary = ingestor.ingest_folder(corpus, KB, progress=False)
     done = time.monotonic()
     files = len(summary.added) + len(summary.updated) + len(summary.unchanged)
     return {
@@ -265,6 +274,7 @@ def work_kbqa(corpus: Path, data_dir: Path, hash_embedder: bool) -> dict[str, An
             "unchanged": len(summary.unchanged),
             "failed": len(summary.failed),
             "embedding": embeddings.name,
+            **stages,
         },
     }
 
@@ -416,15 +426,16 @@ def memory(args: argparse.Namespace) -> int:
     print(HEADER, flush=True)
     env = {"KBQA_CHUNK_SIZE": str(MEMORY_CHUNK), "KBQA_CHUNK_OVERLAP": "20", **settings_env(args)}
     for target in args.memory:
-        # ~90 characters per chunk at this chunk size; 1 file per ~50 chunks.
-        megabytes = target * 90 * 1.6 / 1e6  # 60 % Chinese at 3 bytes a character
-        files = max(10, target // 50)
-        corpus = args.data_dir / f"memory-{target}"
+        # Measured: ~82 bytes of this corpus per chunk at this chunk size; 1 file per ~85 chunks.
+        megabytes = target * 82 / 1e6
+        files = max(10, target // 85)
+        corpus = args.data_dir / f"memory-{target}-{megabytes:.1f}mb"
         generate_corpus(corpus, files, megabytes, 0.0, 0.0)
         run_dir = args.data_dir / f"run-memory-{target}"
         shutil.rmtree(run_dir, ignore_errors=True)
         result = run_worker("kbqa", corpus, run_dir, env, hash_embedder=True)
-        print(result_row(f"~{target} chunks", result), flush=True)
+        before = result.detail.get("peak_rss_mb_chunks_written")
+        print(result_row(f"~{target} chunks (peak before the BM25 rebuild: {before} MB)", result), flush=True)
         shutil.rmtree(run_dir, ignore_errors=True)
     return 0
 
