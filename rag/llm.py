@@ -13,9 +13,12 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 from langchain_openai import ChatOpenAI
@@ -75,10 +78,14 @@ class LLMProvider:
     hanging, and once it is back calls succeed again without a restart.
     """
 
+    _CACHED_MODELS = 64  # distinct sampling settings kept; clients rarely vary more than a few
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.base_url = settings.effective_llm_url
         self._model = settings.llm_model if settings.llm_base_url and settings.llm_model else None
+        self._models: OrderedDict[tuple[Any, ...], ChatOpenAI] = OrderedDict()
+        self._models_lock = threading.Lock()
 
     def model_name(self) -> str:
         if self._model is None:
@@ -100,7 +107,28 @@ class LLMProvider:
         return self._model or models[0]
 
     def chat_model(self, **overrides: object) -> ChatOpenAI:
-        """``overrides`` are ChatOpenAI fields (temperature, max_tokens, top_p, stop, ...); None = default."""
+        """``overrides`` are ChatOpenAI fields (temperature, max_tokens, top_p, stop, ...); None = default.
+
+        Models are kept per distinct set of fields and shared between requests (a ``ChatOpenAI`` holds
+        no per-request state): building one validates ~40 fields and makes a new OpenAI client, whose
+        first request also looks up the platform on a worker thread, ~3 ms per chat turn before the
+        first token for the answer model and the condense model together.
+        """
+        params = self._model_params(overrides)
+        key = tuple(sorted((name, _hashable(value)) for name, value in params.items()))
+        with self._models_lock:
+            model = self._models.get(key)
+            if model is not None:
+                self._models.move_to_end(key)
+                return model
+        model = ChatOpenAI(**params)
+        with self._models_lock:
+            self._models[key] = model
+            while len(self._models) > self._CACHED_MODELS:
+                self._models.popitem(last=False)
+        return model
+
+    def _model_params(self, overrides: dict[str, object]) -> dict[str, object]:
         settings = self.settings
         params: dict[str, object] = {
             "base_url": self.base_url,
@@ -113,7 +141,12 @@ class LLMProvider:
             "stream_usage": True,
         }
         params.update({key: value for key, value in overrides.items() if value is not None})
-        return ChatOpenAI(**params)
+        return params
+
+
+def _hashable(value: object) -> object:
+    """A cache-key form of a ChatOpenAI field: ``stop`` comes as a list."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def chat_model(settings: Settings, **overrides: object) -> ChatOpenAI:

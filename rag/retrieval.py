@@ -16,7 +16,10 @@ contract's score), plus ``fusion``, ``vector_rank`` and ``keyword_rank`` for ins
 
 from __future__ import annotations
 
+import contextvars
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,38 +63,16 @@ class KnowledgeBaseRetriever(BaseRetriever):
     translate: Callable[[str], str | None] | None = None  # question -> the same in the other language
     translation_weight: float = 0.5  # the translated query's lists count this much in the fusion
 
-    def _queries(self, query: str) -> list[str]:
-        """The question, and its translation when one is configured (and differs)."""
-        translated = self.translate(query) if self.translate is not None else None
-        if translated and translated.strip() and translated.strip() != query.strip():
-            return [query, translated.strip()]
-        return [query]
-
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
     ) -> list[Document]:
         pool: dict[str, _Candidate] = {}
-        width = max(self.candidates, self.k)
-        vectors = []
-        for number, text in enumerate(self._queries(query)):
-            share = 1.0 if number == 0 else self.translation_weight
-            query_vector = np.asarray(self.store.embeddings.embed_query(text), dtype=np.float32)
-            vectors.append(query_vector)
-            # Collections are created with cosine space (rag.store), so similarity = 1 - distance.
-            hits = self.store.similarity_search_by_vector_with_relevance_scores(
-                query_vector.tolist(), k=width
-            )
-            for rank, (document, distance) in enumerate(hits, start=1):
-                candidate = pool.setdefault(str(document.id), _Candidate(document))
-                similarity = 1.0 - float(distance)
-                candidate.cosine = max(candidate.cosine or -1.0, similarity)
-                candidate.vector_rank = min(candidate.vector_rank or rank, rank)
-                candidate.fusion += share * self.vector_weight / (self.rrf_k + rank)
-            if self.keyword is not None:
-                for hit in self.keyword.search(text, width):
-                    candidate = pool.setdefault(hit.id, _Candidate(Document(page_content="")))
-                    candidate.keyword_rank = min(candidate.keyword_rank or hit.rank, hit.rank)
-                    candidate.fusion += share * self.keyword_weight / (self.rrf_k + hit.rank)
+        vectors: list[np.ndarray] = []
+        translation = self._start_translation(query)
+        self._search(query, 1.0, pool, vectors)
+        translated = (translation.result() or "").strip() if translation is not None else ""
+        if translated and translated != query.strip():
+            self._search(translated, self.translation_weight, pool, vectors)
         self._fill_keyword_only(pool, vectors)
 
         ranked = sorted(pool.values(), key=lambda c: c.fusion, reverse=True)
@@ -105,6 +86,49 @@ class KnowledgeBaseRetriever(BaseRetriever):
         if self.min_relevance is not None:
             ranked = [c for c in ranked if self._relevant(c)]
         return [self._document(candidate) for candidate in ranked[: self.k]]
+
+    def _start_translation(self, query: str) -> Future[str | None] | None:
+        """The question's translation, asked on a thread of its own while the question itself is searched.
+
+        Translating is an LLM round trip (seconds on a CPU vLLM); the question's own embedding and
+        searches (25-40 ms here) no longer wait for it. The thread runs in this one's context, so the LLM call
+        stays a child of this run for callbacks (token counts), and its errors are raised here.
+        """
+        if self.translate is None:
+            return None
+        future: Future[str | None] = Future()
+        context = contextvars.copy_context()
+        translate = self.translate
+
+        def work() -> None:
+            try:
+                future.set_result(context.run(translate, query))
+            except BaseException as error:
+                future.set_exception(error)
+
+        threading.Thread(target=work, name="kbqa-translate", daemon=True).start()
+        return future
+
+    def _search(
+        self, text: str, share: float, pool: dict[str, _Candidate], vectors: list[np.ndarray]
+    ) -> None:
+        """Vector and keyword search for ``text``; their ranks go into ``pool``, weighted by ``share``."""
+        width = max(self.candidates, self.k)
+        query_vector = np.asarray(self.store.embeddings.embed_query(text), dtype=np.float32)
+        vectors.append(query_vector)
+        # Collections are created with cosine space (rag.store), so similarity = 1 - distance.
+        hits = self.store.similarity_search_by_vector_with_relevance_scores(query_vector.tolist(), k=width)
+        for rank, (document, distance) in enumerate(hits, start=1):
+            candidate = pool.setdefault(str(document.id), _Candidate(document))
+            similarity = 1.0 - float(distance)
+            candidate.cosine = max(candidate.cosine or -1.0, similarity)
+            candidate.vector_rank = min(candidate.vector_rank or rank, rank)
+            candidate.fusion += share * self.vector_weight / (self.rrf_k + rank)
+        if self.keyword is not None:
+            for hit in self.keyword.search(text, width):
+                candidate = pool.setdefault(hit.id, _Candidate(Document(page_content="")))
+                candidate.keyword_rank = min(candidate.keyword_rank or hit.rank, hit.rank)
+                candidate.fusion += share * self.keyword_weight / (self.rrf_k + hit.rank)
 
     def _relevant(self, candidate: _Candidate) -> bool:
         assert self.min_relevance is not None

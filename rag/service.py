@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -95,6 +96,9 @@ class KnowledgeBaseService:
         self.settings = settings
         self._open: dict[str, _OpenKnowledgeBase] = {}
         self._open_lock = threading.Lock()
+        self._translators_lock = threading.Lock()
+        # id(model) -> (model, its translator); holding the model keeps its id from being reused.
+        self._translators: OrderedDict[int, tuple[BaseChatModel, Callable[[str], str | None]]] = OrderedDict()
         if embeddings is not None:
             self.__dict__["embeddings"] = embeddings  # fills the cached property below
 
@@ -201,12 +205,32 @@ class KnowledgeBaseService:
         retriever = self.retriever(kb, k=k, translate=translate)
         return build_rag_chain(retriever, llm, self.settings, condense_llm=condense_llm)
 
+    _KEPT_TRANSLATORS = 8
+
     def translator(self, llm: BaseChatModel) -> Callable[[str], str | None] | None:
-        """The query translator answering uses, or None when ``query_translation`` is off."""
+        """The query translator answering uses, or None when ``query_translation`` is off.
+
+        One per chat model, kept while the model is (``rag.llm.LLMProvider`` hands out the same
+        condense model to every request), so a question asked again reuses its translation from the
+        translator's cache instead of waiting for another LLM round trip before retrieval can finish
+        (5-6 s per English question on the two-core CPU vLLM measured): the translation is asked at
+        temperature 0 and does not change. A translator made per request threw its cache away after
+        one question.
+        """
         mode = self.settings.query_translation
         if mode == "off":
             return None
-        return make_translator(llm, self.settings.prompts_dir, only_from="en" if mode == "en-to-zh" else None)
+        with self._translators_lock:
+            kept = self._translators.get(id(llm))
+            if kept is not None and kept[0] is llm:
+                self._translators.move_to_end(id(llm))
+                return kept[1]
+            only_from = "en" if mode == "en-to-zh" else None
+            translate = make_translator(llm, self.settings.prompts_dir, only_from=only_from)
+            self._translators[id(llm)] = (llm, translate)
+            while len(self._translators) > self._KEPT_TRANSLATORS:
+                self._translators.popitem(last=False)
+            return translate
 
     # --- knowledge bases ----------------------------------------------------------------------
     def stats(self, kb: str | None = None) -> dict[str, Any] | list[dict[str, Any]]:

@@ -121,3 +121,29 @@ def test_instruction_like_sentences_are_omitted_from_passages() -> None:
     assert kept.count(INSTRUCTION_MARKER) == 3
     for fact in ("seats 14 people.", "十五天年假。", "年假可以分次休。", "replaced every 48 months."):
         assert fact in kept
+
+
+def test_streamed_keys_arrive_in_order_and_async_agrees_with_sync(service: KnowledgeBaseService) -> None:
+    import asyncio
+
+    question = {"question": "员工每年有几天年假？", "history": [("user", "你好"), ("assistant", "你好！")]}
+
+    def chain() -> Any:
+        # The first answer rewrites the follow-up (condense), the second answers.
+        return service.chain(KB, FakeListChatModel(responses=["员工每年有几天年假？", "十五天 [1]。"]), k=2)
+
+    async def streamed() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        return [chunk async for chunk in chain().astream(question)], await chain().ainvoke(question)
+
+    chunks, async_result = asyncio.run(streamed())
+    keys = [key for chunk in chunks for key in chunk]
+    first_answer = keys.index("answer")
+    before = ["question", "history", "language", "query", "documents", "sources", "context"]
+    assert keys[:first_answer] == before
+    assert set(keys[first_answer:]) == {"answer"}
+    result = chain().invoke(question)
+    assert result["answer"] == async_result["answer"] == "十五天 [1]。"
+    assert "".join(chunk.get("answer", "") for chunk in chunks) == "十五天 [1]。"
+    for key in ("language", "query", "sources", "context"):
+        assert result[key] == async_result[key]
+    assert result["sources"][0]["source"] == "leave.md"

@@ -124,3 +124,57 @@ def test_english_only_translator_leaves_chinese_questions_alone(service: Knowled
     )
     assert translate("年假有几天？") is None
     assert translate("How many days of annual leave?") == "年假有几天？"
+
+
+def test_translation_runs_while_the_question_itself_is_searched(
+    service: KnowledgeBaseService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextvars
+    import threading
+
+    from rag.retrieval import KnowledgeBaseRetriever
+
+    searched: list[str] = []
+    first_search_done = threading.Event()
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="")
+    search = KnowledgeBaseRetriever._search
+
+    def recording_search(self: KnowledgeBaseRetriever, text: str, *args: object) -> None:
+        search(self, text, *args)
+        searched.append(text)
+        first_search_done.set()
+
+    def translate(question: str) -> str:
+        # Asked on its own thread, in the caller's context; the question's search does not wait for it.
+        assert marker.get() == "the caller's"
+        assert first_search_done.wait(30)
+        return "员工每年有几天带薪年假？"
+
+    monkeypatch.setattr(KnowledgeBaseRetriever, "_search", recording_search)
+    marker.set("the caller's")
+    question = "How many days of paid annual leave do employees get?"
+    [best] = service.retriever(KB, k=1, gated=False, translate=translate).invoke(question)
+    assert searched == [question, "员工每年有几天带薪年假？"]
+    assert best.metadata["source"] == "leave.md"
+
+
+def test_a_failing_translation_fails_the_search(service: KnowledgeBaseService) -> None:
+    def translate(question: str) -> str:
+        raise ConnectionError("the LLM server is gone")
+
+    with pytest.raises(ConnectionError):
+        service.retriever(KB, translate=translate).invoke("How many days of annual leave?")
+
+
+def test_a_chat_model_keeps_its_translator_and_so_its_translations(service: KnowledgeBaseService) -> None:
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    settings = service.settings.model_copy(update={"query_translation": "en-to-zh"})
+    translating = KnowledgeBaseService(settings, embeddings=service.embeddings)
+    llm = FakeListChatModel(responses=["年假有几天？", "not asked again"])
+    translate = translating.translator(llm)
+    assert translate is not None and translating.translator(llm) is translate
+    assert translate("How many days of annual leave?") == "年假有几天？"
+    assert translating.translator(llm)("How many days of annual leave?") == "年假有几天？"  # type: ignore[misc]
+    assert translating.translator(FakeListChatModel(responses=["x"])) is not translate
+    assert service.translator(llm) is None  # query_translation "off" in the test profile
