@@ -26,8 +26,6 @@ class ReusingEmbeddings(Embeddings):
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self._known: dict[str, list[float]] = {}
-        self.reused = 0  # texts answered without the model, for the summary's curious reader
-        self.embedded = 0
 
     def __getattr__(self, name: str) -> Any:
         # name, dimension, min_relevance, ...: whatever the store and the service ask of an embedder.
@@ -37,8 +35,6 @@ class ReusingEmbeddings(Embeddings):
         missing = [text for text in dict.fromkeys(texts) if text not in self._known]
         if missing:
             self._known.update(zip(missing, self.inner.embed_documents(missing), strict=True))
-        self.embedded += len(missing)
-        self.reused += len(texts) - len(missing)
         return [self._known[text] for text in texts]
 
     def embed_query(self, text: str) -> list[float]:
