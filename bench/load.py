@@ -4,7 +4,8 @@ kbqa runs as ``python app.py`` in its own process over the sample knowledge base
 ingested into a fresh data directory), or is a running one (``--url``). Its LLM is the fake
 OpenAI-compatible server (``tests/support/fake_openai.py``, ``--token-delay`` seconds per token, in
 its own process) or a real one (``--llm-url``). After kbqa's run the same load goes straight to the
-LLM server, each request carrying the passages kbqa retrieved for its question, so that
+LLM server, each request carrying the exact prompt kbqa sends it for its question (its answer prompt
+over the passages it retrieved, as ``bench.serving.kbqa_messages`` rebuilds it), so that
 **app overhead = kbqa − direct** at each percentile. Usage (from the project root)::
 
     .venv/bin/python -m bench.load [--clients 50] [--duration 60] [--token-delay 0.02] \\
@@ -45,7 +46,6 @@ BENCH_REPLY = (
     "根据资料[1]，kbqa 默认把文档切成 500 个字符的块，相邻两块重叠 80 个字符，"
     "检索时先做向量搜索和关键词搜索再融合排序[2]。"
 )
-DIRECT_SYSTEM = "Answer the question using only the numbered passages; cite them as [n]."
 
 
 @dataclass
@@ -228,9 +228,12 @@ def direct_payloads(
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """Ask kbqa once per question; the questions it answers from passages, and an LLM request for each.
 
-    The direct request carries the same passages, so its prompt is about as long as the one kbqa
-    builds; questions kbqa refuses without calling the LLM are left out of both loads.
+    The direct request carries kbqa's exact prompt for the question, rebuilt from the passages kbqa
+    returned; questions kbqa refuses without calling the LLM are left out of both loads.
     """
+    # Imported here: bench.serving imports this module at its top.
+    from bench.serving import kbqa_messages
+
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     kept: list[str] = []
     direct: list[dict[str, Any]] = []
@@ -240,12 +243,8 @@ def direct_payloads(
         sources = response.json().get("sources") or []
         if not sources:
             continue
-        passages = "\n\n".join(f"[{source['index']}] {source['snippet']}" for source in sources)
-        messages = [
-            {"role": "system", "content": DIRECT_SYSTEM},
-            {"role": "user", "content": f"{passages}\n\nQuestion: {question}"},
-        ]
         kept.append(question)
+        messages = kbqa_messages(question, sources)
         direct.append({"model": llm_model, "messages": messages, "max_tokens": max_tokens})
     return kept, direct
 

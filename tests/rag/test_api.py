@@ -21,28 +21,33 @@ from rag.embeddings import SentenceTransformerEmbeddings
 from rag.llm import LLMProvider
 from rag.service import KnowledgeBaseService
 from tests.conftest import free_port, make_settings
-from tests.support.servers import BrokenStreamLLM, FakeLLM, ServerThread, wait_job
+from tests.support.servers import (
+    LEAVE,
+    SHUTTLE,
+    BrokenStreamLLM,
+    FakeLLM,
+    ServerThread,
+    serve_knowledge,
+    wait_job,
+)
 
 ANSWER = "The shuttle bus has 33 seats [1]."
-SHUTTLE = "The company shuttle bus has 33 seats and leaves the north gate every 15 minutes."
 
 
 @pytest.fixture(scope="module")
 def server(
     tmp_path_factory: pytest.TempPathFactory, embeddings: SentenceTransformerEmbeddings
 ) -> Iterator[tuple[str, FakeLLM, KnowledgeBaseService]]:
-    root = tmp_path_factory.mktemp("api")
-    docs = root / "docs"
-    docs.mkdir()
-    (docs / "shuttle.txt").write_text(SHUTTLE, encoding="utf-8")
-    (docs / "leave.md").write_text("# 休假制度\n\n员工每年享有十五天带薪年假。", encoding="utf-8")
-    settings = make_settings(root / "data", max_upload_bytes=200_000, max_message_chars=2_000)
-    service = KnowledgeBaseService(settings, embeddings=embeddings)
-    service.ingestor.ingest_folder(docs, settings.default_kb, progress=False)
     llm = FakeLLM(ANSWER)
-    app = create_app(settings, manage_llm=False, knowledge=service, llm=llm)  # type: ignore[arg-type]
-    with ServerThread(app, free_port()) as running:
-        yield running.url, llm, service
+    with serve_knowledge(
+        tmp_path_factory.mktemp("api"),
+        embeddings,
+        llm,
+        more_documents={"leave.md": LEAVE},
+        max_upload_bytes=200_000,
+        max_message_chars=2_000,
+    ) as running:
+        yield running.url, llm, running.service
 
 
 @pytest.fixture

@@ -25,29 +25,22 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from app import create_app
 from rag.embeddings import SentenceTransformerEmbeddings
-from rag.service import KnowledgeBaseService
-from tests.conftest import free_port, make_settings
-from tests.support.servers import FakeLLM, ServerThread
+from tests.support.servers import FakeLLM, serve_knowledge
 
 EXAMPLES = 25  # per operation and generation mode
-SHUTTLE = "The company shuttle bus has 33 seats and leaves the north gate every 15 minutes."
 
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory, embeddings: SentenceTransformerEmbeddings) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("fuzz")
-    docs = root / "docs"
-    docs.mkdir()
-    (docs / "shuttle.txt").write_text(SHUTTLE, encoding="utf-8")
-    settings_ = make_settings(root / "data", max_upload_bytes=20_000, max_message_chars=4_000)
-    service = KnowledgeBaseService(settings_, embeddings=embeddings)
-    service.ingestor.ingest_folder(docs, settings_.default_kb, progress=False)
-    service.create_knowledge_base("fuzz-kb")
-    llm = FakeLLM("The shuttle bus has 33 seats [1].")
-    app = create_app(settings_, manage_llm=False, knowledge=service, llm=llm)  # type: ignore[arg-type]
-    with ServerThread(app, free_port()) as server:
+    with serve_knowledge(
+        tmp_path_factory.mktemp("fuzz"),
+        embeddings,
+        FakeLLM("The shuttle bus has 33 seats [1]."),
+        empty_kbs=["fuzz-kb"],
+        max_upload_bytes=20_000,
+        max_message_chars=4_000,
+    ) as server:
         yield server.url
 
 

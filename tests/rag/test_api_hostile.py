@@ -16,14 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from app import create_app
 from rag.embeddings import SentenceTransformerEmbeddings
-from rag.service import KnowledgeBaseService
-from tests.conftest import free_port, make_settings
-from tests.support.servers import FakeLLM, ServerThread
+from tests.support.servers import FakeLLM, serve_knowledge
 
 ANSWER = "The shuttle bus has 33 seats [1]."
-SHUTTLE = "The company shuttle bus has 33 seats and leaves the north gate every 15 minutes."
 QUESTION = [{"role": "user", "content": "How many seats has the shuttle bus?"}]
 MAX_UPLOAD = 100_000
 CHAT = "/v1/chat/completions"
@@ -34,14 +30,9 @@ JSON = {"content-type": "application/json"}
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory, embeddings: SentenceTransformerEmbeddings) -> Iterator[str]:
     root = tmp_path_factory.mktemp("hostile")
-    docs = root / "docs"
-    docs.mkdir()
-    (docs / "shuttle.txt").write_text(SHUTTLE, encoding="utf-8")
-    settings = make_settings(root / "data", max_upload_bytes=MAX_UPLOAD)  # default max_message_chars
-    service = KnowledgeBaseService(settings, embeddings=embeddings)
-    service.ingestor.ingest_folder(docs, settings.default_kb, progress=False)
-    app = create_app(settings, manage_llm=False, knowledge=service, llm=FakeLLM(ANSWER))  # type: ignore[arg-type]
-    with ServerThread(app, free_port()) as server:
+    llm = FakeLLM(ANSWER)
+    # default max_message_chars
+    with serve_knowledge(root, embeddings, llm, max_upload_bytes=MAX_UPLOAD) as server:
         yield server.url
 
 

@@ -17,14 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app import create_app
 from rag.config import PROJECT_ROOT
 from rag.embeddings import SentenceTransformerEmbeddings
-from rag.service import KnowledgeBaseService
-from tests.conftest import TEST_PROFILE, free_port, make_settings, subprocess_env
-from tests.support.servers import FakeLLM, ServerThread, wait_job
+from tests.conftest import TEST_PROFILE, subprocess_env
+from tests.support.servers import LEAVE, FakeLLM, serve_knowledge, wait_job
 
-SHUTTLE = "The company shuttle bus has 33 seats and leaves the north gate every 15 minutes."
 UPLOADS = 100
 
 
@@ -40,16 +37,9 @@ def _upload_files() -> list[tuple[str, tuple[str, io.BytesIO, str]]]:
 
 @pytest.fixture
 def server(tmp_path: Path, embeddings: SentenceTransformerEmbeddings) -> Iterator[tuple[str, Path]]:
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "shuttle.txt").write_text(SHUTTLE, encoding="utf-8")
-    (docs / "leave.md").write_text("# 休假制度\n\n员工每年享有十五天带薪年假。", encoding="utf-8")
-    settings = make_settings(tmp_path / "data")
-    service = KnowledgeBaseService(settings, embeddings=embeddings)
-    service.ingestor.ingest_folder(docs, settings.default_kb, progress=False)
-    app = create_app(settings, manage_llm=False, knowledge=service, llm=FakeLLM("33 seats [1]."))  # type: ignore[arg-type]
-    with ServerThread(app, free_port()) as running:
-        yield running.url, settings.data_dir
+    llm = FakeLLM("33 seats [1].")
+    with serve_knowledge(tmp_path, embeddings, llm, more_documents={"leave.md": LEAVE}) as running:
+        yield running.url, running.settings.data_dir
 
 
 def _ask(url: str, question: str) -> httpx.Response:

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import cycle
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import uvicorn
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from rag.config import Settings
+    from rag.embeddings import SentenceTransformerEmbeddings
+    from rag.service import KnowledgeBaseService
+
+SHUTTLE = "The company shuttle bus has 33 seats and leaves the north gate every 15 minutes."
+LEAVE = "# 休假制度\n\n员工每年享有十五天带薪年假。"
 
 
 class ServerThread:
@@ -57,6 +70,50 @@ class FakeLLM:
     def chat_model(self, **params: Any) -> GenericFakeChatModel:
         self.calls.append(params)
         return GenericFakeChatModel(messages=self._answers)
+
+
+@dataclass(frozen=True)
+class KnowledgeServer:
+    """What ``serve_knowledge`` started: the app's base URL and the parts behind it."""
+
+    url: str
+    app: FastAPI
+    service: KnowledgeBaseService
+    settings: Settings
+
+
+@contextlib.contextmanager
+def serve_knowledge(
+    root: Path,
+    embeddings: SentenceTransformerEmbeddings,
+    llm: FakeLLM,
+    *,
+    more_documents: Mapping[str, str] | None = None,
+    empty_kbs: Sequence[str] = (),
+    **overrides: object,
+) -> Iterator[KnowledgeServer]:
+    """The app under uvicorn over a default knowledge base of ``shuttle.txt`` (plus ``more_documents``).
+
+    The documents are written to ``root / "docs"`` and ingested into ``root / "data"``, whose settings
+    are the test profile with ``overrides``; ``empty_kbs`` are created with nothing in them; ``llm``
+    stands in for the LLM server.
+    """
+    from app import create_app  # here, not above: modules that only need FakeLLM skip the app's imports
+    from rag.service import KnowledgeBaseService
+    from tests.conftest import free_port, make_settings
+
+    docs = root / "docs"
+    docs.mkdir()
+    for name, text in {"shuttle.txt": SHUTTLE, **(more_documents or {})}.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    settings = make_settings(root / "data", **overrides)
+    service = KnowledgeBaseService(settings, embeddings=embeddings)
+    service.ingestor.ingest_folder(docs, settings.default_kb, progress=False)
+    for kb in empty_kbs:
+        service.create_knowledge_base(kb)
+    app = create_app(settings, manage_llm=False, knowledge=service, llm=llm)  # type: ignore[arg-type]
+    with ServerThread(app, free_port()) as running:
+        yield KnowledgeServer(running.url, app, service, settings)
 
 
 def wait_job(url: str, job: dict[str, Any], timeout_s: float = 300) -> dict[str, Any]:
