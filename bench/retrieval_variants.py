@@ -4,7 +4,7 @@ For each variant the corpus is ingested into a fresh data directory (same embedd
 ``rag eval --no-llm``'s metrics are computed; one table row per variant is printed, best settings
 chosen from the dev questions only. Usage::
 
-    .venv/bin/python bench/retrieval_variants.py [--questions bench/eval/dev.jsonl] \\
+    .venv/bin/python -m bench.retrieval_variants [--questions bench/eval/dev.jsonl] \\
         [--embedding packaged:m3e-small] [--variants all|chunking|retrieval|translation] \\
         [--llm-url http://127.0.0.1:8100/v1] [--set retrieval_mode=vector ...]
 """
