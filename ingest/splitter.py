@@ -13,6 +13,8 @@ import re
 from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
+from rag.language import detect_language
+
 # Coarse to fine: paragraphs, lines, sentence ends (zh then en), clause marks, words, characters.
 SEPARATORS = [
     "\n\n",
@@ -107,4 +109,7 @@ def split_documents(
     for index, chunk in enumerate(chunks):
         chunk.metadata["chunk"] = index
         chunk.metadata["content_hash"] = content_hash(chunk.page_content)
+        # Lets retrieval ask whether a knowledge base holds passages in a language at all, and find
+        # the best one in it (rag.retrieval's language coverage).
+        chunk.metadata["language"] = detect_language(chunk.page_content)
     return chunks

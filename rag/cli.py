@@ -230,7 +230,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     report = evaluate(questions, retrieve, answer, prompts_dir=settings.prompts_dir)
     report["kb"] = kb
     report["settings"] = {
-        "retrieval_mode": settings.retrieval_mode,
+        "retrieval_mode": service.retrieval_mode,
         "top_k": args.top_k or settings.top_k,
         "chunk_size": settings.chunk_size,
         "reranker": service.reranker.name if service.reranker else None,

@@ -47,8 +47,10 @@ class Settings(BaseSettings):
         description="Hub name, local path, or 'packaged:NAME' (see rag.embeddings.PACKAGED_MODELS).",
     )
     embedding_fallback: str | None = Field(
-        default="packaged:m3e-small",
-        description="Used, with a warning, when embedding_model is neither local, cached nor downloadable.",
+        default="packaged:multilingual-e5-small",
+        description="Used, with a warning, when embedding_model is neither local, cached nor downloadable. "
+        "multilingual-e5-small: MIT licensed, and on the evaluation set it ranks the right passage far "
+        "better than m3e-small, above all for English questions about Chinese passages.",
     )
     embedding_batch_size: int = Field(default=32, ge=1)
     embedding_device: str | None = Field(default=None, description="torch device; unset = automatic.")
@@ -108,8 +110,10 @@ class Settings(BaseSettings):
     top_k: int = Field(
         default=3, ge=1, le=100, description="Chunks given to the LLM (a 0.5B model answers best with few)."
     )
-    retrieval_mode: Literal["hybrid", "vector"] = Field(
-        default="hybrid", description="hybrid = vector + BM25 keyword search fused by reciprocal rank."
+    retrieval_mode: Literal["auto", "hybrid", "vector"] = Field(
+        default="auto",
+        description="hybrid = vector + BM25 keyword search fused by reciprocal rank; auto = what was "
+        "measured best for the embedding model (vector for multilingual-e5-small, else hybrid).",
     )
     retrieval_candidates: int = Field(default=20, ge=1, le=500, description="Hits taken from each search.")
     rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant: 1 / (rrf_k + rank).")
@@ -121,13 +125,29 @@ class Settings(BaseSettings):
         "Switched off with a warning when it cannot be loaded here.",
     )
     query_translation: Literal["off", "en-to-zh", "both"] = Field(
-        default="en-to-zh",
-        description="When answering, also search with the question translated by the LLM: en-to-zh "
-        "finds Chinese passages for English questions (measured best on a Chinese-first corpus); both "
-        "also translates Chinese questions to English.",
+        default="both",
+        description="When answering, also search with the question translated by the LLM (zh <-> en): "
+        "en-to-zh translates English questions only; both also Chinese ones. A question is not "
+        "translated into a language the knowledge base holds no passage in.",
     )
     translation_weight: float = Field(
-        default=1.0, ge=0, description="How much the translated question's results count in the fusion."
+        default=1.0,
+        ge=0,
+        description="How much an English question's Chinese translation counts in the fusion.",
+    )
+    translation_weight_to_english: float = Field(
+        default=0.0,
+        ge=0,
+        description="How much a Chinese question's English translation counts in the fusion; 0 = it "
+        "only brings the best English passage into the top language_coverage_rank (fusing it added "
+        "noise to Chinese questions about Chinese passages).",
+    )
+    language_coverage_rank: int = Field(
+        default=3,
+        ge=0,
+        description="With a translated question, the best passage its translation finds in the "
+        "translation's language is moved up to this rank, so a question needing passages in both "
+        "languages gets both; 0 = off.",
     )
     rerank_candidates: int = Field(
         default=12, ge=1, le=200, description="Fused candidates the reranker reorders."

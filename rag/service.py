@@ -106,6 +106,12 @@ class KnowledgeBaseService:
     def embeddings(self) -> SentenceTransformerEmbeddings:
         return load_embeddings(self.settings)
 
+    @property
+    def retrieval_mode(self) -> str:
+        """The configured mode, or with "auto" the one measured best for the embedding model."""
+        mode = self.settings.retrieval_mode
+        return mode if mode != "auto" else getattr(self.embeddings, "retrieval_mode", "hybrid")
+
     @cached_property
     def client(self) -> chromadb.ClientAPI:
         return chroma_client(self.settings)
@@ -167,7 +173,7 @@ class KnowledgeBaseService:
             threshold = self.embeddings.min_relevance
         return KnowledgeBaseRetriever(
             store=opened.store,
-            keyword=opened.keyword if settings.retrieval_mode == "hybrid" else None,
+            keyword=opened.keyword if self.retrieval_mode == "hybrid" else None,
             reranker=self.reranker,
             k=k or settings.top_k,
             candidates=settings.retrieval_candidates,
@@ -178,6 +184,8 @@ class KnowledgeBaseService:
             min_relevance=threshold if gated else None,
             translate=translate,
             translation_weight=settings.translation_weight,
+            translation_weight_to_english=settings.translation_weight_to_english,
+            coverage_rank=settings.language_coverage_rank,
         )
 
     def search(self, kb: str, question: str, *, k: int | None = None) -> list[dict[str, Any]]:

@@ -139,8 +139,8 @@ def test_translation_runs_while_the_question_itself_is_searched(
     marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="")
     search = KnowledgeBaseRetriever._search
 
-    def recording_search(self: KnowledgeBaseRetriever, text: str, *args: object) -> None:
-        search(self, text, *args)
+    def recording_search(self: KnowledgeBaseRetriever, text: str, *args: object, **kwargs: object) -> None:
+        search(self, text, *args, **kwargs)  # type: ignore[arg-type]
         searched.append(text)
         first_search_done.set()
 
@@ -178,3 +178,42 @@ def test_a_chat_model_keeps_its_translator_and_so_its_translations(service: Know
     assert translating.translator(llm)("How many days of annual leave?") == "年假有几天？"  # type: ignore[misc]
     assert translating.translator(FakeListChatModel(responses=["x"])) is not translate
     assert service.translator(llm) is None  # query_translation "off" in the test profile
+
+
+def test_language_coverage_brings_the_translations_best_passage_up(service: KnowledgeBaseService) -> None:
+    # A Chinese question whose answer also needs an English passage: the English translation's best
+    # English hit is moved up to coverage_rank (2 here), without displacing the best Chinese passage.
+    question = "员工每年有几天年假？"
+    plain = service.retriever(KB, k=2, gated=False).invoke(question)
+    assert [document.metadata["language"] for document in plain] == ["zh", "zh"]
+
+    retriever = service.retriever(
+        KB, k=2, gated=False, translate=lambda _: "How many requests per minute does the API allow?"
+    )
+    retriever.translation_weight_to_english = 0.0  # fused with no weight: coverage alone brings it
+    retriever.coverage_rank = 2
+    covered = retriever.invoke(question)
+    assert [document.metadata["source"] for document in covered] == ["leave.md", "limits.md"]
+    retriever.coverage_rank = 0
+    assert [document.metadata["language"] for document in retriever.invoke(question)] == ["zh", "zh"]
+
+
+def test_no_translation_into_a_language_the_knowledge_base_lacks(
+    service: KnowledgeBaseService, ingestor: Ingestor, tmp_path: Path
+) -> None:
+    folder = tmp_path / "zh-only"
+    folder.mkdir()
+    (folder / "leave.md").write_text("# 休假\n\n员工每年享有十五天带薪年假。", encoding="utf-8")
+    ingestor.ingest_folder(folder, "zh-only", progress=False)
+    asked: list[str] = []
+
+    def translate(question: str) -> str:
+        asked.append(question)
+        return "How many days of annual leave?" if question.startswith("员工") else "年假有几天？"
+
+    service.retriever("zh-only", k=1, gated=False, translate=translate).invoke("员工每年有几天年假？")
+    assert asked == []  # no English passage to find
+    service.retriever("zh-only", k=1, gated=False, translate=translate).invoke("How many days of leave?")
+    assert asked == ["How many days of leave?"]
+    service.retriever(KB, k=1, gated=False, translate=translate).invoke("员工每年有几天年假？")
+    assert asked[-1] == "员工每年有几天年假？"  # the mixed knowledge base has English passages
