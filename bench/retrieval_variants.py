@@ -5,7 +5,7 @@ For each variant the corpus is ingested into a fresh data directory (same embedd
 chosen from the dev questions only. Usage::
 
     .venv/bin/python -m bench.retrieval_variants [--questions bench/eval/dev.jsonl] \\
-        [--embedding packaged:m3e-small] [--variants all|chunking|retrieval|translation] \\
+        [--embedding packaged:multilingual-e5-small] [--variants all|chunking|retrieval|translation] \\
         [--llm-url http://127.0.0.1:8100/v1] [--set retrieval_mode=vector ...]
 """
 
@@ -15,12 +15,15 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rag.chain import make_translator
 from rag.config import PROJECT_ROOT, load_settings
 from rag.embeddings import load_embeddings
 from rag.evaluation import evaluate, load_questions
+from rag.language import detect_language
 from rag.llm import chat_model
 from rag.service import KnowledgeBaseService
 
@@ -36,10 +39,14 @@ CHUNKING: list[dict[str, Any]] = [
 # These need an LLM (--llm-url): the translator is the packaged model or whatever serves there.
 TRANSLATION: list[dict[str, Any]] = [
     {"query_translation": "off"},
-    {"query_translation": "both", "translation_weight": 1.0},
-    {"query_translation": "both", "translation_weight": 0.5},
-    {"query_translation": "en-to-zh", "translation_weight": 1.0},
-    {"query_translation": "en-to-zh", "translation_weight": 0.5},
+    {"query_translation": "en-to-zh", "translation_weight": 1.0, "language_coverage_rank": 0},
+    {"query_translation": "en-to-zh", "translation_weight": 0.5, "language_coverage_rank": 0},
+    {"query_translation": "both", "translation_weight_to_english": 1.0, "language_coverage_rank": 0},
+    {"query_translation": "both", "translation_weight_to_english": 0.5, "language_coverage_rank": 0},
+    {"query_translation": "both", "translation_weight_to_english": 0.0, "language_coverage_rank": 0},
+    {"query_translation": "both", "translation_weight_to_english": 0.0, "language_coverage_rank": 2},
+    {"query_translation": "both", "translation_weight_to_english": 0.0, "language_coverage_rank": 3},
+    {"query_translation": "both", "translation_weight_to_english": 1.0, "language_coverage_rank": 3},
 ]
 RETRIEVAL: list[dict[str, Any]] = [
     {"retrieval_mode": "vector"},
@@ -50,13 +57,24 @@ RETRIEVAL: list[dict[str, Any]] = [
 ]
 
 
+def shared_translator(llm_url: str) -> Callable[[str], str | None]:
+    """One translator (both directions) for every variant: at temperature 0 a question's translation
+    does not change, so each is asked of the LLM once and every variant sees the same text."""
+    settings = load_settings(llm_base_url=llm_url)
+    return make_translator(chat_model(settings, temperature=0.0, max_tokens=96), settings.prompts_dir)
+
+
 def run(
-    variant: dict[str, Any], questions: list[Any], embedding: str, embedder: Any, llm_url: str | None
+    variant: dict[str, Any],
+    questions: list[Any],
+    embedding: str,
+    embedder: Any,
+    translate_any: Callable[[str], str | None] | None,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as data:
         settings = load_settings(
             data_dir=Path(data), embedding_model=embedding, embedding_fallback="none", reranker_model="none",
-            llm_base_url=llm_url, **variant,
+            **variant,
         )  # fmt: skip
         service = KnowledgeBaseService(settings, embeddings=embedder)
         started = time.monotonic()
@@ -64,8 +82,13 @@ def run(
         ingest_s = time.monotonic() - started
 
         translate = None
-        if llm_url and settings.query_translation != "off":
-            translate = service.translator(chat_model(settings, temperature=0.0, max_tokens=96))
+        if translate_any is not None and settings.query_translation != "off":
+            only_english = settings.query_translation == "en-to-zh"
+
+            def translate(question: str) -> str | None:
+                if only_english and detect_language(question) != "en":
+                    return None
+                return translate_any(question)
 
         def retrieve(question: str, k: int, gated: bool) -> list[dict[str, Any]]:
             documents = service.retriever("variants", k=k, gated=gated, translate=translate).invoke(question)
@@ -78,7 +101,7 @@ def run(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=Path, default=PROJECT_ROOT / "bench" / "eval" / "dev.jsonl")
-    parser.add_argument("--embedding", default="packaged:m3e-small")
+    parser.add_argument("--embedding", default="packaged:multilingual-e5-small")
     parser.add_argument("--variants", choices=["all", "chunking", "retrieval", "translation"], default="all")
     parser.add_argument("--llm-url", help="OpenAI-compatible server for the translation variants")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="base setting")
@@ -95,12 +118,13 @@ def main() -> int:
         parser.error("the translation variants need --llm-url")
     base = dict(item.split("=", 1) for item in args.set)
     print(f"{args.questions.name}, {len(questions)} questions, {embedder.name}")
-    print(f"{'variant':<62} {'chunks':>6} {'hit@1':>6} {'hit@3':>6} {'hit@5':>6} {'hit@10':>6} {'mrr@10':>6}")
+    print(f"{'variant':<92} {'chunks':>6} {'hit@1':>6} {'hit@3':>6} {'hit@5':>6} {'hit@10':>6} {'mrr@10':>6}")
+    translate_any = shared_translator(args.llm_url) if args.llm_url else None
     for variant in variants:
-        row = run({**base, **variant}, questions, args.embedding, embedder, args.llm_url)
+        row = run({**base, **variant}, questions, args.embedding, embedder, translate_any)
         label = " ".join(f"{key}={value}" for key, value in variant.items())
         print(
-            f"{label:<62} {row['chunks']:>6} {row['hit@1']:>6.3f} {row['hit@3']:>6.3f} {row['hit@5']:>6.3f} "
+            f"{label:<92} {row['chunks']:>6} {row['hit@1']:>6.3f} {row['hit@3']:>6.3f} {row['hit@5']:>6.3f} "
             f"{row['hit@10']:>6.3f} {row['mrr@10']:>6.3f}",
             flush=True,
         )

@@ -142,6 +142,14 @@ class Settings(BaseSettings):
         "only brings the best English passage into the top language_coverage_rank (fusing it added "
         "noise to Chinese questions about Chinese passages).",
     )
+    translation_wait_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="How long retrieval waits for the translation once the question's own search is "
+        "done; past it the answer goes on without (the translation is still cached for the next time "
+        "the question is asked). Unset = wait: a CPU-served LLM takes 0.6-6 s to translate, which "
+        "delays the first token by as much; set e.g. 0.3 where that matters more than recall.",
+    )
     language_coverage_rank: int = Field(
         default=3,
         ge=0,

@@ -74,6 +74,7 @@ class KnowledgeBaseRetriever(BaseRetriever):
     translation_weight: float = 0.5  # an English question's Chinese translation counts this much
     translation_weight_to_english: float = 0.0  # a Chinese question's English translation, likewise
     coverage_rank: int = 3  # the translation's best passage in its language gets at least this rank
+    translation_wait_s: float | None = None  # after the question's own search; None = until it is done
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
@@ -83,7 +84,7 @@ class KnowledgeBaseRetriever(BaseRetriever):
         target = "zh" if detect_language(query) == "en" else "en"
         translation = self._start_translation(query, target)
         self._search(query, 1.0, pool, vectors)
-        translated = (translation.result() or "").strip() if translation is not None else ""
+        translated = self._translation_result(translation)
         translated = translated if translated != query.strip() else ""
         if translated:
             share = self.translation_weight if target == "zh" else self.translation_weight_to_english
@@ -103,6 +104,19 @@ class KnowledgeBaseRetriever(BaseRetriever):
         if translated and self.coverage_rank:
             ranked = self._cover_language(ranked, target)
         return [self._document(candidate) for candidate in ranked[: self.k]]
+
+    def _translation_result(self, translation: Future[str | None] | None) -> str:
+        """The translation, or "" when there is none or it is not back within ``translation_wait_s``.
+
+        A late translation is not lost: it finishes on its thread and the translator caches it, so
+        the question asked again is searched in both languages.
+        """
+        if translation is None:
+            return ""
+        try:
+            return (translation.result(timeout=self.translation_wait_s) or "").strip()
+        except TimeoutError:
+            return ""
 
     def _cover_language(self, ranked: list[_Candidate], language: str) -> list[_Candidate]:
         """``ranked`` with the translation's best passage in ``language`` at ``coverage_rank`` or better."""

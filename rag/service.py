@@ -186,6 +186,7 @@ class KnowledgeBaseService:
             translation_weight=settings.translation_weight,
             translation_weight_to_english=settings.translation_weight_to_english,
             coverage_rank=settings.language_coverage_rank,
+            translation_wait_s=settings.translation_wait_s,
         )
 
     def search(self, kb: str, question: str, *, k: int | None = None) -> list[dict[str, Any]]:

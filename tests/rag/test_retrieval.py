@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,31 @@ def test_no_translation_into_a_language_the_knowledge_base_lacks(
     assert asked == ["How many days of leave?"]
     service.retriever(KB, k=1, gated=False, translate=translate).invoke("员工每年有几天年假？")
     assert asked[-1] == "员工每年有几天年假？"  # the mixed knowledge base has English passages
+
+
+def test_a_late_translation_is_not_waited_for_but_kept(service: KnowledgeBaseService) -> None:
+    import threading
+
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    from rag.chain import make_translator
+
+    release = threading.Event()
+
+    class SlowLLM(FakeListChatModel):
+        def invoke(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+            assert release.wait(30)
+            return super().invoke(*args, **kwargs)  # type: ignore[arg-type]
+
+    translate = make_translator(SlowLLM(responses=["员工每年有几天带薪年假？"]), service.settings.prompts_dir)
+    question = "How many days of paid annual leave do employees get?"
+    retriever = service.retriever(KB, k=1, gated=False, translate=translate)
+    retriever.translation_wait_s = 0.05
+    [hurried] = retriever.invoke(question)
+    assert hurried.metadata["source"] != "leave.md"  # answered from the English search alone
+    release.set()
+    deadline = time.monotonic() + 30
+    while translate.cache_info().currsize == 0 and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.01)
+    [best] = retriever.invoke(question)  # asked again: the translation is cached now
+    assert best.metadata["source"] == "leave.md"
