@@ -6,12 +6,14 @@ chosen from the dev questions only. Usage::
 
     .venv/bin/python -m bench.retrieval_variants [--questions bench/eval/dev.jsonl] \\
         [--embedding packaged:multilingual-e5-small] [--variants all|chunking|retrieval|translation] \\
-        [--llm-url http://127.0.0.1:8100/v1] [--set retrieval_mode=vector ...]
+        [--llm-url http://127.0.0.1:8100/v1] [--translations bench/eval/translations.json] \\
+        [--set retrieval_mode=vector ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -57,11 +59,30 @@ RETRIEVAL: list[dict[str, Any]] = [
 ]
 
 
-def shared_translator(llm_url: str) -> Callable[[str], str | None]:
+def shared_translator(llm_url: str | None, cache_file: Path | None) -> Callable[[str], str | None]:
     """One translator (both directions) for every variant: at temperature 0 a question's translation
-    does not change, so each is asked of the LLM once and every variant sees the same text."""
-    settings = load_settings(llm_base_url=llm_url)
-    return make_translator(chat_model(settings, temperature=0.0, max_tokens=96), settings.prompts_dir)
+    does not change, so each is asked of the LLM once and every variant sees the same text.
+
+    ``cache_file`` (JSON, question -> translation) keeps them across runs, so a later run needs no LLM.
+    """
+    cached: dict[str, str | None] = {}
+    if cache_file is not None and cache_file.exists():
+        cached = json.loads(cache_file.read_text(encoding="utf-8"))
+    ask = None
+    if llm_url:
+        settings = load_settings(llm_base_url=llm_url)
+        ask = make_translator(chat_model(settings, temperature=0.0, max_tokens=96), settings.prompts_dir)
+
+    def translate(question: str) -> str | None:
+        if question not in cached:
+            if ask is None:
+                raise SystemExit(f"no cached translation of {question!r} and no --llm-url")
+            cached[question] = ask(question)
+            if cache_file is not None:
+                cache_file.write_text(json.dumps(cached, ensure_ascii=False, indent=1), encoding="utf-8")
+        return cached[question]
+
+    return translate
 
 
 def run(
@@ -104,6 +125,9 @@ def main() -> int:
     parser.add_argument("--embedding", default="packaged:multilingual-e5-small")
     parser.add_argument("--variants", choices=["all", "chunking", "retrieval", "translation"], default="all")
     parser.add_argument("--llm-url", help="OpenAI-compatible server for the translation variants")
+    parser.add_argument(
+        "--translations", type=Path, help="JSON cache of the questions' translations (read, then extended)"
+    )
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="base setting")
     args = parser.parse_args()
     questions = load_questions(args.questions)
@@ -112,14 +136,16 @@ def main() -> int:
         "chunking": CHUNKING,
         "retrieval": RETRIEVAL,
         "translation": TRANSLATION,
-        "all": CHUNKING + RETRIEVAL + (TRANSLATION if args.llm_url else []),
+        "all": CHUNKING + RETRIEVAL + (TRANSLATION if args.llm_url or args.translations else []),
     }[args.variants]
-    if args.variants == "translation" and not args.llm_url:
-        parser.error("the translation variants need --llm-url")
+    if args.variants == "translation" and not (args.llm_url or args.translations):
+        parser.error("the translation variants need --llm-url (or a --translations cache)")
     base = dict(item.split("=", 1) for item in args.set)
     print(f"{args.questions.name}, {len(questions)} questions, {embedder.name}")
     print(f"{'variant':<92} {'chunks':>6} {'hit@1':>6} {'hit@3':>6} {'hit@5':>6} {'hit@10':>6} {'mrr@10':>6}")
-    translate_any = shared_translator(args.llm_url) if args.llm_url else None
+    translate_any = None
+    if args.llm_url or args.translations:
+        translate_any = shared_translator(args.llm_url, args.translations)
     for variant in variants:
         row = run({**base, **variant}, questions, args.embedding, embedder, translate_any)
         label = " ".join(f"{key}={value}" for key, value in variant.items())
