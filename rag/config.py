@@ -153,9 +153,9 @@ class Settings(BaseSettings):
     language_coverage_rank: int = Field(
         default=3,
         ge=0,
-        description="With a translated question, the best passage its translation finds in the "
-        "translation's language is moved up to this rank, so a question needing passages in both "
-        "languages gets both; 0 = off.",
+        description="With a translation that is not fused (weight 0), the best passage it finds in "
+        "its own language is moved up to this rank, so a question needing passages in both languages "
+        "gets both; 0 = off.",
     )
     rerank_candidates: int = Field(
         default=12, ge=1, le=200, description="Fused candidates the reranker reorders."

@@ -5,10 +5,12 @@
 2. reciprocal rank fusion merges the two lists: a chunk scores ``weight / (rrf_k + rank)`` per list
    it is in, so agreement between the searches wins and neither score scale has to be calibrated;
 3. a cross-encoder, when configured, reorders the best ``rerank_candidates`` fused chunks;
-4. language coverage, when the question was also searched in translation (zh <-> en): the best
-   passage the translation found in its own language is moved up to ``coverage_rank``, so a question
-   whose answer spans a Chinese and an English document sees both (the original question's list is
-   dominated by passages in its own language, even with a multilingual embedder);
+4. language coverage, when the question was also searched in a translation that is not fused
+   (weight 0; by default a Chinese question's English one): the best passage the translation found
+   in its own language is moved up to ``coverage_rank``, so a question whose answer spans a Chinese
+   and an English document sees both (the original question's list is dominated by passages in its
+   own language, even with a multilingual embedder). A fused translation already ranks its passages,
+   and moving one more up only displaced a passage the LLM needed;
 5. the relevance gate: every candidate's cosine similarity to the question is known (keyword-only hits
    get theirs from their stored vectors). With ``min_relevance`` set, a chunk stays if it reaches it,
    or if it also matched keywords and comes within ``keyword_margin`` of it (an exact-term match makes
@@ -86,8 +88,8 @@ class KnowledgeBaseRetriever(BaseRetriever):
         self._search(query, 1.0, pool, vectors)
         translated = self._translation_result(translation)
         translated = translated if translated != query.strip() else ""
+        share = self.translation_weight if target == "zh" else self.translation_weight_to_english
         if translated:
-            share = self.translation_weight if target == "zh" else self.translation_weight_to_english
             self._search(translated, share, pool, vectors, translation=True)
         self._fill_keyword_only(pool, vectors)
 
@@ -101,7 +103,7 @@ class KnowledgeBaseRetriever(BaseRetriever):
             ranked = sorted(head, key=lambda c: c.rerank or 0.0, reverse=True) + ranked[len(head) :]
         if self.min_relevance is not None:
             ranked = [c for c in ranked if self._relevant(c)]
-        if translated and self.coverage_rank:
+        if translated and self.coverage_rank and share == 0:
             ranked = self._cover_language(ranked, target)
         return [self._document(candidate) for candidate in ranked[: self.k]]
 
