@@ -75,7 +75,7 @@ class KnowledgeBaseRetriever(BaseRetriever):
     translate: Callable[[str], str | None] | None = None  # question -> the same in the other language
     translation_weight: float = 0.5  # an English question's Chinese translation counts this much
     translation_weight_to_english: float = 0.0  # a Chinese question's English translation, likewise
-    coverage_rank: int = 3  # the translation's best passage in its language gets at least this rank
+    coverage_rank: int = 3  # an unfused translation's best passage in its language gets at least this rank
     translation_wait_s: float | None = None  # after the question's own search; None = until it is done
 
     def _get_relevant_documents(
