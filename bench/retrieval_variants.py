@@ -6,7 +6,7 @@ chosen from the dev questions only. Usage::
 
     .venv/bin/python -m bench.retrieval_variants [--questions bench/eval/dev.jsonl] \\
         [--embedding packaged:multilingual-e5-small] [--variants all|chunking|retrieval|translation] \\
-        [--llm-url http://127.0.0.1:8100/v1] [--translations bench/eval/translations.json] \\
+        [--llm-url http://127.0.0.1:8100/v1] [--translations bench/eval/translations-dev.json] \\
         [--set retrieval_mode=vector ...]
 """
 
@@ -38,7 +38,8 @@ CHUNKING: list[dict[str, Any]] = [
     {"chunk_size": 800, "chunk_overlap": 120, "chunk_headings": False},
     {"chunk_size": 800, "chunk_overlap": 120, "chunk_headings": True},
 ]
-# These need an LLM (--llm-url): the translator is the packaged model or whatever serves there.
+# These need translations: an LLM (--llm-url; the packaged model or whatever serves there) or a
+# --translations cache that holds every question.
 TRANSLATION: list[dict[str, Any]] = [
     {"query_translation": "off"},
     {"query_translation": "en-to-zh", "translation_weight": 1.0, "language_coverage_rank": 0},
