@@ -163,6 +163,29 @@ def _gpu_present() -> bool:
         return False
 
 
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags (x86 ``flags``, ARM ``Features``) from /proc/cpuinfo; empty elsewhere."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return set()
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return set()
+
+
+def cpu_dtype(flags: set[str]) -> str:
+    """bfloat16 where the CPU has bfloat16 arithmetic, float32 where it would be emulated.
+
+    Measured on an AVX2-only EPYC with the packaged 0.5B model: bfloat16 read a 589-token prompt in
+    25 s against 4.4 s for float32, and generated 8 tokens/s against 4. A RAG prompt is long and its
+    answer short, so float32 gives the first token several times sooner there.
+    """
+    return "bfloat16" if flags & {"avx512_bf16", "amx_bf16", "bf16"} else "float32"
+
+
 def prepare_packaged_model(settings: Settings) -> Path:
     """Assemble and convert the packaged Qwen model (idempotent, cached by sha256); returns its folder."""
     python = settings.llm_python
@@ -200,9 +223,18 @@ class ManagedVLLM:
             "--max-model-len", str(settings.llm_max_model_len),
             "--api-key", settings.llm_api_key,
         ]  # fmt: skip
-        if not _gpu_present():
-            command += ["--dtype", "bfloat16", "--enforce-eager", "--kv-cache-memory-bytes",
+        if _gpu_present():
+            if settings.llm_dtype != "auto":
+                command += ["--dtype", settings.llm_dtype]
+        else:
+            dtype = cpu_dtype(_cpu_flags()) if settings.llm_dtype == "auto" else settings.llm_dtype
+            command += ["--dtype", dtype, "--enforce-eager", "--kv-cache-memory-bytes",
                         settings.llm_kv_cache_bytes]  # fmt: skip
+            if settings.llm_cpu_reserved_cores is not None:
+                # Through env(1), so the logged command is the whole story and kbqa's own environment
+                # is neither read nor changed.
+                reserved = f"VLLM_CPU_NUM_OF_RESERVED_CPU={settings.llm_cpu_reserved_cores}"
+                command = ["env", reserved, *command]
         return command
 
     @property

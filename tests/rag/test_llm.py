@@ -1,9 +1,12 @@
-"""``rag.llm.LLMProvider``: chat models per sampling, shared between requests (no server needed)."""
+"""``rag.llm``: chat models per sampling, and the managed server's command line (no server needed)."""
 
 from __future__ import annotations
 
+import pytest
+
+from rag import llm
 from rag.config import Settings
-from rag.llm import LLMProvider
+from rag.llm import LLMProvider, ManagedVLLM, cpu_dtype
 
 
 def _provider(settings: Settings) -> LLMProvider:
@@ -31,3 +34,32 @@ def test_kept_models_are_bounded(settings: Settings) -> None:
         provider.chat_model(max_tokens=tokens)
     assert len(provider._models) == LLMProvider._CACHED_MODELS
     assert provider.chat_model(max_tokens=1) is not first  # the oldest went first
+
+
+def test_cpu_dtype_is_bfloat16_only_where_the_cpu_computes_it() -> None:
+    assert cpu_dtype({"avx2", "fma"}) == "float32"
+    assert cpu_dtype({"avx2", "avx512f", "avx512_bf16"}) == "bfloat16"
+    assert cpu_dtype({"amx_bf16", "amx_tile"}) == "bfloat16"
+    assert cpu_dtype({"asimd", "bf16"}) == "bfloat16"  # ARM
+    assert cpu_dtype(set()) == "float32"
+
+
+def _cpu_command(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, flags: set[str], **update: object
+) -> list[str]:
+    monkeypatch.setattr(llm, "_gpu_present", lambda: False)
+    monkeypatch.setattr(llm, "_cpu_flags", lambda: flags)
+    return ManagedVLLM(settings.model_copy(update={"llm_model": "/models/m", **update})).command()
+
+
+def test_the_managed_server_gets_the_cpus_dtype_unless_one_is_configured(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    command = _cpu_command(settings, monkeypatch, {"avx2"})
+    assert command[command.index("--dtype") + 1] == "float32"
+    assert command[0] == str(settings.llm_python)  # vLLM's own core reservation
+    command = _cpu_command(settings, monkeypatch, {"avx512_bf16"})
+    assert command[command.index("--dtype") + 1] == "bfloat16"
+    command = _cpu_command(settings, monkeypatch, {"avx2"}, llm_dtype="bfloat16", llm_cpu_reserved_cores=0)
+    assert command[command.index("--dtype") + 1] == "bfloat16"
+    assert command[:3] == ["env", "VLLM_CPU_NUM_OF_RESERVED_CPU=0", str(settings.llm_python)]
