@@ -165,6 +165,12 @@ class Settings(BaseSettings):
         description="Chunks scoring below this cosine similarity are not shown to the LLM; if none is "
         "left the answer is a refusal. Unset = the embedding model's own calibrated value.",
     )
+    refuse_unknown_terms: bool = Field(
+        default=True,
+        description="Refuse, without asking the LLM, a question naming a version, code, acronym or (in "
+        "Chinese) a place or organisation that none of the best passages of the knowledge base contains "
+        "(rag.named_terms).",
+    )
 
     # --- LLM -----------------------------------------------------------------------------------
     llm_base_url: str | None = Field(

@@ -14,7 +14,10 @@
 5. the relevance gate: every candidate's cosine similarity to the question is known (keyword-only hits
    get theirs from their stored vectors). With ``min_relevance`` set, a chunk stays if it reaches it,
    or if it also matched keywords and comes within ``keyword_margin`` of it (an exact-term match makes
-   it relevant where embeddings are weak); when none is left the chain refuses.
+   it relevant where embeddings are weak); when none is left the chain refuses. With
+   ``known_terms_required``, it also returns nothing for a question naming a term (``rag.named_terms``)
+   that none of the ``term_window`` best candidates contains: the question is about something near
+   what the knowledge base holds, not about what it holds.
 
 Each returned document carries its cosine similarity in ``metadata["score"]`` (the ``query``
 contract's score), plus ``fusion``, ``vector_rank`` and ``keyword_rank`` for inspection.
@@ -38,6 +41,7 @@ from pydantic import ConfigDict
 
 from rag.keyword_index import KeywordIndex
 from rag.language import detect_language
+from rag.named_terms import mentions, named_terms
 from rag.rerank import CrossEncoderReranker
 
 
@@ -77,6 +81,8 @@ class KnowledgeBaseRetriever(BaseRetriever):
     translation_weight_to_english: float = 0.0  # a Chinese question's English translation, likewise
     coverage_rank: int = 3  # an unfused translation's best passage in its language gets at least this rank
     translation_wait_s: float | None = None  # after the question's own search; None = until it is done
+    known_terms_required: bool = False  # refuse questions naming what the best candidates never mention
+    term_window: int = 5
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
@@ -101,6 +107,8 @@ class KnowledgeBaseRetriever(BaseRetriever):
             ):
                 candidate.rerank = score
             ranked = sorted(head, key=lambda c: c.rerank or 0.0, reverse=True) + ranked[len(head) :]
+        if self.known_terms_required and self._unmentioned_term(query, ranked) is not None:
+            return []
         if self.min_relevance is not None:
             ranked = [c for c in ranked if self._relevant(c)]
         if translated and self.coverage_rank and share == 0:
@@ -131,6 +139,22 @@ class KnowledgeBaseRetriever(BaseRetriever):
             return ranked
         rest = [c for c in ranked if c is not best]
         return [*rest[:place], best, *rest[place:]]
+
+    def _unmentioned_term(self, query: str, ranked: list[_Candidate]) -> str | None:
+        """The first of the question's named terms that none of the best ``term_window`` candidates contains.
+
+        The best candidates, not the whole knowledge base: measured on the evaluation set, the Beijing
+        of "the Beijing office's shuttle" and the v3 of "API v3's rate limit" each occur somewhere in
+        it (a hotel price table, another product's release notes), but not among the passages that a
+        search for those questions finds. Five and not the final top-k: a question spanning two
+        passages may find only one of them in its top 3, yet names what the other holds (with ten,
+        the Beijing hotel-price row was among them).
+        """
+        window = " ".join(c.document.page_content for c in ranked[: self.term_window])
+        for term in named_terms(query):
+            if not mentions(window, term):
+                return term
+        return None
 
     def _holds_language(self, language: str) -> bool:
         """Whether the knowledge base has passages in ``language`` (translating into another is wasted).

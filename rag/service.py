@@ -187,6 +187,7 @@ class KnowledgeBaseService:
             translation_weight_to_english=settings.translation_weight_to_english,
             coverage_rank=settings.language_coverage_rank,
             translation_wait_s=settings.translation_wait_s,
+            known_terms_required=gated and settings.refuse_unknown_terms,
         )
 
     def search(self, kb: str, question: str, *, k: int | None = None) -> list[dict[str, Any]]:

@@ -246,3 +246,15 @@ def test_a_late_translation_is_not_waited_for_but_kept(service: KnowledgeBaseSer
         time.sleep(0.01)
     [best] = retriever.invoke(question)  # asked again: the translation is cached now
     assert best.metadata["source"] == "leave.md"
+
+
+def test_gate_refuses_a_question_naming_what_no_passage_mentions(service: KnowledgeBaseService) -> None:
+    # The limits passage is about "the API" but not its v3, the canteen is not Beijing's: near, not it.
+    question = "How many requests per minute does API v3 allow?"
+    assert service.retriever(KB, gated=False).invoke(question)
+    assert service.retriever(KB).invoke(question) == []
+    assert service.retriever(KB).invoke("北京的员工食堂在几楼？") == []
+    assert service.retriever(KB).invoke("员工食堂在几楼？")[0].metadata["source"] == "canteen.md"
+    settings = service.settings.model_copy(update={"refuse_unknown_terms": False, "min_relevance": -1.0})
+    ungated_terms = KnowledgeBaseService(settings, embeddings=service.embeddings)
+    assert ungated_terms.retriever(KB).invoke(question)
