@@ -326,6 +326,7 @@ class Ingestor:
         )
         known = self.manifest.records(kb)
         batch: list[_FileRead] = []
+        batch_chunks = 0  # chunks in batch, kept as files join it instead of summed again per file
         waiting: list[str] = []
         done = 0
 
@@ -344,11 +345,12 @@ class Ingestor:
             waiting.append(read.source)
             if read.chunks is not None:
                 batch.append(read)
+                batch_chunks += len(read.chunks)
             else:
                 self._record_without_chunks(read, kb, summary, origin)
-            if sum(len(item.chunks or ()) for item in batch) >= self.settings.ingest_batch_chunks:
+            if batch_chunks >= self.settings.ingest_batch_chunks:
                 self._write_batch(batch, target, summary, full=full, origin=origin)
-                batch = []
+                batch, batch_chunks = [], 0
             if not batch:
                 report()
         if batch:
