@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from types import ModuleType
 
 from rag.language import detect_language
 
@@ -33,7 +34,7 @@ _CHINESE_NAME_TAGS = frozenset({"ns", "nt"})  # jieba: place, organisation
 
 
 @lru_cache(maxsize=1)
-def _chinese_tagger():  # type: ignore[no-untyped-def]
+def _chinese_tagger() -> ModuleType:
     """jieba's part-of-speech tagger, loaded on first use (its model takes about a second)."""
     import jieba
     import jieba.posseg
