@@ -35,11 +35,12 @@ _CHINESE_NAME_TAGS = frozenset({"ns", "nt"})  # jieba: place, organisation
 
 @lru_cache(maxsize=1)
 def _chinese_tagger() -> ModuleType:
-    """jieba's part-of-speech tagger, loaded on first use (its model takes about a second)."""
-    import jieba
+    """jieba's part-of-speech tagger, loaded on first use (its model takes about a second).
+
+    jieba's log level is kbqa's from ``rag.keyword_index``, which retrieval always imports first.
+    """
     import jieba.posseg
 
-    jieba.setLogLevel(60)
     return jieba.posseg
 
 
