@@ -276,11 +276,23 @@ def _fake_openai() -> Any:
 
 @contextlib.contextmanager
 def fake_llm(
-    *, token_delay_s: float, reply: str = BENCH_REPLY, log_path: Path | None = None
+    *,
+    token_delay_s: float,
+    reply: str = BENCH_REPLY,
+    log_path: Path | None = None,
+    replies_by_prefix: dict[str, str] | None = None,
 ) -> Iterator[Any]:
-    """The fake OpenAI-compatible server, in its own process so it does not share the clients' GIL."""
+    """The fake OpenAI-compatible server, in its own process so it does not share the clients' GIL.
+
+    ``replies_by_prefix``: other replies for prompts that start with a given text (see
+    ``tests.support.fake_openai.build_app``).
+    """
     server = _fake_openai().FakeOpenAIServer(
-        free_port(), reply=reply, token_delay_s=token_delay_s, log_path=log_path
+        free_port(),
+        reply=reply,
+        token_delay_s=token_delay_s,
+        log_path=log_path,
+        replies_by_prefix=replies_by_prefix,
     )
     with server:
         yield server

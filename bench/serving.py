@@ -56,7 +56,7 @@ from bench.load import (
 )
 from rag.config import PROJECT_ROOT
 from rag.language import detect_language
-from rag.prompts import answer_prompt, format_context, quote_untrusted
+from rag.prompts import answer_prompt, format_context, quote_untrusted, read_prompt
 
 _ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 
@@ -410,7 +410,13 @@ def servers(args: argparse.Namespace, work: Path) -> Iterator[tuple[str, str, st
         if args.llm_url:
             llm_url, note = args.llm_url, f"LLM: {args.llm_url}"
         elif args.fake_llm is not None:
-            server = stack.enter_context(fake_llm(token_delay_s=args.fake_llm, log_path=work / "llm.log"))
+            server = stack.enter_context(
+                fake_llm(
+                    token_delay_s=args.fake_llm,
+                    log_path=work / "llm.log",
+                    replies_by_prefix=translation_replies(),
+                )
+            )
             llm_url, note = server.url, f"LLM: fake OpenAI server, {args.fake_llm} s per token"
         else:
             llm_url = stack.enter_context(vllm_server(work / "llm", work / "llm.log"))
@@ -423,6 +429,20 @@ def servers(args: argparse.Namespace, work: Path) -> Iterator[tuple[str, str, st
                 kbqa_app(work / "data", llm_url, overrides=overrides, log_path=work / "app.log")
             )
         yield llm_url, kbqa_url, note
+
+
+def translation_replies() -> dict[str, str]:
+    """The fake LLM's answers to kbqa's query-translation prompts: a question of a real one's size.
+
+    Without them the fake answers a translation request with its long answer text, which kbqa then
+    embeds and searches on every chat: ~50 ms more than a real translation costs, counted as kbqa's.
+    """
+    prompts_dir = PROJECT_ROOT / "prompts"
+    sample = {"en": "How many seats does the company shuttle bus have?", "zh": "公司班车有多少个座位？"}
+    return {
+        read_prompt(prompts_dir, language, "translate").splitlines()[0]: question
+        for language, question in sample.items()
+    }
 
 
 @dataclass

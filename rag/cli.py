@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-llm", action="store_true", help="retrieval only; no LLM needed")
     evaluate.add_argument("--json", action="store_true", help="print the whole report as JSON")
     evaluate.add_argument("--report", type=Path, help="also write the JSON report to this file")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
 
     llm = commands.add_parser("llm", help="run the local vLLM server in the foreground")
     llm.add_argument("--port", type=int, help="port (default: KBQA_LLM_PORT)")
@@ -227,7 +228,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
             for document in retriever.invoke(question)
         ]
 
-    report = evaluate(questions, retrieve, answer, prompts_dir=settings.prompts_dir)
+    report = evaluate(questions, retrieve, answer, prompts_dir=settings.prompts_dir, progress=not args.quiet)
     report["kb"] = kb
     report["settings"] = {
         "retrieval_mode": service.retrieval_mode,

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from rag.prompts import read_prompt
 
 HIT_RANKS = (1, 3, 5, 10)
@@ -132,12 +134,18 @@ Answer = Callable[[str], dict[str, Any]]  # question -> {"answer", "sources"}
 
 
 def evaluate(
-    questions: list[EvalQuestion], retrieve: Retrieve, answer: Answer | None, *, prompts_dir: Path
+    questions: list[EvalQuestion],
+    retrieve: Retrieve,
+    answer: Answer | None,
+    *,
+    prompts_dir: Path,
+    progress: bool = False,
 ) -> dict[str, Any]:
+    """``progress``: a bar on stderr, since a run with a CPU-served LLM takes a quarter of an hour."""
     started = time.monotonic()
     refusals = [read_prompt(prompts_dir, language, "refusal") for language in ("zh", "en")]
     results: list[QuestionResult] = []
-    for question in questions:
+    for question in tqdm(questions, desc="eval", unit="question", disable=not progress):
         texts = [hit["text"] for hit in retrieve(question.question, max(HIT_RANKS), False)]
         result = QuestionResult(
             question=question,

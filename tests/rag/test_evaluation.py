@@ -72,6 +72,12 @@ def test_eval_command_reports_metrics(tmp_path: Path) -> None:
     assert overall["refusal_rate"] == 1.0 and overall["false_refusal_rate"] == 0.0
     assert report["metrics"]["unanswerable"]["n"] == 1
     assert [r["rank"] for r in report["results"]] == [1, 1, None]
+    assert "eval: 100%" in result.stderr and "3/3" in result.stderr  # progress, off stdout's report
+    quiet = subprocess.run(
+        [*command, "--quiet", "--json"], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    assert quiet.returncode == 0 and "eval:" not in quiet.stderr
+    assert json.loads(quiet.stdout)["metrics"]["overall"]["hit@1"] == 1.0
     missing = subprocess.run(
         [*command[:4], "nope.jsonl", "--no-llm"], env=env, cwd=PROJECT_ROOT, capture_output=True
     )

@@ -5,7 +5,8 @@ can kill it with SIGKILL the way a crashed vLLM dies (sockets closed mid-stream,
 connections) and start it again on the same port; and under load its work does not compete for the
 test process's GIL, so what is measured is kbqa, not the stand-in. ``FakeOpenAIServer`` manages that
 process; ``build_app`` is the server itself: ``/v1/models`` and ``/v1/chat/completions`` (JSON or SSE
-chunks as vLLM sends them), one fixed reply, an optional delay per token.
+chunks as vLLM sends them), one fixed reply (or another for prompts starting with a given text), an
+optional delay per token.
 """
 
 from __future__ import annotations
@@ -42,11 +43,27 @@ def tokens_of(text: str) -> list[str]:
 
 
 def build_app(
-    reply: str = DEFAULT_REPLY, *, token_delay_s: float = 0.0, model: str = DEFAULT_MODEL
+    reply: str = DEFAULT_REPLY,
+    *,
+    token_delay_s: float = 0.0,
+    model: str = DEFAULT_MODEL,
+    replies_by_prefix: dict[str, str] | None = None,
 ) -> FastAPI:
-    """The server: every chat request gets ``reply`` (cut at ``max_tokens``), ``token_delay_s`` per token."""
+    """The server: every chat request gets ``reply`` (cut at ``max_tokens``), ``token_delay_s`` per token.
+
+    ``replies_by_prefix`` answers a request whose last message starts with a key with that key's reply
+    instead: a benchmark gives kbqa's query-translation prompt a question-sized answer, as a real model
+    does, so that kbqa's extra search is timed with the text it gets in production.
+    """
     app = FastAPI(title="fake OpenAI-compatible server")
-    reply_tokens = tokens_of(reply)
+    default_tokens = tokens_of(reply)
+    special = {prefix: tokens_of(text) for prefix, text in (replies_by_prefix or {}).items()}
+
+    def reply_for(messages: list[Any]) -> list[str]:
+        last = messages[-1] if isinstance(messages[-1], dict) else {}
+        content = str(last.get("content", ""))
+        found = (tokens for prefix, tokens in special.items() if content.startswith(prefix))
+        return next(found, default_tokens)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -65,6 +82,7 @@ def build_app(
         if not isinstance(body, dict) or not body.get("messages"):
             error = {"message": "messages is required", "type": "BadRequestError", "param": None, "code": 400}
             return JSONResponse({"error": error}, status_code=400)
+        reply_tokens = reply_for(body["messages"])
         limit = body.get("max_completion_tokens") or body.get("max_tokens") or len(reply_tokens)
         parts = reply_tokens[: int(limit)]
         finish_reason = "length" if len(parts) < len(reply_tokens) else "stop"
@@ -130,20 +148,25 @@ class FakeOpenAIServer:
         token_delay_s: float = 0.0,
         model: str = DEFAULT_MODEL,
         log_path: Path | None = None,
+        replies_by_prefix: dict[str, str] | None = None,
     ) -> None:
         self.port, self.reply, self.token_delay_s, self.model = port, reply, token_delay_s, model
+        self.replies_by_prefix = dict(replies_by_prefix or {})
         self.url = f"http://127.0.0.1:{port}/v1"
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
-        return [
+        command = [
             sys.executable, "-m", "tests.support.fake_openai",
             "--port", str(self.port),
             "--reply", self.reply,
             "--token-delay", str(self.token_delay_s),
             "--model", self.model,
         ]  # fmt: skip
+        for prefix, text in self.replies_by_prefix.items():
+            command += ["--reply-when", prefix, text]
+        return command
 
     def start(self, timeout_s: float = 30.0) -> FakeOpenAIServer:
         """Start it and wait until ``/v1/models`` answers."""
@@ -207,8 +230,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reply", default=DEFAULT_REPLY)
     parser.add_argument("--token-delay", type=float, default=0.0, help="seconds per generated token")
     parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument(
+        "--reply-when",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("PREFIX", "REPLY"),
+        help="answer REPLY when the last message starts with PREFIX (repeatable)",
+    )
     args = parser.parse_args(argv)
-    app = build_app(args.reply, token_delay_s=args.token_delay, model=args.model)
+    app = build_app(
+        args.reply, token_delay_s=args.token_delay, model=args.model, replies_by_prefix=dict(args.reply_when)
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
