@@ -192,7 +192,7 @@ class Settings(BaseSettings):
     )
     llm_max_model_len: int = Field(default=4096, description="Context window vLLM serves (prompt + answer).")
     llm_kv_cache_bytes: str = Field(default="512M", description="KV cache size for vLLM on a CPU.")
-    llm_dtype: str = Field(
+    llm_dtype: Literal["auto", "float32", "bfloat16", "float16", "float", "half"] = Field(
         default="auto",
         description="Weight dtype of the managed vLLM. auto: vLLM's choice on a GPU; on a CPU bfloat16 where "
         "the CPU computes in bfloat16 natively (AVX512-BF16, AMX), else float32: on an AVX2-only CPU "

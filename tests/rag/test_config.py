@@ -45,6 +45,8 @@ def test_yaml_file_sits_between_env_and_defaults(tmp_path: Path, monkeypatch: py
 def test_bad_values_are_rejected_with_their_reason(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="chunk_overlap"):
         Settings(chunk_size=100, chunk_overlap=100)
+    with pytest.raises(ValidationError, match="llm_dtype"):  # a typo fails here, not in vLLM's start-up log
+        Settings(llm_dtype="bf16")
     with pytest.raises(ValueError, match="does not exist"):
         Settings(config=tmp_path / "missing.yaml")
     listed = tmp_path / "list.yaml"
