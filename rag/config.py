@@ -52,7 +52,12 @@ class Settings(BaseSettings):
         "multilingual-e5-small: MIT licensed, and on the evaluation set it ranks the right passage far "
         "better than m3e-small, above all for English questions about Chinese passages.",
     )
-    embedding_batch_size: int = Field(default=32, ge=1)
+    embedding_batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Texts per embedder forward pass; unset = 8 on a CPU (as fast as 32 there, ~400 MB "
+        "less peak memory when ingesting: less padding, smaller activations), 32 on a GPU.",
+    )
     embedding_device: str | None = Field(default=None, description="torch device; unset = automatic.")
     torch_threads: int = Field(
         default=1,

@@ -3,8 +3,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from rag.embeddings import EmbeddingModelError, SentenceTransformerEmbeddings, load_embeddings
+from rag.embeddings import (
+    EmbeddingModelError,
+    SentenceTransformerEmbeddings,
+    embedding_batch_size,
+    load_embeddings,
+)
 from tests.conftest import make_settings
 
 
@@ -81,3 +87,17 @@ def test_int8_embedder_stays_close_to_float32(
     assert np.all(np.sum(quantized * exact, axis=1) > 0.98)
     # Rankings hold: each text is still nearest its own float32 vector.
     assert list(np.argmax(quantized @ exact.T, axis=1)) == [0, 1, 2]
+
+
+def test_batch_size_defaults_to_the_device_and_a_setting_wins(
+    tmp_path: Path, embeddings: SentenceTransformerEmbeddings
+) -> None:
+    class OnGPU:
+        device = torch.device("cuda")  # only its type is read: no GPU needed
+
+    unset = make_settings(tmp_path)
+    assert unset.embedding_batch_size is None
+    assert embeddings.batch_size == 8  # the shared test model runs on the CPU
+    assert embedding_batch_size(unset, OnGPU()) == 32
+    assert embedding_batch_size(unset) == 8
+    assert embedding_batch_size(make_settings(tmp_path, embedding_batch_size=64), OnGPU()) == 64
