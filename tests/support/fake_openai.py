@@ -59,8 +59,8 @@ def build_app(
     default_tokens = tokens_of(reply)
     special = {prefix: tokens_of(text) for prefix, text in (replies_by_prefix or {}).items()}
 
-    def reply_for(messages: list[Any]) -> list[str]:
-        last = messages[-1] if isinstance(messages[-1], dict) else {}
+    def reply_for(messages: Any) -> list[str]:
+        last = messages[-1] if isinstance(messages, list) and isinstance(messages[-1], dict) else {}
         content = str(last.get("content", ""))
         found = (tokens for prefix, tokens in special.items() if content.startswith(prefix))
         return next(found, default_tokens)
