@@ -480,7 +480,7 @@ class Ingestor:
                 source_id_key="source",
                 key_encoder="sha256",
                 force_update=full,
-                batch_size=max(self.settings.ingest_batch_chunks, self.settings.embedding_batch_size or 0),
+                batch_size=max(self.settings.ingest_batch_chunks, self.embeddings.batch_size),
             )
         finally:
             target.vectors.forget()
