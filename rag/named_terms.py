@@ -9,16 +9,24 @@ best passages do not contain (``rag.retrieval``).
 
 Only terms that keep their spelling across languages and paraphrase count: Latin tokens with a digit
 (``v3``, ``SEV1``, ``C3``), acronyms (``SSML``, ``VPN``), capitalised hyphenated compounds (``Wi-Fi``),
-and in Chinese questions the place and organisation names jieba tags (``北京``; not its person names:
-it tags verbs such as 容纳 as one). Plain capitalised English words do not (an English question's
-"Hangzhou" or "Lanjing Logistics" is written in Chinese in a Chinese document), nor do bare numbers (a
-question's "12,000 yuan" is the asker's own figure).
+version numbers (``3.2.0``, and ``5.0`` where the question calls it a version: ``5.0 版本``,
+``version 4.3``, ``升级到 4.1``), and in Chinese questions the place and organisation names jieba tags
+(``北京``; not its person names: it tags verbs such as 容纳 as one, and not the common words its
+dictionary also tags as places, such as 东西 "things" or 日志 "log": ``place_stopwords.txt``). Plain
+capitalised English words do not count (an English question's "Hangzhou" or "Lanjing Logistics" is
+written in Chinese in a Chinese document), nor do other numbers (a question's "12,000 yuan" or "3.5
+days" is the asker's own figure).
+
+A place is also accounted for by a passage that covers places by category ("其他城市", "All other
+cities"): a price table's row for other provincial capitals answers a question about Chengdu without
+writing 成都, and only the model can tell.
 """
 
 from __future__ import annotations
 
 import re
 from functools import lru_cache
+from pathlib import Path
 from types import ModuleType
 
 from rag.language import detect_language
@@ -28,9 +36,25 @@ _LATIN_TERM = re.compile(
     r"[A-Za-z]+[0-9][A-Za-z0-9]*|[0-9]+[A-Za-z][A-Za-z0-9]*"  # v3, SEV1, C3, 4K
     r"|[A-Z]{2,}[0-9]*"  # API, SSML, XCE
     r"|[A-Z][a-z]*(?:-[A-Z][a-z]*)+"  # Wi-Fi
-    r")(?![A-Za-z0-9])"
+    r")(?![A-Za-z0-9])(?!\.\d)"  # not the v4 of v4.1: that is a version
 )
+# A version: three-part always, two-part only with a word saying it is one (a question's "3.5 days" is not).
+_VERSION_TERM = re.compile(
+    r"(?:版本|升级到|升级至|\bversion|\brelease|\bupgrade to|(?<![A-Za-z])v)\s*"
+    r"(?P<named>\d+\.\d+(?:\.\d+)*)(?![\d.]*\d)"
+    r"|(?<![\d.])(?P<dotted>\d+\.\d+\.\d+)(?![\d.]*\d)"
+    r"|(?<![\d.])(?P<suffixed>\d+\.\d+)(?=\s*(?:版|version|release))",
+    re.IGNORECASE,
+)
+_VERSION = re.compile(r"\d+(?:\.\d+)+")
+# Capitalised words inside a sentence: names, in an English question ("the Shanghai office").
+_CAPITALISED = re.compile(r"(?<![.?!:]\s)(?<!^)\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*\b")
 _CHINESE_NAME_TAGS = frozenset({"ns", "nt"})  # jieba: place, organisation
+_PLACE_CATEGORY = re.compile(
+    r"(?:其他|其余|其它)[^，。；|\n]{0,6}(?:城市|地区|省|国家)"
+    r"|\b(?:all\s+)?other\b[^.;|\n]{0,16}\b(?:cities|countries|regions)\b",
+    re.IGNORECASE,
+)
 
 
 @lru_cache(maxsize=1)
@@ -44,20 +68,61 @@ def _chinese_tagger() -> ModuleType:
     return jieba.posseg
 
 
+@lru_cache(maxsize=1)
+def _place_stopwords() -> frozenset[str]:
+    """Common words that jieba's dictionary tags as places or organisations (one per line)."""
+    path = Path(__file__).with_name("place_stopwords.txt")
+    return frozenset(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+
+
+def _versions(question: str) -> list[str]:
+    return [next(group for group in match.groups() if group) for match in _VERSION_TERM.finditer(question)]
+
+
+def _places(question: str) -> list[str]:
+    """Place and organisation names in a Chinese question (none in another language)."""
+    if detect_language(question) != "zh":
+        return []
+    stopwords = _place_stopwords()
+    return [
+        pair.word
+        for pair in _chinese_tagger().cut(question)
+        if pair.flag in _CHINESE_NAME_TAGS and len(pair.word) >= 2 and pair.word not in stopwords
+    ]
+
+
 def named_terms(question: str) -> list[str]:
-    """The question's terms that a knowledge base able to answer it must contain, in order, once each."""
+    """The question's terms that a knowledge base able to answer it must contain, once each."""
     terms = [match.group() for match in _LATIN_TERM.finditer(question)]
-    if detect_language(question) == "zh":
-        terms += [
-            pair.word
-            for pair in _chinese_tagger().cut(question)
-            if pair.flag in _CHINESE_NAME_TAGS and len(pair.word) >= 2
-        ]
-    return list(dict.fromkeys(terms))
+    return list(dict.fromkeys(terms + _versions(question) + _places(question)))
+
+
+def unmentioned_term(question: str, passages: str, translation: str | None = None) -> str | None:
+    """The first of the question's named terms that ``passages`` neither write nor cover by category.
+
+    An English question's capitalised names are checked through its Chinese ``translation``: a name
+    the passages do not write in English ("Shanghai") counts as missing when the translation names
+    a place or organisation they do not write either (上海). Either alone is too weak: Chinese
+    passages write "Hangzhou" as 杭州, and the small model's translations keep half their words in
+    English.
+    """
+    places = set(_places(question))
+    by_category = _PLACE_CATEGORY.search(passages) is not None
+    for term in named_terms(question):
+        if not mentions(passages, term) and not (term in places and by_category):
+            return term
+    if translation and detect_language(question) == "en" and not by_category:
+        names = [match.group() for match in _CAPITALISED.finditer(question)]
+        unknown = [name for name in names if not mentions(passages, name)]
+        if unknown and any(not mentions(passages, place) for place in _places(translation)):
+            return unknown[0]
+    return None
 
 
 @lru_cache(maxsize=256)
 def _mention_pattern(term: str) -> re.Pattern[str]:
+    if _VERSION.fullmatch(term):  # 4.1 is in 4.1.0 and v4.1, not in 14.1 or 4.10
+        return re.compile(rf"(?<![\d.]){re.escape(term)}(?!\d)")
     parts = [re.escape(part) for part in term.split("-")]
     body = r"[-\s]?".join(parts)  # Wi-Fi, WiFi, Wi Fi
     if term.isascii():  # whole tokens only: "V3" is not in "SEV3"

@@ -15,9 +15,10 @@
    get theirs from their stored vectors). With ``min_relevance`` set, a chunk stays if it reaches it,
    or if it also matched keywords and comes within ``keyword_margin`` of it (an exact-term match makes
    it relevant where embeddings are weak); when none is left the chain refuses. With
-   ``known_terms_required``, it also returns nothing for a question naming a term (``rag.named_terms``)
-   that none of the ``term_window`` best candidates contains: the question is about something near
-   what the knowledge base holds, not about what it holds.
+   ``known_terms_required``, it also returns nothing for a question naming a term (``rag.named_terms``;
+   an English question's names with their translation) that none of the ``term_window`` best
+   candidates contains, counted after language coverage, since the covering passage is shown too:
+   the question is about something near what the knowledge base holds, not about what it holds.
 
 Each returned document carries its cosine similarity in ``metadata["score"]`` (the ``query``
 contract's score), plus ``fusion``, ``vector_rank`` and ``keyword_rank`` for inspection.
@@ -41,7 +42,7 @@ from pydantic import ConfigDict
 
 from rag.keyword_index import KeywordIndex
 from rag.language import detect_language
-from rag.named_terms import mentions, named_terms
+from rag.named_terms import unmentioned_term
 from rag.rerank import CrossEncoderReranker
 
 
@@ -107,11 +108,14 @@ class KnowledgeBaseRetriever(BaseRetriever):
             ):
                 candidate.rerank = score
             ranked = sorted(head, key=lambda c: c.rerank or 0.0, reverse=True) + ranked[len(head) :]
-        if self.known_terms_required and self._unmentioned_term(query, ranked) is not None:
-            return []
+        covered = bool(translated and self.coverage_rank and share == 0)
+        if self.known_terms_required:
+            window = self._cover_language(ranked, target) if covered else ranked
+            if self._unmentioned_term(query, window, translated) is not None:
+                return []
         if self.min_relevance is not None:
             ranked = [c for c in ranked if self._relevant(c)]
-        if translated and self.coverage_rank and share == 0:
+        if covered:
             ranked = self._cover_language(ranked, target)
         return [self._document(candidate) for candidate in ranked[: self.k]]
 
@@ -140,7 +144,7 @@ class KnowledgeBaseRetriever(BaseRetriever):
         rest = [c for c in ranked if c is not best]
         return [*rest[:place], best, *rest[place:]]
 
-    def _unmentioned_term(self, query: str, ranked: list[_Candidate]) -> str | None:
+    def _unmentioned_term(self, query: str, ranked: list[_Candidate], translation: str) -> str | None:
         """The first of the question's named terms that none of the best ``term_window`` candidates contains.
 
         The best candidates, not the whole knowledge base: measured on the evaluation set, the Beijing
@@ -151,10 +155,7 @@ class KnowledgeBaseRetriever(BaseRetriever):
         the Beijing hotel-price row was among them).
         """
         window = " ".join(c.document.page_content for c in ranked[: self.term_window])
-        for term in named_terms(query):
-            if not mentions(window, term):
-                return term
-        return None
+        return unmentioned_term(query, window, translation)
 
     def _holds_language(self, language: str) -> bool:
         """Whether the knowledge base has passages in ``language`` (translating into another is wasted).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.named_terms import mentions, named_terms
+from rag.named_terms import mentions, named_terms, unmentioned_term
 
 
 def test_versions_codes_acronyms_and_compounds_are_named_terms() -> None:
@@ -19,6 +19,45 @@ def test_plain_words_and_the_askers_own_numbers_are_not() -> None:
 
 def test_chinese_place_names_are_named_terms() -> None:
     assert named_terms("北京办公室的班车几点发车？") == ["北京"]
+
+
+def test_versions_are_named_terms_where_the_question_calls_them_versions() -> None:
+    assert named_terms("星帆 3.2.0 版本新增了哪个通知渠道？") == ["3.2.0"]
+    assert named_terms("星帆 5.0 版本什么时候发布？") == ["5.0"]
+    assert named_terms("还是 3.1，想升级到 4.1，要先装哪个版本？") == ["4.1"]
+    assert named_terms("Does v4.2 support SSO?") == ["SSO", "4.2"]
+    assert named_terms("What changed in version 4.3?") == ["4.3"]
+    assert named_terms("出差 3.5 天的补贴怎么算？") == []  # the asker's own figure
+
+
+def test_a_version_is_mentioned_by_its_patch_releases_only() -> None:
+    assert mentions("升级到 4.1.0 后", "4.1")
+    assert mentions("StarSail v4.1 adds", "4.1")
+    assert not mentions("版本 14.1", "4.1")
+    assert not mentions("版本 4.10", "4.1")
+
+
+def test_common_words_jieba_tags_as_places_are_not_named_terms() -> None:
+    assert named_terms("要买一批东西，得找几家供应商报价？") == []
+
+
+def test_a_place_is_accounted_for_by_a_category_row() -> None:
+    question = "去成都出差，每晚住宿能报多少？"
+    assert unmentioned_term(question, "| 北京、上海 | 600 元 |") == "成都"
+    assert unmentioned_term(question, "| 其他省会城市及计划单列市 | 480 元 |") is None
+    assert unmentioned_term(question, "| Tier C | All other cities | USD 150 |") is None
+    # A category does not stand for a product version or a code.
+    assert unmentioned_term("星语 API v3 在其他城市能用吗？", "其他城市均可使用 API v2") == "v3"
+
+
+def test_an_english_name_is_missing_only_when_its_translation_is_missing_too() -> None:
+    question = "What is the shuttle bus schedule for the Shanghai office?"
+    passages = "杭州总部开行两条免费班车线路 H1、H2。"
+    assert unmentioned_term(question, passages, "上海办公室的班车时刻表是什么？") == "Shanghai"
+    # Chinese passages write Hangzhou as 杭州; a translation naming no place proves nothing.
+    assert unmentioned_term("When does the Hangzhou shuttle leave?", passages, "杭州班车几点发车？") is None
+    assert unmentioned_term(question, passages, "shuttle bus 的时刻表") is None
+    assert unmentioned_term(question, passages) is None
 
 
 def test_mentions_ignore_case_and_hyphens_but_not_token_boundaries() -> None:

@@ -258,3 +258,12 @@ def test_gate_refuses_a_question_naming_what_no_passage_mentions(service: Knowle
     settings = service.settings.model_copy(update={"refuse_unknown_terms": False, "min_relevance": -1.0})
     ungated_terms = KnowledgeBaseService(settings, embeddings=service.embeddings)
     assert ungated_terms.retriever(KB).invoke(question)
+
+
+def test_gate_checks_english_names_through_the_translation(service: KnowledgeBaseService) -> None:
+    # The canteen passage is Chinese: "Beijing" is not in it, and neither is the translation's 北京.
+    question = "Which floor is the Beijing canteen on?"
+    translated = service.retriever(KB, translate=lambda _: "北京的员工食堂在几楼？")
+    assert translated.invoke(question) == []
+    unnamed = service.retriever(KB, translate=lambda _: "员工食堂在几楼？")  # the name lost in translation
+    assert unnamed.invoke(question)[0].metadata["source"] == "canteen.md"
