@@ -105,10 +105,19 @@ def unmentioned_term(question: str, passages: str, translation: str | None = Non
     a place or organisation they do not write either (上海). Either alone is too weak: Chinese
     passages write "Hangzhou" as 杭州, and the small model's translations keep half their words in
     English.
+
+    An English question's acronym that its Chinese translation does not keep was translated: it is a
+    word ("SMS", written 短信 in a Chinese passage), not a name (a Chinese translation keeps "SSML").
     """
     places = set(_places(question))
     by_category = _PLACE_CATEGORY.search(passages) is not None
+    translated_words: set[str] = set()
+    if translation and detect_language(question) == "en" and detect_language(translation) == "zh":
+        latin = [match.group() for match in _LATIN_TERM.finditer(question)]
+        translated_words = {term for term in latin if term.isalpha() and not mentions(translation, term)}
     for term in named_terms(question):
+        if term in translated_words:
+            continue
         if not mentions(passages, term) and not (term in places and by_category):
             return term
     if translation and detect_language(question) == "en" and not by_category:

@@ -60,6 +60,16 @@ def test_an_english_name_is_missing_only_when_its_translation_is_missing_too() -
     assert unmentioned_term(question, passages) is None
 
 
+def test_an_english_acronym_the_translation_translates_is_a_word() -> None:
+    question = "How much does StarSail charge for each alert SMS beyond the free quota?"
+    passages = "超出免费额度的告警短信按每条 0.05 元收费。"
+    assert unmentioned_term(question, passages) == "SMS"
+    assert unmentioned_term(question, passages, "超出免费额度后，星帆每条告警 SMS 收费多少？") == "SMS"
+    assert unmentioned_term(question, passages, "超出免费额度后，星帆每条告警短信收费多少？") is None
+    ssml = "Which SSML tags does StarVoice support?"
+    assert unmentioned_term(ssml, "星语支持多种发音人。", "星语支持哪些 SSML 标签？") == "SSML"
+
+
 def test_mentions_ignore_case_and_hyphens_but_not_token_boundaries() -> None:
     assert mentions("Working from public WiFi is forbidden.", "Wi-Fi")
     assert mentions("开放接口升级到 v3，v2 继续可用", "V3")
