@@ -172,9 +172,9 @@ class Settings(BaseSettings):
     )
     refuse_unknown_terms: bool = Field(
         default=True,
-        description="Refuse, without asking the LLM, a question naming a version, code, acronym or (in "
-        "Chinese) a place or organisation that none of the best passages of the knowledge base contains "
-        "(rag.named_terms).",
+        description="Refuse, without asking the LLM, a question naming a version, code, acronym or a "
+        "place or organisation (in Chinese, or an English name through its translation) that none of the "
+        "best passages of the knowledge base contains (rag.named_terms).",
     )
 
     # --- LLM -----------------------------------------------------------------------------------
