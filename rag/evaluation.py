@@ -118,9 +118,18 @@ def evidence_rank(evidence: Iterable[str], texts: list[str]) -> int | None:
     return None
 
 
+def _keyword_pattern(word: str) -> re.Pattern[str]:
+    """``word`` in any letter case and spacing; a number only whole: "4" is not in "14" or "4.5"."""
+    body = r"\s*".join(re.escape(char) for char in _squash(word))
+    if body[:1].isdigit():
+        body = r"(?<!\d)(?<!\d[.,])" + body
+    if body[-1:].isdigit():
+        body += r"(?![.,]?\d)"
+    return re.compile(body, re.IGNORECASE)
+
+
 def answer_is_correct(answer: str, groups: Iterable[Iterable[str]]) -> bool:
-    text = _squash(answer).lower()
-    return all(any(_squash(word).lower() in text for word in group) for group in groups)
+    return all(any(_keyword_pattern(word).search(answer) for word in group) for group in groups)
 
 
 def is_refusal(answer: str, sources: list[Any], refusal_texts: Iterable[str] = ()) -> bool:

@@ -28,6 +28,17 @@ def test_answer_needs_one_alternative_of_every_group() -> None:
     assert not answer_is_correct("The bus has 33 seats.", groups)
 
 
+def test_a_number_keyword_matches_only_a_whole_number() -> None:
+    four = [["4", "four"]]
+    assert answer_is_correct("No more than 4 times per quarter [1].", four)
+    assert answer_is_correct("每季度最多 4次", four)
+    assert not answer_is_correct("You can do it for 14 days [1].", four)
+    assert not answer_is_correct("Up to 40 times.", four)
+    assert not answer_is_correct("About 4.5 times.", four)
+    assert answer_is_correct("保留 1 8 0 天", [["180 天"]])  # spacing still ignored
+    assert answer_is_correct("The budget is CNY 8,000 [2].", [["8,000", "8000"]])
+
+
 def test_refusal_is_no_sources_or_the_refusal_sentence() -> None:
     assert is_refusal("anything", [])
     assert is_refusal("知识库中没有找到相关信息。", [{"index": 1}])
