@@ -75,26 +75,34 @@ def _place_stopwords() -> frozenset[str]:
     return frozenset(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
 
 
+def _latin_terms(question: str) -> list[str]:
+    return [match.group() for match in _LATIN_TERM.finditer(question)]
+
+
 def _versions(question: str) -> list[str]:
     return [next(group for group in match.groups() if group) for match in _VERSION_TERM.finditer(question)]
 
 
-def _places(question: str) -> list[str]:
-    """Place and organisation names in a Chinese question (none in another language)."""
+@lru_cache(maxsize=256)
+def _places(question: str) -> tuple[str, ...]:
+    """Place and organisation names in a Chinese question (none in another language).
+
+    Cached: the gate asks for them twice per question (as terms, and to accept category rows), and
+    jieba's tagger is the costly part of it.
+    """
     if detect_language(question) != "zh":
-        return []
+        return ()
     stopwords = _place_stopwords()
-    return [
+    return tuple(
         pair.word
         for pair in _chinese_tagger().cut(question)
         if pair.flag in _CHINESE_NAME_TAGS and len(pair.word) >= 2 and pair.word not in stopwords
-    ]
+    )
 
 
 def named_terms(question: str) -> list[str]:
     """The question's terms that a knowledge base able to answer it must contain, once each."""
-    terms = [match.group() for match in _LATIN_TERM.finditer(question)]
-    return list(dict.fromkeys(terms + _versions(question) + _places(question)))
+    return list(dict.fromkeys([*_latin_terms(question), *_versions(question), *_places(question)]))
 
 
 def unmentioned_term(question: str, passages: str, translation: str | None = None) -> str | None:
@@ -111,19 +119,22 @@ def unmentioned_term(question: str, passages: str, translation: str | None = Non
     """
     places = set(_places(question))
     by_category = _PLACE_CATEGORY.search(passages) is not None
+    into_chinese = translation and detect_language(question) == "en" and detect_language(translation) == "zh"
+    chinese = translation if into_chinese else ""
     translated_words: set[str] = set()
-    if translation and detect_language(question) == "en" and detect_language(translation) == "zh":
-        latin = [match.group() for match in _LATIN_TERM.finditer(question)]
-        translated_words = {term for term in latin if term.isalpha() and not mentions(translation, term)}
+    if chinese:
+        translated_words = {
+            term for term in _latin_terms(question) if term.isalpha() and not mentions(chinese, term)
+        }
     for term in named_terms(question):
         if term in translated_words:
             continue
         if not mentions(passages, term) and not (term in places and by_category):
             return term
-    if translation and detect_language(question) == "en" and not by_category:
+    if chinese and not by_category:
         names = [match.group() for match in _CAPITALISED.finditer(question)]
         unknown = [name for name in names if not mentions(passages, name)]
-        if unknown and any(not mentions(passages, place) for place in _places(translation)):
+        if unknown and any(not mentions(passages, place) for place in _places(chinese)):
             return unknown[0]
     return None
 
