@@ -217,7 +217,8 @@ def build(settings: Settings, embedder: SentenceTransformerEmbeddings, chunks: i
             f"  {start + len(texts)}/{chunks} chunks in Chroma ({time.monotonic() - started:.0f} s)",
             flush=True,
         )
-    KeywordIndex(keyword_folder(settings.data_dir, KB), collection).rebuild()
+    folder = keyword_folder(settings.data_dir, KB)
+    KeywordIndex(folder, collection, vector_limit=settings.exact_search_max_chunks).rebuild()
     elapsed = time.monotonic() - started
     done.write_text(
         json.dumps({"chunks": chunks, "vectors": vectors, "build_s": round(elapsed)}), encoding="utf-8"

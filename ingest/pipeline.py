@@ -386,7 +386,10 @@ class Ingestor:
 
     def keyword_index(self, kb: str) -> KeywordIndex:
         return KeywordIndex(
-            keyword_folder(self.settings.data_dir, kb), self.client.get_collection(kb), self.lock(kb)
+            keyword_folder(self.settings.data_dir, kb),
+            self.client.get_collection(kb),
+            self.lock(kb),
+            vector_limit=self.settings.exact_search_max_chunks,
         )
 
     def _refresh_keyword_index(self, kb: str, summary: IngestSummary, *, force: bool) -> None:

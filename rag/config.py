@@ -121,6 +121,14 @@ class Settings(BaseSettings):
         "measured best for the embedding model (vector for multilingual-e5-small, else hybrid).",
     )
     retrieval_candidates: int = Field(default=20, ge=1, le=500, description="Hits taken from each search.")
+    exact_search_max_chunks: int = Field(
+        default=20_000,
+        ge=0,
+        description="Knowledge bases of up to this many chunks are searched exactly, over a copy of "
+        "their vectors kept with the keyword index (Chroma's approximate HNSW search missed a true "
+        "neighbour for a few questions, differently after each restart); larger ones use HNSW. "
+        "0 = always HNSW.",
+    )
     rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant: 1 / (rrf_k + rank).")
     vector_weight: float = Field(default=1.0, ge=0)
     keyword_weight: float = Field(default=1.0, ge=0)

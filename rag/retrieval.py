@@ -68,6 +68,7 @@ class KnowledgeBaseRetriever(BaseRetriever):
 
     store: Chroma
     keyword: KeywordIndex | None = None
+    exact: KeywordIndex | None = None  # its exact vector copy, when it keeps one, replaces HNSW search
     reranker: CrossEncoderReranker | None = None
     k: int = 5
     candidates: int = 20
@@ -209,11 +210,8 @@ class KnowledgeBaseRetriever(BaseRetriever):
         width = max(self.candidates, self.k)
         query_vector = np.asarray(self.store.embeddings.embed_query(text), dtype=np.float32)
         vectors.append(query_vector)
-        # Collections are created with cosine space (rag.store), so similarity = 1 - distance.
-        hits = self.store.similarity_search_by_vector_with_relevance_scores(query_vector.tolist(), k=width)
-        for rank, (document, distance) in enumerate(hits, start=1):
+        for rank, (document, similarity) in enumerate(self._nearest(query_vector, width), start=1):
             candidate = pool.setdefault(str(document.id), _Candidate(document))
-            similarity = 1.0 - float(distance)
             candidate.cosine = max(candidate.cosine or -1.0, similarity)
             candidate.vector_rank = min(candidate.vector_rank or rank, rank)
             candidate.fusion += share * self.vector_weight / (self.rrf_k + rank)
@@ -226,6 +224,31 @@ class KnowledgeBaseRetriever(BaseRetriever):
                 candidate.fusion += share * self.keyword_weight / (self.rrf_k + hit.rank)
                 if translation:
                     candidate.translation_fusion += self.keyword_weight / (self.rrf_k + hit.rank)
+
+    def _nearest(self, query_vector: np.ndarray, width: int) -> list[tuple[Document, float]]:
+        """The ``width`` chunks nearest to ``query_vector`` with their cosine similarity, best first.
+
+        Exact over the keyword index's copy of the vectors where it keeps one (small knowledge bases),
+        else Chroma's approximate search; chunks the copy names that are gone from Chroma (an ingestion
+        is replacing them) are skipped, as keyword hits are.
+        """
+        exact = self.exact.nearest(query_vector, width) if self.exact is not None else None
+        if exact is None:
+            # Collections are created with cosine space (rag.store), so similarity = 1 - distance.
+            hits = self.store.similarity_search_by_vector_with_relevance_scores(
+                query_vector.tolist(), k=width
+            )
+            return [(document, 1.0 - float(distance)) for document, distance in hits]
+        found: dict[str, Any] = self.store.get(
+            ids=[chunk_id for chunk_id, _ in exact], include=["documents", "metadatas"]
+        )
+        documents = {
+            chunk_id: Document(id=chunk_id, page_content=text or "", metadata=metadata or {})
+            for chunk_id, text, metadata in zip(
+                found["ids"], found["documents"], found["metadatas"], strict=True
+            )
+        }
+        return [(documents[chunk_id], similarity) for chunk_id, similarity in exact if chunk_id in documents]
 
     def _relevant(self, candidate: _Candidate) -> bool:
         assert self.min_relevance is not None

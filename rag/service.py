@@ -148,7 +148,12 @@ class KnowledgeBaseService:
             store = open_vector_store(self.client, kb, self.embeddings, create=False)  # raises if gone
             collection = store._collection
             folder = keyword_folder(self.settings.data_dir, kb)
-            keyword = KeywordIndex(folder, collection, IngestionLock(self.settings.data_dir, kb))
+            keyword = KeywordIndex(
+                folder,
+                collection,
+                IngestionLock(self.settings.data_dir, kb),
+                vector_limit=self.settings.exact_search_max_chunks,
+            )
             opened = _OpenKnowledgeBase(collection.id, store, keyword)
             self._open[kb] = opened
         return opened
@@ -174,6 +179,7 @@ class KnowledgeBaseService:
         return KnowledgeBaseRetriever(
             store=opened.store,
             keyword=opened.keyword if self.retrieval_mode == "hybrid" else None,
+            exact=opened.keyword,
             reranker=self.reranker,
             k=k or settings.top_k,
             candidates=settings.retrieval_candidates,

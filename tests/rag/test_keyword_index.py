@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from ingest.pipeline import Ingestor
@@ -29,7 +30,11 @@ def _ingest(ingestor: Ingestor, folder: Path, files: dict[str, str]) -> None:
 
 
 def _index(ingestor: Ingestor) -> KeywordIndex:
-    return KeywordIndex(keyword_folder(ingestor.settings.data_dir, KB), ingestor.client.get_collection(KB))
+    return KeywordIndex(
+        keyword_folder(ingestor.settings.data_dir, KB),
+        ingestor.client.get_collection(KB),
+        vector_limit=ingestor.settings.exact_search_max_chunks,
+    )
 
 
 def _sources(ingestor: Ingestor, index: KeywordIndex, query: str) -> list[str]:
@@ -131,3 +136,54 @@ def test_a_count_drift_without_marker_is_seen_within_recount_s(
     later = time.monotonic() + keyword_index.RECOUNT_S + 0.1
     monkeypatch.setattr(keyword_index, "time", SimpleNamespace(monotonic=lambda: later))
     assert _sources(ingestor, index, "望海会议室") == ["x.md"]
+
+
+def _exact_order(ingestor: Ingestor, query: list[float]) -> list[tuple[str, float]]:
+    """Every chunk by cosine similarity to ``query``, computed here from Chroma's stored vectors."""
+    stored = ingestor.client.get_collection(KB).get(include=["embeddings"])
+    target = np.asarray(query) / np.linalg.norm(query)
+    scored = [
+        (chunk_id, float(np.dot(np.asarray(vector) / np.linalg.norm(vector), target)))
+        for chunk_id, vector in zip(stored["ids"], stored["embeddings"], strict=True)
+    ]
+    return sorted(scored, key=lambda pair: -pair[1])
+
+
+def test_a_small_knowledge_base_is_searched_exactly_and_follows_ingestion(
+    ingestor: Ingestor, tmp_path: Path
+) -> None:
+    folder = tmp_path / "docs"
+    files = {
+        "rooms.md": "观澜会议室在九楼，可容纳二十人。",
+        "bus.txt": "The Q1 shuttle bus has 33 seats.",
+        "leave.md": "员工每年享有十五天带薪年假。",
+    }
+    _ingest(ingestor, folder, files)
+    index = _index(ingestor)
+    query = ingestor.embeddings.embed_query("会议室在几楼？")
+    nearest = index.nearest(np.asarray(query), 2)
+    expected = _exact_order(ingestor, query)[:2]
+    assert nearest is not None and [chunk_id for chunk_id, _ in nearest] == [i for i, _ in expected]
+    assert [score for _, score in nearest] == pytest.approx([score for _, score in expected], abs=1e-5)
+
+    (folder / "canteen.md").write_text("员工食堂在三楼，午餐补贴每天二十五元。", encoding="utf-8")
+    (folder / "rooms.md").unlink()
+    ingestor.ingest_folder(folder, KB, progress=False)
+    query = ingestor.embeddings.embed_query("食堂在几楼？")
+    nearest = index.nearest(np.asarray(query), 10)  # the same instance sees the rebuilt copy
+    assert nearest is not None and len(nearest) == 3  # rooms.md's chunk is gone, canteen.md's is in
+    assert [chunk_id for chunk_id, _ in nearest] == [i for i, _ in _exact_order(ingestor, query)]
+
+
+@pytest.mark.parametrize("limit", [0, 1])
+def test_no_exact_copy_when_off_or_the_knowledge_base_is_larger(
+    ingestor: Ingestor, tmp_path: Path, limit: int
+) -> None:
+    settings = ingestor.settings.model_copy(update={"exact_search_max_chunks": limit})
+    ingestor = Ingestor(settings, ingestor.embeddings)
+    _ingest(ingestor, tmp_path / "docs", {"a.md": "报销须在三十天内提交。", "b.md": "年假十五天。"})
+    assert not (keyword_folder(ingestor.settings.data_dir, KB) / "vectors.npy").exists()
+    folder = keyword_folder(ingestor.settings.data_dir, KB)
+    index = KeywordIndex(folder, ingestor.client.get_collection(KB), vector_limit=100)  # would use one
+    assert index.nearest(np.asarray(ingestor.embeddings.embed_query("报销")), 5) is None
+    assert _sources(ingestor, index, "报销") == ["a.md"]  # the keyword side works as before

@@ -267,3 +267,28 @@ def test_gate_checks_english_names_through_the_translation(service: KnowledgeBas
     assert translated.invoke(question) == []
     unnamed = service.retriever(KB, translate=lambda _: "员工食堂在几楼？")  # the name lost in translation
     assert unnamed.invoke(question)[0].metadata["source"] == "canteen.md"
+
+
+def test_exact_and_approximate_vector_search_agree_on_a_small_knowledge_base(
+    service: KnowledgeBaseService,
+) -> None:
+    """The exact copy serves small knowledge bases; with it off, Chroma's HNSW gives the same here."""
+    question = "How many requests per minute does the API allow?"
+    exact = service.retriever(KB, k=4, gated=False).invoke(question)
+    off = service.settings.model_copy(update={"exact_search_max_chunks": 0})
+    approximate = KnowledgeBaseService(off, embeddings=service.embeddings).retriever(KB, k=4, gated=False)
+    assert approximate.exact is not None and approximate.exact.nearest([1.0], 1) is None  # not kept: off
+    assert exact[0].metadata["source"] == "limits.md"
+    assert [d.id for d in approximate.invoke(question)] == [d.id for d in exact]
+    assert [d.metadata["score"] for d in approximate.invoke(question)] == pytest.approx(
+        [d.metadata["score"] for d in exact], abs=1e-4
+    )
+
+
+def test_exact_search_skips_chunks_gone_from_chroma(service: KnowledgeBaseService) -> None:
+    """Between an ingestion's writes and its rebuild the copy may name deleted chunks: they are skipped."""
+    retriever = service.retriever(KB, k=4, gated=False)
+    [best, *_] = retriever.invoke("员工每年有几天年假？")
+    assert best.metadata["source"] == "leave.md"
+    retriever.store.delete(ids=[best.id])  # behind the index's back, as a running ingestion does
+    assert best.id not in [document.id for document in retriever.invoke("员工每年有几天年假？")]
