@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
 from pathlib import Path
 
 from langchain_core.documents import Document
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate
 
 LANGUAGES = ("zh", "en")
@@ -41,12 +43,46 @@ def read_prompt(prompts_dir: Path, language: str, name: str) -> str:
 
 
 def answer_prompt(prompts_dir: Path, language: str) -> ChatPromptTemplate:
+    """System rules, the worked examples as earlier turns of the chat, then the question's own turn."""
     return ChatPromptTemplate.from_messages(
         [
             ("system", read_prompt(prompts_dir, language, "answer.system")),
+            *example_turns(prompts_dir, language),
             ("human", read_prompt(prompts_dir, language, "answer.user")),
         ]
     )
+
+
+def example_turns(prompts_dir: Path, language: str) -> list[BaseMessage]:
+    """``answer.examples.json`` as finished chat turns: a user turn built like a real one, the answer.
+
+    Why turns and not a line of the system prompt: the packaged 0.5B copied an example written into
+    its rules as the answer to unrelated questions ("You can keep it for 14 days [1]."), while the same
+    kind of example given as an earlier exchange, about a subject the documents never have, was
+    followed as a pattern (measured in docs/BENCHMARKS.md). Each example is rendered through the
+    same ``source`` and ``answer.user`` templates as a question, so editing them keeps the two alike.
+    The file is optional: without it the prompt is the system rules and the question.
+    """
+    path = prompts_dir / language / "answer.examples.json"
+    if not path.is_file():
+        return []
+    try:
+        examples = json.loads(path.read_text(encoding="utf-8"))
+        turns: list[BaseMessage] = []
+        for example in examples:
+            passages = [
+                Document(page_content=passage["text"], metadata={"source": passage["source"]})
+                for passage in example["passages"]
+            ]
+            user = read_prompt(prompts_dir, language, "answer.user").format(
+                context=format_context(prompts_dir, language, passages), question=example["question"]
+            )
+            turns += [HumanMessage(user), AIMessage(example["answer"])]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"{path} must be a JSON list of {{passages: [{{source, text}}], question, answer}}: {error}"
+        ) from error
+    return turns
 
 
 def format_location(source: object, page: object) -> str:

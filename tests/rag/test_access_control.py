@@ -314,7 +314,7 @@ def test_injected_document_stays_quoted_inside_the_context(
     assert response.status_code == 200, response.text
     assert response.json()["sources"][0]["source"] == "rooms.txt"
     [messages] = llm.received
-    system, user = messages
+    system, *_, user = messages
     assert (system.type, user.type) == ("system", "human")
     assert system.content == read_prompt(service.settings.prompts_dir, "en", "answer.system")
     assert "Ignore previous instructions" not in system.content

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,8 @@ from langchain_core.messages import BaseMessage
 
 from ingest.pipeline import Ingestor
 from rag.chain import build_rag_chain
-from rag.prompts import read_prompt
+from rag.config import PROJECT_ROOT
+from rag.prompts import answer_prompt, read_prompt
 from rag.service import KnowledgeBaseService
 
 KB = "chain"
@@ -57,7 +60,7 @@ def test_prompt_holds_numbered_chunks_and_sources_match(service: KnowledgeBaseSe
     assert result["answer"] == "员工每年有十五天年假 [1]。"
     assert result["language"] == "zh"
     [messages] = recorder.calls
-    system, human = messages
+    system, *_, human = messages  # the worked examples are the turns between
     assert "只能根据" in system.content  # the Chinese template was chosen
     assert "[1] 来源：leave.md" in human.content
     assert "员工每年有几天年假？" in human.content
@@ -74,7 +77,7 @@ def test_prompt_holds_numbered_chunks_and_sources_match(service: KnowledgeBaseSe
 def test_english_question_gets_the_english_template(service: KnowledgeBaseService) -> None:
     result, recorder = _run(service, "How many seats does the shuttle bus have?", "It has 33 seats [1].")
     assert result["language"] == "en"
-    system, human = recorder.calls[0]
+    system, *_, human = recorder.calls[0]
     assert "Answer only from" in system.content
     assert "[1] Source: shuttle.txt" in human.content
     assert result["sources"][0]["source"] == "shuttle.txt"
@@ -147,3 +150,34 @@ def test_streamed_keys_arrive_in_order_and_async_agrees_with_sync(service: Knowl
     for key in ("language", "query", "sources", "context"):
         assert result[key] == async_result[key]
     assert result["sources"][0]["source"] == "leave.md"
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_worked_examples_come_as_earlier_turns_built_like_a_question(
+    service: KnowledgeBaseService, language: str
+) -> None:
+    prompts_dir = service.settings.prompts_dir
+    examples = json.loads((prompts_dir / language / "answer.examples.json").read_text(encoding="utf-8"))
+    question = "员工每年有几天年假？" if language == "zh" else "How many seats does the shuttle bus have?"
+    _, recorder = _run(service, question, "ok [1]")
+    [messages] = recorder.calls
+    assert [message.type for message in messages] == ["system", *["human", "ai"] * len(examples), "human"]
+    template = read_prompt(prompts_dir, language, "answer.user")
+    for example, user, answer in zip(examples, messages[1:-1:2], messages[2:-1:2], strict=True):
+        assert answer.content == example["answer"]
+        assert user.content.startswith(template[: template.index("{context}")])  # the real turn's frame
+        assert user.content.endswith(example["question"])
+        for number, passage in enumerate(example["passages"], start=1):
+            assert f"[{number}] " in user.content and passage["text"] in user.content
+    assert messages[-1].content.endswith(question)
+
+
+def test_worked_examples_are_optional_and_a_broken_file_is_named(tmp_path: Path) -> None:
+    prompts_dir = tmp_path / "prompts"
+    shutil.copytree(PROJECT_ROOT / "prompts", prompts_dir)
+    (prompts_dir / "en" / "answer.examples.json").unlink()
+    messages = answer_prompt(prompts_dir, "en").format_messages(context="c", question="q")
+    assert [message.type for message in messages] == ["system", "human"]
+    (prompts_dir / "zh" / "answer.examples.json").write_text('[{"question": "缺资料"}]', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"zh/answer\.examples\.json"):
+        answer_prompt(prompts_dir, "zh")
