@@ -105,7 +105,8 @@ def kbqa_messages(question: str, sources: Sequence[dict[str, Any]]) -> list[dict
     """
     documents = [
         Document(
-            page_content=source["snippet"], metadata={"source": source["source"], "page": source["page"]}
+            page_content=source["snippet"],
+            metadata={"source": source["source"], "page": source["page"], "section": source.get("section")},
         )
         for source in sources
     ]

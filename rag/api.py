@@ -207,6 +207,7 @@ def _public_sources(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "index": source["index"],
             "source": source["source"],
             "page": source["page"],
+            "section": source.get("section"),
             "snippet": source["text"],
             "score": None if source["score"] is None else round(float(source["score"]), 6),
         }

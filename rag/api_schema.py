@@ -78,6 +78,9 @@ class Source(BaseModel):
     index: int = Field(description="The number the answer cites as [index].")
     source: str | None = Field(description="The file, relative to its knowledge base.")
     page: int | None = Field(description="PDF page (1-based), null for other formats.")
+    section: str | None = Field(
+        default=None, description="Heading path of the passage's section ('A > B'), null where none."
+    )
     snippet: str = Field(description="The passage as stored.")
     score: float | None = Field(description="Relevance (cosine similarity).")
 

@@ -40,6 +40,7 @@ def source_dict(index: int, document: Document) -> dict[str, Any]:
         "index": index,
         "source": document.metadata.get("source"),
         "page": document.metadata.get("page"),
+        "section": document.metadata.get("section"),
         "text": document.page_content,
         "score": document.metadata.get("score"),
     }

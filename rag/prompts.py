@@ -53,6 +53,17 @@ def answer_prompt(prompts_dir: Path, language: str) -> ChatPromptTemplate:
     )
 
 
+def _example_passage(passage: dict[str, str]) -> Document:
+    """An example's passage as a chunk: with a ``section``, its text starts with it, as ingestion makes it."""
+    section = passage.get("section")
+    if not section:
+        return Document(page_content=passage["text"], metadata={"source": passage["source"]})
+    return Document(
+        page_content=f"{section}\n{passage['text']}",
+        metadata={"source": passage["source"], "section": section},
+    )
+
+
 def example_turns(prompts_dir: Path, language: str) -> list[BaseMessage]:
     """``answer.examples.json`` as finished chat turns: a user turn built like a real one, the answer.
 
@@ -70,17 +81,15 @@ def example_turns(prompts_dir: Path, language: str) -> list[BaseMessage]:
         examples = json.loads(path.read_text(encoding="utf-8"))
         turns: list[BaseMessage] = []
         for example in examples:
-            passages = [
-                Document(page_content=passage["text"], metadata={"source": passage["source"]})
-                for passage in example["passages"]
-            ]
+            passages = [_example_passage(passage) for passage in example["passages"]]
             user = read_prompt(prompts_dir, language, "answer.user").format(
                 context=format_context(prompts_dir, language, passages), question=example["question"]
             )
             turns += [HumanMessage(user), AIMessage(example["answer"])]
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(
-            f"{path} must be a JSON list of {{passages: [{{source, text}}], question, answer}}: {error}"
+            f"{path} must be a JSON list of {{passages: [{{source, section?, text}}], question, answer}}: "
+            f"{error}"
         ) from error
     return turns
 
@@ -111,14 +120,28 @@ def omit_instructions(text: str) -> str:
     return _INSTRUCTION_LIKE.sub(INSTRUCTION_MARKER, text)
 
 
+def located_text(document: Document) -> tuple[str, str]:
+    """Where a passage is from, with its section's heading path, and its text without that heading.
+
+    Chunks of a sectioned document start with their heading path ("休假制度 > 年假"), so that search
+    matches it. Shown to the LLM as the passage's first line, it was taken for the passage's content:
+    the 0.5B answered 5 of the 60 dev questions with a heading path ("星帆监控平台发布说明 > 升级说明").
+    Moved into the source line, it no longer was, in any answer (docs/BENCHMARKS.md).
+    """
+    where, text = location(document), document.page_content.strip()
+    section = str(document.metadata.get("section") or "")
+    if section and text.startswith(f"{section}\n"):
+        return f"{where} ({section})", text[len(section) + 1 :].strip()
+    return where, text
+
+
 def format_context(prompts_dir: Path, language: str, documents: list[Document]) -> str:
     """Number the chunks from 1 in the order given; the numbers are what the answer cites."""
     template = read_prompt(prompts_dir, language, "source")
+    passages = [located_text(document) for document in documents]
     return "\n\n".join(
         template.format(
-            index=number,
-            location=quote_untrusted(location(document)),
-            text=quote_untrusted(omit_instructions(document.page_content.strip())),
+            index=number, location=quote_untrusted(where), text=quote_untrusted(omit_instructions(text))
         )
-        for number, document in enumerate(documents, start=1)
+        for number, (where, text) in enumerate(passages, start=1)
     )

@@ -104,7 +104,7 @@ def test_non_streamed_completion_has_openai_shape_and_sources(url: str) -> None:
     assert choice["finish_reason"] == "stop"
     assert set(body["usage"]) == {"prompt_tokens", "completion_tokens", "total_tokens"}
     source = body["sources"][0]
-    assert set(source) == {"index", "source", "page", "snippet", "score"}
+    assert set(source) == {"index", "source", "page", "section", "snippet", "score"}
     assert body["citations"] == [{"index": 1, "supported": True, "overlap": 1.0}]
     assert (source["index"], source["source"], source["snippet"]) == (1, "shuttle.txt", SHUTTLE)
 

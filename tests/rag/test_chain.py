@@ -68,9 +68,15 @@ def test_prompt_holds_numbered_chunks_and_sources_match(service: KnowledgeBaseSe
     assert [source["index"] for source in sources] == list(range(1, len(sources) + 1))
     assert sources[0]["source"] == "leave.md"
     assert "十五天" in sources[0]["text"]
-    # Each numbered chunk in the prompt is exactly the source of that number.
+    # Each numbered chunk in the prompt is exactly the source of that number, its heading path moved
+    # from the text into the source line (the 0.5B took a first-line heading for the answer).
+    assert sources[0]["section"] == "休假制度" and sources[0]["text"].startswith("休假制度\n")
+    assert "[1] 来源：leave.md (休假制度)\n员工每年享有十五天带薪年假" in human.content
     for source in sources:
-        assert f"[{source['index']}] 来源：{source['source']}\n{source['text']}" in human.content
+        section = source["section"]
+        where = f"{source['source']} ({section})" if section else source["source"]
+        text = source["text"].removeprefix(f"{section}\n") if section else source["text"]
+        assert f"[{source['index']}] 来源：{where}\n{text}" in human.content
     assert sources == sorted(sources, key=lambda source: -source["score"])
 
 
@@ -168,7 +174,9 @@ def test_worked_examples_come_as_earlier_turns_built_like_a_question(
         assert user.content.startswith(template[: template.index("{context}")])  # the real turn's frame
         assert user.content.endswith(example["question"])
         for number, passage in enumerate(example["passages"], start=1):
-            assert f"[{number}] " in user.content and passage["text"] in user.content
+            assert f"[{number}] " in user.content and f"\n{passage['text']}" in user.content
+            if passage.get("section"):  # shown as a real chunk's heading path is: in the source line
+                assert f"{passage['source']} ({passage['section']})\n{passage['text']}" in user.content
     assert messages[-1].content.endswith(question)
 
 
