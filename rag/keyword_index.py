@@ -110,7 +110,8 @@ class _Loaded:
 
 
 class KeywordIndex:
-    """BM25 over one Chroma collection; ``search`` is thread-safe, ``rebuild`` replaces it atomically."""
+    """BM25 over one Chroma collection (and, for a small one, an exact copy of its vectors: ``nearest``);
+    ``search`` and ``nearest`` are thread-safe, ``rebuild`` replaces both atomically."""
 
     def __init__(
         self,

@@ -1,7 +1,8 @@
 """Retrieval over one knowledge base, as a LangChain ``BaseRetriever``: vector + keyword, fused, reranked.
 
-1. vector search (Chroma, cosine) and BM25 keyword search (``rag.keyword_index``) each give their best
-   ``candidates`` chunks;
+1. vector search (cosine; exact over the keyword index's copy of the vectors for knowledge bases up
+   to ``exact_search_max_chunks``, else Chroma's HNSW) and BM25 keyword search (``rag.keyword_index``)
+   each give their best ``candidates`` chunks;
 2. reciprocal rank fusion merges the two lists: a chunk scores ``weight / (rrf_k + rank)`` per list
    it is in, so agreement between the searches wins and neither score scale has to be calibrated;
 3. a cross-encoder, when configured, reorders the best ``rerank_candidates`` fused chunks;
