@@ -158,18 +158,38 @@ def test_streamed_keys_arrive_in_order_and_async_agrees_with_sync(service: Knowl
     assert result["sources"][0]["source"] == "leave.md"
 
 
+EXAMPLES = [
+    {
+        "passages": [{"source": "club.md", "section": "Club > Meetings", "text": "We meet on Mondays."}],
+        "question": "How much is the fee?",
+        "answer": "The knowledge base does not contain this information.",
+    },
+    {
+        "passages": [
+            {"source": "club.md", "section": "Club > Tools", "text": "A mower may be kept three days."},
+            {"source": "club.md", "text": "We meet on Mondays."},
+        ],
+        "question": "How long can I keep the mower?",
+        "answer": "Three days [1].",
+    },
+]
+
+
 @pytest.mark.parametrize("language", ["zh", "en"])
 def test_worked_examples_come_as_earlier_turns_built_like_a_question(
-    service: KnowledgeBaseService, language: str
+    service: KnowledgeBaseService, language: str, tmp_path: Path
 ) -> None:
-    prompts_dir = service.settings.prompts_dir
-    examples = json.loads((prompts_dir / language / "answer.examples.json").read_text(encoding="utf-8"))
+    prompts_dir = tmp_path / "prompts"
+    shutil.copytree(PROJECT_ROOT / "prompts", prompts_dir)
+    (prompts_dir / language / "answer.examples.json").write_text(json.dumps(EXAMPLES), encoding="utf-8")
+    settings = service.settings.model_copy(update={"prompts_dir": prompts_dir})
+    service = KnowledgeBaseService(settings, embeddings=service.embeddings)
     question = "员工每年有几天年假？" if language == "zh" else "How many seats does the shuttle bus have?"
     _, recorder = _run(service, question, "ok [1]")
     [messages] = recorder.calls
-    assert [message.type for message in messages] == ["system", *["human", "ai"] * len(examples), "human"]
+    assert [message.type for message in messages] == ["system", *["human", "ai"] * len(EXAMPLES), "human"]
     template = read_prompt(prompts_dir, language, "answer.user")
-    for example, user, answer in zip(examples, messages[1:-1:2], messages[2:-1:2], strict=True):
+    for example, user, answer in zip(EXAMPLES, messages[1:-1:2], messages[2:-1:2], strict=True):
         assert answer.content == example["answer"]
         assert user.content.startswith(template[: template.index("{context}")])  # the real turn's frame
         assert user.content.endswith(example["question"])
@@ -183,7 +203,6 @@ def test_worked_examples_come_as_earlier_turns_built_like_a_question(
 def test_worked_examples_are_optional_and_a_broken_file_is_named(tmp_path: Path) -> None:
     prompts_dir = tmp_path / "prompts"
     shutil.copytree(PROJECT_ROOT / "prompts", prompts_dir)
-    (prompts_dir / "en" / "answer.examples.json").unlink()
     messages = answer_prompt(prompts_dir, "en").format_messages(context="c", question="q")
     assert [message.type for message in messages] == ["system", "human"]
     (prompts_dir / "zh" / "answer.examples.json").write_text('[{"question": "缺资料"}]', encoding="utf-8")
