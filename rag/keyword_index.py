@@ -236,10 +236,7 @@ class KeywordIndex:
         # bm25s.retrieve would argpartition all N scores, mostly zeros; with ties that slow numpy's
         # selection took ~9 ms at 100k chunks. Only the chunks sharing a term can be hits.
         scores = loaded.model.get_scores(known)
-        matched = np.flatnonzero(scores > 0)
-        if len(matched) > k:
-            matched = matched[np.argpartition(scores[matched], len(matched) - k)[-k:]]
-        best = matched[np.lexsort((matched, -scores[matched]))]  # by score, ties by position
+        best = _best(scores, np.flatnonzero(scores > 0), k)
         return [
             KeywordHit(loaded.ids[int(position)], float(scores[position]), rank)
             for rank, position in enumerate(best, start=1)
@@ -248,15 +245,14 @@ class KeywordIndex:
     def nearest(self, query_vector: np.ndarray, k: int) -> list[tuple[str, float]] | None:
         """The ``k`` chunks most cosine-similar to ``query_vector``, exactly, best first, with their
         similarity; None when this snapshot keeps no vectors (then ask Chroma's approximate search)."""
+        if self.vector_limit <= 0 or not (self.folder / _VECTORS).is_file():
+            return None  # no copy to search: do not load (or rebuild) the BM25 side for nothing
         loaded = self._current()
         if loaded.vectors is None or len(loaded.ids) > self.vector_limit:  # the limit may have been lowered
             return None
         norm = float(np.linalg.norm(query_vector))
         scores = loaded.vectors @ (np.asarray(query_vector, dtype=np.float32) / (norm or 1.0))
-        best = np.arange(len(scores))
-        if len(scores) > k:
-            best = np.argpartition(scores, len(scores) - k)[-k:]
-        best = best[np.lexsort((best, -scores[best]))]  # by similarity, ties by position
+        best = _best(scores, np.arange(len(scores)), k)
         return [(loaded.ids[int(position)], float(scores[position])) for position in best]
 
     def _current(self) -> _Loaded:
@@ -323,6 +319,16 @@ class KeywordIndex:
             if len(vectors) != len(ids):  # cannot happen from rebuild(); a hand-edited folder
                 vectors = None
         return _Loaded(model, ids, state["version"], vectors)
+
+
+def _best(scores: np.ndarray, positions: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` of ``positions`` with the highest ``scores``, best first, ties by position.
+
+    Selecting before sorting: a full sort of every score cost milliseconds at 100k chunks.
+    """
+    if len(positions) > k:
+        positions = positions[np.argpartition(scores[positions], len(positions) - k)[-k:]]
+    return positions[np.lexsort((positions, -scores[positions]))]
 
 
 def keyword_folder(data_dir: Path, kb: str) -> Path:

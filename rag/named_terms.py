@@ -120,7 +120,7 @@ def unmentioned_term(question: str, passages: str, translation: str | None = Non
     places = set(_places(question))
     by_category = _PLACE_CATEGORY.search(passages) is not None
     into_chinese = translation and detect_language(question) == "en" and detect_language(translation) == "zh"
-    chinese = translation if into_chinese else ""
+    chinese = translation if into_chinese else ""  # the Chinese translation of an English question
     translated_words: set[str] = set()
     if chinese:
         translated_words = {
