@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -200,10 +201,22 @@ def test_worked_examples_come_as_earlier_turns_built_like_a_question(
     assert messages[-1].content.endswith(question)
 
 
+def test_shipped_english_examples_load_and_end_in_the_real_question() -> None:
+    shipped = json.loads((PROJECT_ROOT / "prompts" / "en" / "answer.examples.json").read_text("utf-8"))
+    messages = answer_prompt(PROJECT_ROOT / "prompts", "en").format_messages(context="c", question="q")
+    assert [message.type for message in messages] == ["system", *["human", "ai"] * len(shipped), "human"]
+    assert [message.content for message in messages[2:-1:2]] == [example["answer"] for example in shipped]
+    # one example refuses in the very words the rules ask for; the other states the value and cites
+    assert any(f'"{example["answer"]}"' in str(messages[0].content) for example in shipped)
+    assert any(re.search(r"\w \[1\]\.$", example["answer"]) for example in shipped)
+    assert messages[-1].content.endswith("q")
+
+
 def test_worked_examples_are_optional_and_a_broken_file_is_named(tmp_path: Path) -> None:
     prompts_dir = tmp_path / "prompts"
     shutil.copytree(PROJECT_ROOT / "prompts", prompts_dir)
-    messages = answer_prompt(prompts_dir, "en").format_messages(context="c", question="q")
+    (prompts_dir / "zh" / "answer.examples.json").unlink(missing_ok=True)
+    messages = answer_prompt(prompts_dir, "zh").format_messages(context="c", question="q")
     assert [message.type for message in messages] == ["system", "human"]
     (prompts_dir / "zh" / "answer.examples.json").write_text('[{"question": "缺资料"}]', encoding="utf-8")
     with pytest.raises(ValueError, match=r"zh/answer\.examples\.json"):
