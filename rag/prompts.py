@@ -72,10 +72,11 @@ def example_turns(prompts_dir: Path, language: str) -> list[BaseMessage]:
     kind of example given as an earlier exchange, about a subject the documents never have, was
     followed as a pattern (measured in docs/BENCHMARKS.md). Each example is rendered through the
     same ``source`` and ``answer.user`` templates as a question, so editing them keeps the two alike.
-    The file is optional. English ships one (two garden-club exchanges: a refusal, then a value with
-    its citation): without it the packaged 0.5B refused nearly every English question, the passage
-    first or not. Chinese ships none: the same exchanges in Chinese helped the dev set but made the
-    0.5B refuse questions about the sample knowledge base that it answered without them.
+    The file is optional. English ships one, two garden-club exchanges (a refusal, then a value with
+    its citation): without them the packaged 0.5B refused nearly every English question, the passage
+    first or not. Their cost: where the passages lack the answer, it now and then gives the example's
+    answer instead of refusing (the citation check flags it). Chinese ships none: in Chinese the
+    examples made the 0.5B refuse sample questions it answered without them, or stop refusing at all.
     """
     path = prompts_dir / language / "answer.examples.json"
     if not path.is_file():
