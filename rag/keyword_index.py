@@ -212,9 +212,18 @@ class KeywordIndex:
         shutil.rmtree(old, ignore_errors=True)
 
     def is_current(self) -> bool:
-        """Built, not marked stale, and holding as many chunks as the collection."""
+        """Built, not marked stale, holding as many chunks as the collection, and with the exact vector
+        copy where the knowledge base is small enough for one.
+
+        The last check lets an ingestion with nothing changed add the copy to an index built before
+        kbqa kept one: queries never rebuild for it, since they fall back to Chroma's search.
+        """
         state = self._read_state()
-        return state is not None and self._stale_token() is None and state["count"] == self.collection.count()
+        if state is None or self._stale_token() is not None:
+            return False
+        count = self.collection.count()
+        wants_vectors = 0 < count <= self.vector_limit
+        return state["count"] == count and (not wants_vectors or (self.folder / _VECTORS).is_file())
 
     def delete(self) -> None:
         with self._lock:

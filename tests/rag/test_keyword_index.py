@@ -175,6 +175,25 @@ def test_a_small_knowledge_base_is_searched_exactly_and_follows_ingestion(
     assert [chunk_id for chunk_id, _ in nearest] == [i for i, _ in _exact_order(ingestor, query)]
 
 
+def test_an_ingestion_with_nothing_changed_adds_a_missing_exact_copy(
+    ingestor: Ingestor, tmp_path: Path
+) -> None:
+    """A knowledge base indexed before kbqa kept the vector copy (or whose copy was deleted) gets one
+    from the next ingestion, even with no file changed: queries alone would stay on HNSW."""
+    folder = tmp_path / "docs"
+    _ingest(ingestor, folder, {"a.md": "报销须在三十天内提交。", "b.md": "年假十五天。"})
+    copy = keyword_folder(ingestor.settings.data_dir, KB) / "vectors.npy"
+    copy.unlink()
+    index = _index(ingestor)
+    assert not index.is_current()
+    assert index.nearest(np.asarray(ingestor.embeddings.embed_query("报销")), 5) is None  # no rebuild
+
+    report = ingestor.ingest_folder(folder, KB, progress=False)
+    assert len(report.unchanged) == 2 and copy.is_file() and index.is_current()
+    nearest = index.nearest(np.asarray(ingestor.embeddings.embed_query("报销")), 5)
+    assert nearest is not None and len(nearest) == 2
+
+
 @pytest.mark.parametrize("limit", [0, 1])
 def test_no_exact_copy_when_off_or_the_knowledge_base_is_larger(
     ingestor: Ingestor, tmp_path: Path, limit: int
