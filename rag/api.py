@@ -425,7 +425,7 @@ async def _complete(events: AsyncIterator[ChatEvent], completion_id: str, create
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": "".join(parts).strip()},
+                "message": {"role": "assistant", "content": finished.final_answer("".join(parts))},
                 "finish_reason": finished.finish_reason,
                 "logprobs": None,
             }
@@ -433,6 +433,7 @@ async def _complete(events: AsyncIterator[ChatEvent], completion_id: str, create
         "usage": finished.usage.as_dict(),
         "sources": _public_sources(finished.sources),
         "citations": finished.citations,
+        "withdrawn": finished.withdrawn,
     }
 
 
@@ -472,7 +473,8 @@ async def _stream(
                 yield _sse(chunk({"content": event.text}))
             elif isinstance(event, TurnFinished):
                 sources = _public_sources(event.sources)
-                yield _sse(chunk({}, event.finish_reason, sources=sources, citations=event.citations))
+                extra = {"sources": sources, "citations": event.citations, "withdrawn": event.withdrawn}
+                yield _sse(chunk({}, event.finish_reason, **extra))
                 if include_usage:
                     usage_chunk = chunk({}, usage=event.usage.as_dict())
                     usage_chunk["choices"] = []

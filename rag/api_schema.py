@@ -91,6 +91,12 @@ class Citation(BaseModel):
     overlap: float = Field(description="Share of the sentence's content words found in passage n.")
 
 
+class Withdrawal(BaseModel):
+    reason: str = Field(description="Why the model's answer answers nothing (rag.answer_check).")
+    original: str = Field(description="The model's answer, as streamed.")
+    replacement: str = Field(description="The refusal that replaces it (the message content).")
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
@@ -118,6 +124,11 @@ class ChatCompletion(BaseModel):
     usage: UsageInfo
     sources: list[Source] = Field(description="kbqa extension: the passages the answer may cite.")
     citations: list[Citation] = Field(description="kbqa extension: each [n] in the answer, checked.")
+    withdrawn: Withdrawal | None = Field(
+        default=None,
+        description="kbqa extension: set when the model's answer was replaced by the refusal; the "
+        "citations are those of the original.",
+    )
 
 
 class ModelCard(BaseModel):

@@ -3,7 +3,9 @@
 Input ``{"question": str, "history": [(role, text), ...]}`` (history optional, oldest first). Output
 (and, when streamed, the keys as they become known): ``language``, ``query`` (the standalone query
 retrieval used), ``documents``, ``sources``, ``context`` first — so a UI can show sources before the
-answer starts — then ``answer`` in text deltas.
+answer starts — then ``answer`` in text deltas, and last, only when the finished answer answers nothing
+(rag.answer_check), ``withdrawn``: ``{"reason", "original", "replacement"}``, the replacement being the
+refusal that callers show or return instead.
 
 A follow-up such as "and how many seats does it have?" retrieves nothing useful on its own, so with a
 history the LLM first rewrites it into a standalone question; that question is both the retrieval
@@ -27,9 +29,10 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator
 from langchain_core.runnables.utils import AddableDict
 
+from rag.answer_check import check_answer
 from rag.config import Settings
 from rag.language import detect_language
-from rag.prompts import answer_prompt, format_context, quote_untrusted, read_prompt
+from rag.prompts import answer_prompt, example_texts, format_context, quote_untrusted, read_prompt
 
 _SPEAKERS = {"zh": {"user": "用户", "assistant": "助手"}, "en": {"user": "User", "assistant": "Assistant"}}
 
@@ -161,8 +164,11 @@ class _RagSteps:
         if answer is None:
             yield AddableDict(answer=self.refusal(values))
             return
+        pieces = []
         for piece in answer.stream(self.answer_inputs(values), config):
+            pieces.append(piece)
             yield AddableDict(answer=piece)
+        yield from self._checked(values, "".join(pieces))
 
     async def arun(
         self, chunks: AsyncIterator[dict[str, Any]], config: RunnableConfig
@@ -184,8 +190,27 @@ class _RagSteps:
         if answer is None:
             yield AddableDict(answer=self.refusal(values))
             return
+        pieces = []
         async for piece in answer.astream(self.answer_inputs(values), config):
+            pieces.append(piece)
             yield AddableDict(answer=piece)
+        for chunk in self._checked(values, "".join(pieces)):
+            yield chunk
+
+    def _checked(self, values: dict[str, Any], answer: str) -> Iterator[AddableDict]:
+        """``withdrawn`` (rag.answer_check) after the answer when it answers nothing; else nothing."""
+        if not self.settings.withdraw_empty_answers:
+            return
+        language = values["language"]
+        withdrawal = check_answer(
+            answer,
+            self.refusal(values),
+            questions=[values["question"], values["query"]],
+            sources=values["sources"],
+            examples=example_texts(self.settings.prompts_dir, language),
+        )
+        if withdrawal is not None:
+            yield AddableDict(withdrawn=withdrawal.as_dict())
 
     def _found(self, values: dict[str, Any]) -> Iterator[AddableDict]:
         values["sources"], values["context"] = self.found(values)

@@ -70,6 +70,12 @@ class TurnFinished:
     usage: Usage
     sources: list[dict[str, Any]] = field(default_factory=list)
     citations: list[dict[str, Any]] = field(default_factory=list)  # rag.citations verdicts per [n]
+    # The streamed answer answered nothing (rag.answer_check): {"reason", "original", "replacement"}.
+    withdrawn: dict[str, str] | None = None
+
+    def final_answer(self, streamed: str) -> str:
+        """What the turn answers: the refusal replacing a withdrawn answer, else the streamed text."""
+        return self.withdrawn["replacement"] if self.withdrawn else streamed.strip()
 
 
 ChatEvent = SourcesFound | AnswerDelta | TurnFinished
@@ -155,6 +161,7 @@ class ChatService:
         recorder = _LLMCallRecorder()
         sources: list[dict[str, Any]] = []
         answer: list[str] = []
+        withdrawn: dict[str, str] | None = None
         query = question
         try:
             async for part in chain.astream(
@@ -167,6 +174,7 @@ class ChatService:
                 if part.get("answer"):
                     answer.append(part["answer"])
                     yield AnswerDelta(part["answer"])
+                withdrawn = part.get("withdrawn", withdrawn)
         except (openai.APIConnectionError, openai.APITimeoutError) as error:
             message = f"the LLM server at {self.llm.base_url} did not answer: {error}"
             raise LLMUnavailableError(message) from error
@@ -181,6 +189,7 @@ class ChatService:
             usage=Usage(recorder.prompt_tokens, recorder.completion_tokens),
             sources=sources,
             citations=[check.as_dict() for check in check_citations("".join(answer), sources)],
+            withdrawn=withdrawn,
         )
 
     def _prepare(self, kb: str, params: ChatParams) -> Any:

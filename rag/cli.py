@@ -155,6 +155,7 @@ def _answer(chain: Any, question: str, *, stream: bool) -> dict[str, Any]:
     """Run the chain once; with ``stream`` print the answer as it arrives."""
     answer: list[str] = []
     sources: list[dict[str, Any]] = []
+    withdrawn: dict[str, str] | None = None
     for chunk in chain.stream({"question": question}):
         if "sources" in chunk:
             sources = chunk["sources"]
@@ -162,10 +163,14 @@ def _answer(chain: Any, question: str, *, stream: bool) -> dict[str, Any]:
             answer.append(chunk["answer"])
             if stream:
                 print(chunk["answer"], end="", flush=True)
+        withdrawn = chunk.get("withdrawn", withdrawn)
     if stream:
         print()
+        if withdrawn:
+            print(f"\n(withdrawn: the answer {withdrawn['reason']})\n{withdrawn['replacement']}")
         _print_sources(sources)
-    return {"answer": "".join(answer).strip(), "sources": sources}
+    final = withdrawn["replacement"] if withdrawn else "".join(answer).strip()
+    return {"answer": final, "sources": sources, "withdrawn": withdrawn}
 
 
 def _chain(args: argparse.Namespace, settings: Settings, service: Any = None) -> Any:

@@ -233,6 +233,11 @@ class Settings(BaseSettings):
     history_turns: int = Field(
         default=6, ge=0, description="Earlier messages used to condense a follow-up into a standalone query."
     )
+    withdraw_empty_answers: bool = Field(
+        default=True,
+        description="Replace with the refusal a finished answer that answers nothing: the question "
+        "restated, a heading path, or a worked example's answer (rag.answer_check).",
+    )
 
     # --- serving (app.py) ----------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", description="Address `python app.py` listens on.")

@@ -59,6 +59,7 @@ class QuestionResult:
     sources: list[str] = field(default_factory=list)
     correct: bool | None = None
     refused: bool | None = None
+    withdrawn: str | None = None  # why the model's answer was replaced by the refusal (rag.answer_check)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +73,7 @@ class QuestionResult:
             "sources": self.sources,
             "correct": self.correct,
             "refused": self.refused,
+            "withdrawn": self.withdrawn,
         }
 
 
@@ -139,7 +141,7 @@ def is_refusal(answer: str, sources: list[Any], refusal_texts: Iterable[str] = (
 
 
 Retrieve = Callable[[str, int, bool], list[dict[str, Any]]]  # (question, k, gated) -> hits with "text"
-Answer = Callable[[str], dict[str, Any]]  # question -> {"answer", "sources"}
+Answer = Callable[[str], dict[str, Any]]  # question -> {"answer", "sources", "withdrawn"?}
 
 
 def evaluate(
@@ -165,6 +167,7 @@ def evaluate(
             reply = answer(question.question)
             result.answer = reply["answer"]
             result.sources = [source["source"] for source in reply["sources"]]
+            result.withdrawn = (reply.get("withdrawn") or {}).get("reason")
             result.refused = is_refusal(reply["answer"], reply["sources"], refusals)
             if question.answerable:
                 result.correct = not result.refused and answer_is_correct(

@@ -6,6 +6,7 @@ import json
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -75,27 +76,58 @@ def example_turns(prompts_dir: Path, language: str) -> list[BaseMessage]:
     The file is optional. English ships one, two garden-club exchanges (a refusal, then a value with
     its citation): without them the packaged 0.5B refused nearly every English question, the passage
     first or not. Their cost: where the passages lack the answer, it now and then gives the example's
-    answer instead of refusing (the citation check flags it). Chinese ships none: in Chinese the
+    answer instead of refusing (rag.answer_check withdraws such a copy). Chinese ships none: in Chinese the
     examples made the 0.5B refuse sample questions it answered without them, or stop refusing at all.
     """
+    turns: list[BaseMessage] = []
+    for example in _examples(prompts_dir, language):
+        passages = [_example_passage(passage) for passage in example["passages"]]
+        user = read_prompt(prompts_dir, language, "answer.user").format(
+            context=format_context(prompts_dir, language, passages), question=example["question"]
+        )
+        turns += [HumanMessage(user), AIMessage(example["answer"])]
+    return turns
+
+
+@lru_cache(maxsize=16)
+def example_texts(prompts_dir: Path, language: str) -> tuple[str, ...]:
+    """Per worked example, the words a copy of it would repeat: its passages, and its answer when that
+    cites one (a refusal example's answer is the refusal, which is no copy). ``rag.answer_check``
+    withdraws an answer made of them."""
+    texts = []
+    for example in _examples(prompts_dir, language):
+        parts = [str(passage["text"]) for passage in example["passages"]]
+        if re.search(r"\[\d{1,2}\]", example["answer"]):
+            parts.append(example["answer"])
+        texts.append("\n".join(parts))
+    return tuple(texts)
+
+
+def _examples(prompts_dir: Path, language: str) -> list[dict[str, Any]]:
+    """The examples of ``answer.examples.json``, their shape checked (message names the file)."""
     path = prompts_dir / language / "answer.examples.json"
     if not path.is_file():
         return []
+    shape = "a JSON list of {passages: [{source, section?, text}], question, answer}"
     try:
         examples = json.loads(path.read_text(encoding="utf-8"))
-        turns: list[BaseMessage] = []
-        for example in examples:
-            passages = [_example_passage(passage) for passage in example["passages"]]
-            user = read_prompt(prompts_dir, language, "answer.user").format(
-                context=format_context(prompts_dir, language, passages), question=example["question"]
-            )
-            turns += [HumanMessage(user), AIMessage(example["answer"])]
-    except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(
-            f"{path} must be a JSON list of {{passages: [{{source, section?, text}}], question, answer}}: "
-            f"{error}"
-        ) from error
-    return turns
+    except ValueError as error:
+        raise ValueError(f"{path} must be {shape}: {error}") from error
+    if not isinstance(examples, list) or not all(_is_example(example) for example in examples):
+        raise ValueError(f"{path} must be {shape}")
+    return examples
+
+
+def _is_example(example: object) -> bool:
+    def texts(item: object, *keys: str) -> bool:
+        return isinstance(item, dict) and all(isinstance(item.get(key), str) for key in keys)
+
+    passages = example.get("passages") if isinstance(example, dict) else None
+    return (
+        texts(example, "question", "answer")
+        and isinstance(passages, list)
+        and all(texts(passage, "source", "text") for passage in passages)
+    )
 
 
 def format_location(source: object, page: object) -> str:

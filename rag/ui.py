@@ -54,6 +54,15 @@ def format_sources(sources: list[dict[str, Any]], citations: list[dict[str, Any]
     return "\n\n".join(blocks)
 
 
+def shown_answer(streamed: str, finished: TurnFinished) -> str:
+    """The chat message once the turn is over: a withdrawn answer gives way to the refusal, with a
+    line saying why, since the user has just watched it being written."""
+    if not finished.withdrawn:
+        return streamed.strip()
+    why = finished.withdrawn["reason"]
+    return f"{finished.final_answer(streamed)}\n\n*(The model's answer was withdrawn: it {why}.)*"
+
+
 def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatService) -> gr.Blocks:
     def kb_choices() -> list[str]:
         try:
@@ -109,7 +118,7 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
                     history[-1]["content"] = answer
                     yield history, gr.skip(), ""
                 elif isinstance(event, TurnFinished):
-                    history[-1]["content"] = answer.strip()
+                    history[-1]["content"] = shown_answer(answer, event)
                     yield history, format_sources(event.sources, event.citations), ""
         except (LLMUnavailableError, LLMRequestError, StoreError, ValueError) as error:
             history[-1]["content"] = f"**Error:** {error}"

@@ -141,6 +141,28 @@ def test_streamed_completion_is_framed_like_openai(url: str) -> None:
     assert all(chunk["usage"] is None for chunk in chunks[:-1])
 
 
+def test_a_withdrawn_answer_is_replaced_or_flagged(server: tuple[str, FakeLLM, KnowledgeBaseService]) -> None:
+    """An answer that only restates the question: the refusal is the content when the answer comes
+    whole; streamed, the final chunk says so and carries the refusal. Both keep the original."""
+    url, llm, _ = server
+    hollow = "The shuttle bus has [1] seats."
+    llm.set_answers(hollow)
+    body = _chat(url).json()
+    content = body["choices"][0]["message"]["content"]
+    assert "does not contain" in content
+    assert body["withdrawn"] == {
+        "reason": "restates the question without adding an answer",
+        "original": hollow,
+        "replacement": content,
+    }
+    chunks = _sse_events(_chat(url, stream=True))[:-1]
+    deltas = [chunk["choices"][0]["delta"].get("content", "") for chunk in chunks]
+    assert "".join(deltas) == hollow
+    assert chunks[-1]["withdrawn"] == body["withdrawn"]
+    llm.set_answers(ANSWER)
+    assert _chat(url).json()["withdrawn"] is None
+
+
 def test_stream_without_usage_option_sends_no_usage(url: str) -> None:
     chunks = _sse_events(_chat(url, stream=True))[:-1]
     assert all("usage" not in chunk for chunk in chunks)

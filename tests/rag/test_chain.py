@@ -14,6 +14,7 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import BaseMessage
 
 from ingest.pipeline import Ingestor
+from rag.answer_check import COPIES_EXAMPLE, RESTATES_QUESTION
 from rag.chain import build_rag_chain
 from rag.config import PROJECT_ROOT
 from rag.prompts import answer_prompt, read_prompt
@@ -221,3 +222,34 @@ def test_worked_examples_are_optional_and_a_broken_file_is_named(tmp_path: Path)
     (prompts_dir / "zh" / "answer.examples.json").write_text('[{"question": "缺资料"}]', encoding="utf-8")
     with pytest.raises(ValueError, match=r"zh/answer\.examples\.json"):
         answer_prompt(prompts_dir, "zh")
+
+
+def test_a_copied_worked_example_is_withdrawn_after_the_streamed_answer(
+    service: KnowledgeBaseService,
+) -> None:
+    """The shipped English example's answer, given to a question its passages do not answer, ends the
+    stream with ``withdrawn`` carrying the refusal; the answer deltas themselves are unchanged."""
+    copied = "Up to three days at a time [1]."
+    question = {"question": "How long does the shuttle bus take to the airport?"}
+    chain = service.chain(KB, FakeListChatModel(responses=[copied]), k=2)
+    chunks = list(chain.stream(question))
+    assert list(chunks[-1]) == ["withdrawn"]
+    assert "".join(chunk.get("answer", "") for chunk in chunks) == copied
+    result = chain.invoke(question)
+    refusal = read_prompt(PROJECT_ROOT / "prompts", "en", "refusal")
+    assert result["withdrawn"] == {"reason": COPIES_EXAMPLE, "original": copied, "replacement": refusal}
+
+    settings = service.settings.model_copy(update={"withdraw_empty_answers": False})
+    off = build_rag_chain(service.retriever(KB, k=2), FakeListChatModel(responses=[copied]), settings)
+    assert "withdrawn" not in off.invoke(question)
+
+
+def test_an_answer_restating_the_question_is_withdrawn_in_async_runs_too(
+    service: KnowledgeBaseService,
+) -> None:
+    import asyncio
+
+    chain = service.chain(KB, FakeListChatModel(responses=["员工每年有 [1] 天带薪年假。"]), k=2)
+    result = asyncio.run(chain.ainvoke({"question": "员工每年有几天带薪年假？"}))
+    assert result["withdrawn"]["reason"] == RESTATES_QUESTION
+    assert result["withdrawn"]["replacement"] == read_prompt(PROJECT_ROOT / "prompts", "zh", "refusal")

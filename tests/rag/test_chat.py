@@ -85,3 +85,16 @@ def test_unknown_knowledge_base_fails_before_the_llm(chat: tuple[ChatService, Fa
     with pytest.raises(KnowledgeBaseNotFoundError):
         _events(service, "nosuchkb", [("user", "q")])
     assert llm.calls == []
+
+
+def test_a_withdrawn_answer_is_reported_with_its_replacement(chat: tuple[ChatService, FakeLLM]) -> None:
+    service, llm = chat
+    llm.set_answers("The shuttle bus has [1] seats.")
+    events = _events(service, KB, [("user", "How many seats does the shuttle bus have?")])
+    streamed = "".join(e.text for e in events if isinstance(e, AnswerDelta))
+    finished = events[-1]
+    assert isinstance(finished, TurnFinished) and finished.withdrawn is not None
+    assert finished.withdrawn["original"] == streamed == "The shuttle bus has [1] seats."
+    assert finished.final_answer(streamed) == finished.withdrawn["replacement"]
+    assert "does not contain" in finished.final_answer(streamed)
+    assert [check["index"] for check in finished.citations] == [1]  # checked on what was streamed

@@ -1,0 +1,138 @@
+"""Withdrawing a finished answer that answers nothing, so the user gets the refusal instead.
+
+Retrieval decides most refusals before the LLM is asked (rag.chain). What gets past it and still
+answers nothing comes, with the packaged 0.5B, in three shapes, all read from evaluation answers:
+
+- **the question restated**, its citation marker standing where the value should be: "采购部负责人叫
+  [1]。", "根据资料，年终奖一般在 [1] 月份发放。", "[1]." — asked what, who, when or how many, it
+  names no word the question did not already have (a question offering a choice, "A or B?", is
+  exempt: its answer is one of its words);
+- **a heading path** copied from the passages' source lines: "星帆监控平台发布说明 > 升级说明";
+- **a worked example's answer**: the English prompt shows two example exchanges as earlier turns,
+  and where the passages lack the answer the model now and then answers with the example's own
+  ("Up to three days at a time [1].", "On the first Monday of each month [1]."), whose words come
+  from the example rather than from any retrieved passage.
+
+None of them can be right, so each is withdrawn once complete: where the answer is returned whole
+(``ask --json``, the API without streaming, ``rag eval``) the refusal replaces it; where it was
+streamed, the final event says so and carries the refusal, and the web UI swaps it in. The checks are
+word sets (the keyword index's tokens, jieba for Chinese), cheap and deterministic; the first never
+fires on a yes/no question ("可以吗？" answered "可以。"), and the last never when a retrieved passage
+shares at least as many of the answer's words as the example does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rag.keyword_index import tokenize
+
+_MARKER = re.compile(r"\[\d{1,2}\]")
+# Question words: a question holding one asks for a value the answer has to add.
+_ASKS_FOR_VALUE = re.compile(
+    r"几|多少|什么|哪|谁|何时|怎么|怎样|如何|多久|多长|多大|多远|多高|多重"
+    r"|\b(?:what|which|who|whom|whose|when|where|how|why)\b",
+    re.IGNORECASE,
+)
+_CHOICE = re.compile(r"还是|\bor\b", re.IGNORECASE)
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# Lead-ins that carry no content ("根据资料，…", "Based on the information provided, …"), and verbs
+# a restatement swaps for the question's ("has" for "have").
+_LEAD_IN_WORDS = frozenset(
+    tokenize(
+        "根据资料 根据提供的资料 资料显示 信息 上下文 "
+        "based on the context provided information according to the passages passage documents "
+        "has have had"
+    )
+)
+_PATH_SEPARATOR = " > "  # how a chunk's heading path is written (ingest.splitting)
+_NOT_TEXT = re.compile(r"[\W_]+")
+# Of the answer's words, at least this share must come from one example for it to count as a copy.
+_EXAMPLE_SHARE = 0.5
+
+RESTATES_QUESTION = "restates the question without adding an answer"
+HEADING_PATH = "is only a heading path of a passage"
+COPIES_EXAMPLE = "repeats a worked example of the prompt, not the passages"
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """Why an answer was withdrawn, what it was, and what replaces it (the refusal)."""
+
+    reason: str
+    original: str
+    replacement: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"reason": self.reason, "original": self.original, "replacement": self.replacement}
+
+
+def _words(text: str) -> set[str]:
+    return set(tokenize(_MARKER.sub(" ", text))) - _LEAD_IN_WORDS
+
+
+def _squashed(text: str) -> str:
+    return _NOT_TEXT.sub("", _MARKER.sub("", text)).lower()
+
+
+def _asks_for_value(questions: Sequence[str]) -> bool:
+    """A question word, and no choice offered ("A or B?": the answer is one of the question's words)."""
+    return any(_ASKS_FOR_VALUE.search(q) for q in questions) and not any(_CHOICE.search(q) for q in questions)
+
+
+def _all_asked(words: set[str], asked: set[str], questions: Sequence[str]) -> bool:
+    """Every answer word is one of the question's; a Chinese one may be part of one ("天" of "几天"),
+    since jieba cuts the same characters differently in the two sentences."""
+    asked_text = "".join(questions)
+    return all(word in asked or (_CJK.match(word) and word in asked_text) for word in words)
+
+
+def withdrawal_reason(
+    answer: str,
+    *,
+    questions: Sequence[str],
+    sources: Sequence[dict[str, Any]],
+    examples: Sequence[str] = (),
+) -> str | None:
+    """Why ``answer`` answers nothing, or None when it stands.
+
+    ``questions``: the user's question and the standalone query it was rewritten into (a follow-up
+    is answered in the query's words). ``examples``: the text (passages and answer) of each worked
+    example the answer prompt showed.
+    """
+    if not answer.strip():
+        return None
+    words = _words(answer)
+    asked = set().union(*(_words(question) for question in questions))
+    if _asks_for_value(questions) and _all_asked(words, asked, questions):
+        return RESTATES_QUESTION
+    sections = [str(source.get("section") or "") for source in sources]
+    squashed = _squashed(answer)
+    if any(_squashed(section) == squashed for section in sections if section) or (
+        _PATH_SEPARATOR in answer and words <= asked | set().union(*(_words(s) for s in sections))
+    ):
+        return HEADING_PATH
+    if words and examples:
+        copied = max(len(words & _words(example)) for example in examples)
+        found = max((len(words & _words(str(source.get("text") or ""))) for source in sources), default=0)
+        if copied >= _EXAMPLE_SHARE * len(words) and copied > found:
+            return COPIES_EXAMPLE
+    return None
+
+
+def check_answer(
+    answer: str,
+    refusal: str,
+    *,
+    questions: Sequence[str],
+    sources: Sequence[dict[str, Any]],
+    examples: Sequence[str] = (),
+) -> Withdrawal | None:
+    """A ``Withdrawal`` replacing ``answer`` with ``refusal``, or None when the answer stands."""
+    reason = withdrawal_reason(answer, questions=questions, sources=sources, examples=examples)
+    if reason is None:
+        return None
+    return Withdrawal(reason=reason, original=answer.strip(), replacement=refusal)

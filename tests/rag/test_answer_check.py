@@ -1,0 +1,113 @@
+"""Withdrawing answers that answer nothing (rag.answer_check), on answers the packaged 0.5B gave."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.answer_check import (
+    COPIES_EXAMPLE,
+    HEADING_PATH,
+    RESTATES_QUESTION,
+    check_answer,
+    withdrawal_reason,
+)
+from rag.config import PROJECT_ROOT
+from rag.prompts import example_texts
+
+MOWER = "Members may borrow the club's lawn mower for up to three days at a time."
+SHIPPED_EN = example_texts(PROJECT_ROOT / "prompts", "en")
+
+
+def _source(text: str, section: str | None = None) -> dict[str, object]:
+    return {"index": 1, "source": "a.md", "section": section, "text": text}
+
+
+PROCUREMENT = _source("采购流程 > 审批\n采购金额超过五万元须经财务总监审批。", "采购流程 > 审批")
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("采购部负责人叫什么名字？", "采购部负责人叫 [1]。"),  # the marker where the name should be
+        ("年终奖一般在几月份发放？", "根据资料，年终奖一般在 [1] 月份发放。"),
+        (
+            "工作用的设备放着没人碰，多长时间后会自动锁定画面？",
+            "根据资料，工作用的设备放着没人碰，多长时间后会自动锁定画面。",
+        ),
+        ("On the support hotline, which key do I press for billing?", "[1]."),
+        ("What is the per-second request limit?", "Based on the context, the per-second request limit [2]."),
+    ],
+)
+def test_an_answer_that_only_restates_the_question_is_withdrawn(question: str, answer: str) -> None:
+    assert withdrawal_reason(answer, questions=[question], sources=[PROCUREMENT]) == RESTATES_QUESTION
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("采购金额超过多少须经财务总监审批？", "五万元 [1]。"),
+        ("采购金额超过多少须经财务总监审批？", "根据资料，采购金额超过五万元须经财务总监审批 [1]。"),
+        ("Who must approve a purchase over 50,000 yuan?", "The finance director [1]."),
+        ("可以带宠物进办公室吗？", "可以。"),  # a yes/no question: repeating its verb answers it
+        ("Is the canteen open on Sundays?", "Yes, the canteen is open on Sundays [1]."),
+        ("年终奖一般在几月份发放？", "知识库中没有找到相关信息。"),  # a refusal is no restatement
+    ],
+)
+def test_real_answers_stand(question: str, answer: str) -> None:
+    assert withdrawal_reason(answer, questions=[question], sources=[PROCUREMENT]) is None
+
+
+def test_a_follow_up_is_judged_against_the_standalone_query_too() -> None:
+    questions = ["那它几点发车？", "公司班车几点发车？"]  # as asked, and as condensed
+    assert withdrawal_reason("公司班车 [1] 发车。", questions=questions, sources=[]) == RESTATES_QUESTION
+
+
+def test_a_heading_path_given_as_the_answer_is_withdrawn() -> None:
+    release = _source(
+        "星帆监控平台发布说明 > 升级说明\n从 3.x 升级到 4.x …", "星帆监控平台发布说明 > 升级说明"
+    )
+    question = "星帆私有化部署版本的授权费用是多少？"
+    for answer in ("星帆监控平台发布说明 > 升级说明", "星帆监控平台发布说明 > 升级说明 [1]。"):
+        assert withdrawal_reason(answer, questions=[question], sources=[release]) == HEADING_PATH
+
+
+@pytest.mark.parametrize(
+    "answer", ["Up to three days at a time [1].", "On the first Monday of each month [1]."]
+)
+def test_a_copy_of_a_shipped_worked_example_is_withdrawn(answer: str) -> None:
+    """Both were answers of the packaged 0.5B to held-out questions whose passages lacked the answer."""
+    sources = [_source("Travel requests must be filed in the portal before booking.")]
+    reason = withdrawal_reason(
+        answer, questions=["How long may a laptop be borrowed?"], sources=sources, examples=SHIPPED_EN
+    )
+    assert reason == COPIES_EXAMPLE
+
+
+def test_an_answer_its_own_passage_backs_stands_even_when_an_example_says_the_same() -> None:
+    sources = [_source("Projectors may be borrowed for up to three days at a time.")]
+    answer = "Up to three days at a time [1]."
+    question = ["How long may a projector be borrowed?"]
+    assert withdrawal_reason(answer, questions=question, sources=sources, examples=SHIPPED_EN) is None
+    refusal = "The knowledge base does not contain this information."  # the refusal example's answer
+    assert withdrawal_reason(refusal, questions=question, sources=sources, examples=SHIPPED_EN) is None
+
+
+def test_check_answer_replaces_with_the_refusal() -> None:
+    withdrawal = check_answer(
+        " 采购部负责人叫 [1]。", "知识库中没有找到相关内容。", questions=["采购部负责人叫什么？"], sources=[]
+    )
+    assert withdrawal is not None
+    assert withdrawal.as_dict() == {
+        "reason": RESTATES_QUESTION,
+        "original": "采购部负责人叫 [1]。",
+        "replacement": "知识库中没有找到相关内容。",
+    }
+    assert check_answer("", "refusal", questions=["什么？"], sources=[]) is None
+
+
+def test_a_choice_question_may_be_answered_with_its_own_words() -> None:
+    for question, answer in [
+        ("Which office has the gym, Hangzhou or Chengdu?", "Hangzhou [1]."),
+        ("健身房在杭州还是成都？哪个？", "杭州 [1]。"),
+    ]:
+        assert withdrawal_reason(answer, questions=[question], sources=[]) is None
