@@ -8,6 +8,9 @@ answers nothing comes, with the packaged 0.5B, in three shapes, all read from ev
   names no word the question did not already have (a question offering a choice, "A or B?", is
   exempt: its answer is one of its words);
 - **a heading path** copied from the passages' source lines: "星帆监控平台发布说明 > 升级说明";
+- **a number from nowhere**: "星帆的手机 App 最低支持 iOS 版本 13.0。" for a question the documents do
+  not answer, the number in none of the passages (nor in the question). Passages' numbers are read
+  in digits, Chinese numerals ("十五天" holds 15) and small English number words ("three days");
 - **a worked example's answer**: the English prompt shows two example exchanges as earlier turns,
   and where the passages lack the answer the model now and then answers with the example's own
   ("Up to three days at a time [1].", "On the first Monday of each month [1]."), whose words come
@@ -53,7 +56,21 @@ _NOT_TEXT = re.compile(r"[\W_]+")
 # Of the answer's words, at least this share must come from one example for it to count as a copy.
 _EXAMPLE_SHARE = 0.5
 
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_CHINESE_NUMERAL = re.compile(r"[零〇一二两三四五六七八九十百千万]+")
+_CHINESE_DIGITS = dict(zip("零〇一二两三四五六七八九", (0, 0, 1, 2, 2, 3, 4, 5, 6, 7, 8, 9), strict=True))
+_CHINESE_UNITS = {"十": 10, "百": 100, "千": 1000}
+_ENGLISH_WORDS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen twenty"
+)
+_ENGLISH_NUMBERS = dict(zip(_ENGLISH_WORDS.split(), range(21), strict=True)) | {
+    "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
+}  # fmt: skip
+_ENGLISH_NUMBER = re.compile(r"\b(?:" + "|".join(_ENGLISH_NUMBERS) + r")\b", re.IGNORECASE)
+
 RESTATES_QUESTION = "restates the question without adding an answer"
+INVENTED_NUMBER = "states a number that none of the passages holds"
 HEADING_PATH = "is only a heading path of a passage"
 COPIES_EXAMPLE = "repeats a worked example of the prompt, not the passages"
 
@@ -90,6 +107,41 @@ def _all_asked(words: set[str], asked: set[str], questions: Sequence[str]) -> bo
     return all(word in asked or (_CJK.match(word) and word in asked_text) for word in words)
 
 
+def _number(text: str) -> str:
+    """A number's canonical spelling: "1,500" and "1500", "13.0" and "13" are the same number."""
+    digits = text.replace(",", "")
+    whole, _, fraction = digits.partition(".")
+    fraction = fraction.rstrip("0")
+    return (whole.lstrip("0") or "0") + (f".{fraction}" if fraction else "")
+
+
+def _chinese_numeral(text: str) -> int:
+    """十五 → 15, 二十五 → 25, 三千二百 → 3200, 两万 → 20000 (enough for what a passage spells out)."""
+    total = section = digit = 0
+    for char in text:
+        if char in _CHINESE_DIGITS:
+            digit = _CHINESE_DIGITS[char]
+        elif char in _CHINESE_UNITS:
+            section += (digit or 1) * _CHINESE_UNITS[char]
+            digit = 0
+        else:  # 万
+            total += (section + digit or 1) * 10_000
+            section = digit = 0
+    return total + section + digit
+
+
+def _stated_numbers(text: str) -> set[str]:
+    return {_number(match) for match in _NUMBER.findall(_MARKER.sub(" ", text))}
+
+
+def _held_numbers(text: str) -> set[str]:
+    """Every number ``text`` holds, however it is written."""
+    held = _stated_numbers(text)
+    held.update(str(_chinese_numeral(match)) for match in _CHINESE_NUMERAL.findall(text))
+    held.update(str(_ENGLISH_NUMBERS[match.lower()]) for match in _ENGLISH_NUMBER.findall(text))
+    return held
+
+
 def withdrawal_reason(
     answer: str,
     *,
@@ -115,6 +167,13 @@ def withdrawal_reason(
         _PATH_SEPARATOR in answer and words <= asked | set().union(*(_words(s) for s in sections))
     ):
         return HEADING_PATH
+    stated = _stated_numbers(answer)
+    if stated:
+        held = set().union(*(_held_numbers(text) for text in questions))
+        for source in sources:
+            held |= _held_numbers(str(source.get("text") or ""))
+        if stated - held:
+            return INVENTED_NUMBER
     if words and examples:
         copied = max(len(words & _words(example)) for example in examples)
         found = max((len(words & _words(str(source.get("text") or ""))) for source in sources), default=0)

@@ -7,6 +7,7 @@ import pytest
 from rag.answer_check import (
     COPIES_EXAMPLE,
     HEADING_PATH,
+    INVENTED_NUMBER,
     RESTATES_QUESTION,
     check_answer,
     withdrawal_reason,
@@ -111,3 +112,27 @@ def test_a_choice_question_may_be_answered_with_its_own_words() -> None:
         ("健身房在杭州还是成都？哪个？", "杭州 [1]。"),
     ]:
         assert withdrawal_reason(answer, questions=[question], sources=[]) is None
+
+
+def test_a_number_that_no_passage_holds_is_withdrawn() -> None:
+    """The 0.5B's answer to a held-out question the documents do not answer."""
+    sources = [_source("星帆移动端 App 支持 iOS 与 Android，可接收告警推送。")]
+    answer = "星帆的手机 App 最低支持 iOS 版本 13.0。"
+    reason = withdrawal_reason(answer, questions=["星帆的手机 App 最低支持哪个 iOS 版本？"], sources=sources)
+    assert reason == INVENTED_NUMBER
+
+
+@pytest.mark.parametrize(
+    ("passage", "answer"),
+    [
+        ("员工每年享有十五天带薪年假。", "15 days [1]."),  # Chinese numerals
+        ("报销须在三千二百元以内。", "3,200 元 [1]。"),
+        ("Members may keep the mower for three days.", "3 days [1]."),  # English number words
+        ("The hotline is 400-820-1234.", "Call 400-820-1234 [1]."),
+        ("年假可顺延至次年 3 月 31 日。", "2025-03-31 前，顺延至次年 3 月 31 日 [1]。"),  # 2025 is asked
+        ("The fee is CNY 1,500.0 per year.", "CNY 1500 [1]."),
+    ],
+)
+def test_a_number_the_passages_or_the_question_hold_stands(passage: str, answer: str) -> None:
+    questions = ["How long, and until when in 2025?"]
+    assert withdrawal_reason(answer, questions=questions, sources=[_source(passage)]) is None
