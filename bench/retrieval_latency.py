@@ -57,6 +57,7 @@ if str(ROOT) not in sys.path:  # run as a script: tests.support (the fake LLM) l
     sys.path.insert(0, str(ROOT))
 
 from bench.load import child_env, free_port, serve_app  # noqa: E402
+from rag.companion import load_companion  # noqa: E402
 from rag.config import Settings, load_settings  # noqa: E402
 from rag.embeddings import SentenceTransformerEmbeddings, load_embeddings  # noqa: E402
 from rag.keyword_index import KeywordIndex, keyword_folder  # noqa: E402
@@ -218,7 +219,10 @@ def build(settings: Settings, embedder: SentenceTransformerEmbeddings, chunks: i
             flush=True,
         )
     folder = keyword_folder(settings.data_dir, KB)
-    KeywordIndex(folder, collection, vector_limit=settings.exact_search_max_chunks).rebuild()
+    companion = load_companion(settings.companion_model, embedder)  # as ingestion keeps it
+    KeywordIndex(
+        folder, collection, vector_limit=settings.exact_search_max_chunks, companion=companion
+    ).rebuild()
     elapsed = time.monotonic() - started
     done.write_text(
         json.dumps({"chunks": chunks, "vectors": vectors, "build_s": round(elapsed)}), encoding="utf-8"

@@ -48,6 +48,7 @@ from ingest.loaders import (
 from ingest.manifest import FOLDER, FileRecord, Manifest
 from ingest.splitter import make_splitter, split_documents
 from ingest.vector_reuse import ReusingEmbeddings
+from rag.companion import load_companion
 from rag.config import Settings
 from rag.embeddings import SentenceTransformerEmbeddings
 from rag.keyword_index import KeywordIndex, keyword_folder
@@ -231,6 +232,8 @@ class Ingestor:
         self.splitter = make_splitter(settings.chunk_size, settings.chunk_overlap)
         self.limits = LoadLimits.from_settings(settings)
         self.manifest = Manifest(settings.index_db)
+        # the keyword-index rebuild keeps the companion's vectors too (rag.companion)
+        self.companion = load_companion(settings.companion_model, embeddings)
 
     def ingest_folder(
         self, folder: Path, kb: str, *, full: bool = False, progress: bool = True
@@ -390,6 +393,7 @@ class Ingestor:
             self.client.get_collection(kb),
             self.lock(kb),
             vector_limit=self.settings.exact_search_max_chunks,
+            companion=self.companion,
         )
 
     def _refresh_keyword_index(self, kb: str, summary: IngestSummary, *, force: bool) -> None:

@@ -129,6 +129,15 @@ class Settings(BaseSettings):
         "neighbour for a few questions, differently after each restart); larger ones use HNSW. "
         "0 = always HNSW.",
     )
+    companion_model: Literal["auto", "none", "use-multilingual"] = Field(
+        default="auto",
+        description="A second embedder whose rankings of the question and its translation are fused into "
+        "the retriever's order (rag.companion: Universal Sentence Encoder multilingual, packaged); kept "
+        "for knowledge bases up to exact_search_max_chunks. auto = on with the embedding models measured "
+        "to gain from it (the packaged multilingual-e5-small and m3e-small), off with others.",
+    )
+    companion_weight: float = Field(default=0.5, ge=0, description="Each companion ranking's RRF weight.")
+    companion_rrf_k: int = Field(default=10, ge=1, description="RRF constant of the companion fusion.")
     rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant: 1 / (rrf_k + rank).")
     vector_weight: float = Field(default=1.0, ge=0)
     keyword_weight: float = Field(default=1.0, ge=0)

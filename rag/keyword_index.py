@@ -21,6 +21,8 @@ approximate HNSW. Measured on the 190-chunk evaluation set, HNSW missed a true t
 answers the same question differently after a restart is hard to trust and harder to evaluate. A
 matrix product over 20k chunks costs a few milliseconds, less than embedding the question. The copy
 shares the index's freshness checks and atomic swap, so it can never be staler than the BM25 side.
+Beside it, ``companion.npy`` holds each chunk's companion-embedder vector (``rag.companion``), encoded
+once per distinct text (the token cache keeps them).
 
 Crash safety: before ingestion changes any chunk it marks the index stale (a marker file beside it),
 and only a rebuild that started after the last mark clears it. A run killed anywhere between its first
@@ -52,6 +54,7 @@ import numpy as np
 from rag.token_cache import TokenCache, text_hash
 
 if TYPE_CHECKING:
+    from rag.companion import CompanionEncoder
     from rag.locking import IngestionLock
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,7 @@ _ZH_STOP = frozenset(
 _PAGE = 5000
 _STATE = "state.json"
 _VECTORS = "vectors.npy"
+_COMPANION = "companion.npy"
 # Longest time a query trusts the loaded index without comparing chunk counts. Chroma's count() takes
 # ~25 ms at 100k chunks, so it is a backstop paid rarely, not a per-query check.
 RECOUNT_S = 5.0
@@ -101,10 +105,16 @@ class KeywordHit:
 
 class _Loaded:
     def __init__(
-        self, model: bm25s.BM25 | None, ids: list[str], version: str, vectors: np.ndarray | None = None
+        self,
+        model: bm25s.BM25 | None,
+        ids: list[str],
+        version: str,
+        vectors: np.ndarray | None = None,
+        companion: np.ndarray | None = None,
     ) -> None:
         self.model, self.ids, self.version = model, ids, version
         self.vectors = vectors  # unit-length rows in ``ids`` order, or None (too many chunks, or none)
+        self.companion = companion  # the same for the companion embedder (rag.companion), or None
         self.signature: _Signature | None = None  # of the state file this was checked against
         self.trusted_until = 0.0  # monotonic time until which a matching signature suffices
 
@@ -120,16 +130,18 @@ class KeywordIndex:
         writer: IngestionLock | None = None,
         *,
         vector_limit: int = 0,
+        companion: CompanionEncoder | None = None,
     ) -> None:
         """``writer``: the knowledge base's ingestion lock; while it is held, queries do not rebuild.
 
         ``vector_limit``: a rebuild keeps an exact copy of the vectors when the knowledge base has
-        at most this many chunks (0 = never).
+        at most this many chunks (0 = never), and then also every chunk's ``companion`` vector.
         """
         self.folder = folder
         self.collection = collection
         self.writer = writer
         self.vector_limit = vector_limit
+        self.companion = companion
         self._lock = threading.Lock()
         self._loaded: _Loaded | None = None
         self._stale_marker = folder.with_name(f"{folder.name}.stale")
@@ -162,6 +174,7 @@ class KeywordIndex:
         hashes: list[bytes] = []
         with_vectors = 0 < self.collection.count() <= self.vector_limit
         vectors: list[np.ndarray] = []
+        companion: list[np.ndarray] = []
         include = ["documents", "embeddings"] if with_vectors else ["documents"]
         offset = 0
         while True:
@@ -180,6 +193,8 @@ class KeywordIndex:
             hashes.extend(page_hashes)
             if with_vectors and len(page["ids"]):
                 vectors.append(np.asarray(page["embeddings"], dtype=np.float32))
+                if self.companion is not None:
+                    companion.append(self._companion_vectors(texts, page_hashes))
             if len(page["ids"]) < _PAGE:
                 break
             offset += _PAGE
@@ -196,11 +211,26 @@ class KeywordIndex:
             matrix = np.concatenate(vectors)
             norms = np.linalg.norm(matrix, axis=1, keepdims=True)
             np.save(staging / _VECTORS, matrix / np.where(norms > 0, norms, 1.0))
+            if companion:
+                np.save(staging / _COMPANION, np.concatenate(companion))
         (staging / _STATE).write_text(json.dumps({"count": len(ids), "version": version}), encoding="utf-8")
         self._swap_in(staging)
         if stale_token is not None and self._stale_token() == stale_token:
             self._stale_marker.unlink(missing_ok=True)  # not if a writer marked it again meanwhile
         return len(ids)
+
+    def _companion_vectors(self, texts: list[str], hashes: list[bytes]) -> np.ndarray:
+        """The companion vectors of a page of chunk texts: cached ones looked up, the rest encoded."""
+        assert self.companion is not None
+        known = self.tokens.lookup_vectors(hashes)
+        known = {key: vector for key, vector in known.items() if len(vector) == self.companion.dimension}
+        fresh = {key: text for key, text in zip(hashes, texts, strict=True) if key not in known}
+        if fresh:
+            encoded = self.companion.encode(list(fresh.values()))
+            new = dict(zip(fresh, encoded, strict=True))
+            self.tokens.store_vectors(new.items())
+            known.update(new)
+        return np.stack([known[key] for key in hashes])
 
     def _swap_in(self, staging: Path) -> None:
         old = self.folder.with_name(f".{self.folder.name}.old-{uuid.uuid4().hex}")
@@ -222,8 +252,10 @@ class KeywordIndex:
         if state is None or self._stale_token() is not None:
             return False
         count = self.collection.count()
-        wants_vectors = 0 < count <= self.vector_limit
-        return state["count"] == count and (not wants_vectors or (self.folder / _VECTORS).is_file())
+        if state["count"] != count or not 0 < count <= self.vector_limit:
+            return state["count"] == count
+        wanted = [_VECTORS, _COMPANION] if self.companion is not None else [_VECTORS]
+        return all((self.folder / name).is_file() for name in wanted)
 
     def delete(self) -> None:
         with self._lock:
@@ -251,16 +283,21 @@ class KeywordIndex:
             for rank, position in enumerate(best, start=1)
         ]
 
-    def nearest(self, query_vector: np.ndarray, k: int) -> list[tuple[str, float]] | None:
+    def nearest(
+        self, query_vector: np.ndarray, k: int, *, companion: bool = False
+    ) -> list[tuple[str, float]] | None:
         """The ``k`` chunks most cosine-similar to ``query_vector``, exactly, best first, with their
-        similarity; None when this snapshot keeps no vectors (then ask Chroma's approximate search)."""
-        if self.vector_limit <= 0 or not (self.folder / _VECTORS).is_file():
+        similarity; None when this snapshot keeps no vectors (then ask Chroma's approximate search).
+        With ``companion``, ``query_vector`` is the companion embedder's and so are the chunks'."""
+        name = _COMPANION if companion else _VECTORS
+        if self.vector_limit <= 0 or not (self.folder / name).is_file():
             return None  # no copy to search: do not load (or rebuild) the BM25 side for nothing
         loaded = self._current()
-        if loaded.vectors is None or len(loaded.ids) > self.vector_limit:  # the limit may have been lowered
+        matrix = loaded.companion if companion else loaded.vectors
+        if matrix is None or len(loaded.ids) > self.vector_limit:  # the limit may have been lowered
             return None
         norm = float(np.linalg.norm(query_vector))
-        scores = loaded.vectors @ (np.asarray(query_vector, dtype=np.float32) / (norm or 1.0))
+        scores = matrix @ (np.asarray(query_vector, dtype=np.float32) / (norm or 1.0))
         best = _best(scores, np.arange(len(scores)), k)
         return [(loaded.ids[int(position)], float(scores[position])) for position in best]
 
@@ -322,12 +359,12 @@ class KeywordIndex:
     def _load(self, state: dict[str, Any]) -> _Loaded:
         ids = json.loads((self.folder / "ids.json").read_text(encoding="utf-8"))
         model = bm25s.BM25.load(str(self.folder), show_progress=False) if ids else None
-        vectors = None
-        if (self.folder / _VECTORS).is_file():
-            vectors = np.load(self.folder / _VECTORS, mmap_mode="r")
-            if len(vectors) != len(ids):  # cannot happen from rebuild(); a hand-edited folder
-                vectors = None
-        return _Loaded(model, ids, state["version"], vectors)
+        copies: list[np.ndarray | None] = []
+        for name in (_VECTORS, _COMPANION):
+            matrix = np.load(self.folder / name, mmap_mode="r") if (self.folder / name).is_file() else None
+            # a length mismatch cannot come from rebuild(); a hand-edited folder
+            copies.append(matrix if matrix is not None and len(matrix) == len(ids) else None)
+        return _Loaded(model, ids, state["version"], *copies)
 
 
 def _best(scores: np.ndarray, positions: np.ndarray, k: int) -> np.ndarray:

@@ -19,7 +19,13 @@
    ``known_terms_required``, it also returns nothing for a question naming a term (``rag.named_terms``;
    an English question's names with their translation) that none of the ``term_window`` best
    candidates contains, counted after language coverage, since the covering passage is shown too:
-   the question is about something near what the knowledge base holds, not about what it holds.
+   the question is about something near what the knowledge base holds, not about what it holds;
+6. the companion (``rag.companion``), when configured and the knowledge base keeps its vectors: the
+   order so far (its best ``candidates``) is fused once more, at ``companion_rrf_k``, with the
+   companion embedder's rankings for the question and for its translation, each weighted
+   ``companion_weight``. A chunk only the companion found joins if it passes the relevance gate.
+   Measured as this second stage (docs/BENCHMARKS.md); fusing the companion into step 2 instead
+   was not measured.
 
 Each returned document carries its cosine similarity in ``metadata["score"]`` (the ``query``
 contract's score), plus ``fusion``, ``vector_rank`` and ``keyword_rank`` for inspection.
@@ -41,6 +47,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
+from rag.companion import CompanionEncoder
 from rag.keyword_index import KeywordIndex
 from rag.language import detect_language
 from rag.named_terms import unmentioned_term
@@ -84,6 +91,9 @@ class KnowledgeBaseRetriever(BaseRetriever):
     translation_weight_to_english: float = 0.0  # a Chinese question's English translation, likewise
     coverage_rank: int = 3  # an unfused translation's best passage in its language gets at least this rank
     translation_wait_s: float | None = None  # after the question's own search; None = until it is done
+    companion: CompanionEncoder | None = None  # its rankings are fused into the final order (step 6)
+    companion_weight: float = 0.5
+    companion_rrf_k: int = 10
     known_terms_required: bool = False  # refuse questions naming what the best candidates never mention
     term_window: int = 5
 
@@ -119,7 +129,49 @@ class KnowledgeBaseRetriever(BaseRetriever):
             ranked = [c for c in ranked if self._relevant(c)]
         if covered:
             ranked = self._cover_language(ranked, target)
+        if self.companion is not None:
+            ranked = self._with_companion(
+                ranked, [query, translated] if translated else [query], pool, vectors
+            )
         return [self._document(candidate) for candidate in ranked[: self.k]]
+
+    def _with_companion(
+        self,
+        ranked: list[_Candidate],
+        texts: list[str],
+        pool: dict[str, _Candidate],
+        vectors: list[np.ndarray],
+    ) -> list[_Candidate]:
+        """``ranked``'s best ``candidates`` fused with the companion's rankings of ``texts`` (step 6)."""
+        assert self.companion is not None
+        width = max(self.candidates, self.k)
+        lists = []
+        for vector in self.companion.encode(texts):
+            hits = self.exact.nearest(vector, width, companion=True) if self.exact is not None else None
+            if hits is None:
+                return ranked  # no companion copy: a large knowledge base, or an index built without
+            lists.append([chunk_id for chunk_id, _ in hits])
+        allowed = {str(candidate.document.id): candidate for candidate in ranked}
+        scores: dict[str, float] = {}  # insertion order, the retriever's first, breaks ties
+        for rank, candidate in enumerate(ranked[:width], start=1):
+            scores[str(candidate.document.id)] = 1.0 / (self.companion_rrf_k + rank)
+        for chunk_ids in lists:
+            for rank, chunk_id in enumerate(chunk_ids, start=1):
+                share = self.companion_weight / (self.companion_rrf_k + rank)
+                scores[chunk_id] = scores.get(chunk_id, 0.0) + share
+        # Chunks in the pool but not in ``ranked`` were gated out; only unseen ones may join.
+        newcomers = {
+            chunk_id: _Candidate(Document(page_content="")) for chunk_id in scores if chunk_id not in pool
+        }
+        self._fill(newcomers, vectors)
+        for chunk_id, candidate in newcomers.items():
+            if candidate.cosine is not None and (self.min_relevance is None or self._relevant(candidate)):
+                allowed[chunk_id] = candidate
+        fused = sorted(
+            (chunk_id for chunk_id in scores if chunk_id in allowed), key=scores.__getitem__, reverse=True
+        )
+        rest = [candidate for candidate in ranked[width:] if str(candidate.document.id) not in scores]
+        return [allowed[chunk_id] for chunk_id in fused] + rest
 
     def _translation_result(self, translation: Future[str | None] | None) -> str:
         """The translation, or "" when there is none or it is not back within ``translation_wait_s``.
@@ -260,19 +312,26 @@ class KnowledgeBaseRetriever(BaseRetriever):
 
     def _fill_keyword_only(self, pool: dict[str, _Candidate], query_vectors: list[np.ndarray]) -> None:
         """Fetch text, metadata and stored vector of chunks only the keyword search found."""
-        missing = [chunk_id for chunk_id, c in pool.items() if c.cosine is None]
-        if not missing:
+        missing = {chunk_id: candidate for chunk_id, candidate in pool.items() if candidate.cosine is None}
+        self._fill(missing, query_vectors)
+        for chunk_id in [chunk_id for chunk_id, candidate in missing.items() if candidate.cosine is None]:
+            del pool[chunk_id]  # indexed but gone from Chroma: the index is being rebuilt
+
+    def _fill(self, candidates: dict[str, _Candidate], query_vectors: list[np.ndarray]) -> None:
+        """Text, metadata and cosine similarity (from the stored vector) of chunks found by id only;
+        one gone from Chroma keeps ``cosine`` None."""
+        if not candidates:
             return
-        found: dict[str, Any] = self.store.get(ids=missing, include=["documents", "metadatas", "embeddings"])
+        found: dict[str, Any] = self.store.get(
+            ids=list(candidates), include=["documents", "metadatas", "embeddings"]
+        )
         for chunk_id, text, metadata, vector in zip(
             found["ids"], found["documents"], found["metadatas"], found["embeddings"], strict=True
         ):
-            candidate = pool[chunk_id]
+            candidate = candidates[chunk_id]
             candidate.document = Document(id=chunk_id, page_content=text or "", metadata=metadata or {})
             stored = np.asarray(vector, dtype=np.float32)
             candidate.cosine = max(float(np.dot(stored, query_vector)) for query_vector in query_vectors)
-        for chunk_id in [chunk_id for chunk_id in missing if pool[chunk_id].cosine is None]:
-            del pool[chunk_id]  # indexed but gone from Chroma: the index is being rebuilt
 
     @staticmethod
     def _document(candidate: _Candidate) -> Document:

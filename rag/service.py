@@ -26,6 +26,7 @@ from ingest.loaders import LOADERS, is_supported
 from ingest.manifest import UPLOAD
 from ingest.pipeline import Ingestor, ProgressCallback
 from rag.chain import build_rag_chain, make_translator
+from rag.companion import CompanionEncoder, load_companion
 from rag.config import Settings
 from rag.embeddings import SentenceTransformerEmbeddings, load_embeddings
 from rag.jobs import IngestJob, IngestJobs
@@ -106,6 +107,10 @@ class KnowledgeBaseService:
     def embeddings(self) -> SentenceTransformerEmbeddings:
         return load_embeddings(self.settings)
 
+    @cached_property
+    def companion(self) -> CompanionEncoder | None:
+        return load_companion(self.settings.companion_model, self.embeddings)
+
     @property
     def retrieval_mode(self) -> str:
         """The configured mode, or with "auto" the one measured best for the embedding model."""
@@ -153,6 +158,7 @@ class KnowledgeBaseService:
                 collection,
                 IngestionLock(self.settings.data_dir, kb),
                 vector_limit=self.settings.exact_search_max_chunks,
+                companion=self.companion,
             )
             opened = _OpenKnowledgeBase(collection.id, store, keyword)
             self._open[kb] = opened
@@ -194,6 +200,9 @@ class KnowledgeBaseService:
             coverage_rank=settings.language_coverage_rank,
             translation_wait_s=settings.translation_wait_s,
             known_terms_required=gated and settings.refuse_unknown_terms,
+            companion=self.companion,
+            companion_weight=settings.companion_weight,
+            companion_rrf_k=settings.companion_rrf_k,
         )
 
     def search(self, kb: str, question: str, *, k: int | None = None) -> list[dict[str, Any]]:

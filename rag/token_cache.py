@@ -5,6 +5,9 @@ jieba is the slow part of a keyword-index rebuild (about 1.5 ms per 500-characte
 Keyed by a hash of the text itself, an entry can never go stale: any text with that hash has those
 tokens. ``keep_only`` drops the entries of texts no longer in the knowledge base, so the file tracks
 the knowledge base's size.
+
+The same file keeps each text's companion-embedder vector (``rag.companion``) for the same reason: a
+rebuild encodes only texts it has not seen.
 """
 
 from __future__ import annotations
@@ -14,8 +17,14 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-_SCHEMA = "CREATE TABLE IF NOT EXISTS tokens (text_hash BLOB PRIMARY KEY, tokens TEXT NOT NULL)"
+import numpy as np
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS tokens (text_hash BLOB PRIMARY KEY, tokens TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS companion (text_hash BLOB PRIMARY KEY, vector BLOB NOT NULL)"
+)
 _PARAMS = 500  # keys per IN (...) query; SQLite allows more, but long statements cost parse time
 
 
@@ -35,22 +44,24 @@ class TokenCache:
         connection = sqlite3.connect(self.path, timeout=30)
         try:
             with connection:
-                connection.execute(_SCHEMA)
+                connection.executescript(_SCHEMA)
                 yield connection
         finally:
             connection.close()
 
     def lookup(self, hashes: Sequence[bytes]) -> dict[bytes, list[str]]:
-        found: dict[bytes, list[str]] = {}
+        rows = self._rows("SELECT text_hash, tokens FROM tokens", hashes)
+        return {key: value.split(" ") if value else [] for key, value in rows}
+
+    def _rows(self, select: str, hashes: Sequence[bytes]) -> list[tuple[bytes, Any]]:
+        """``select``'s rows for these text hashes, asked a page of keys at a time."""
+        rows: list[tuple[bytes, Any]] = []
         with self._connect() as connection:
             for start in range(0, len(hashes), _PARAMS):
                 page = hashes[start : start + _PARAMS]
                 marks = ",".join("?" * len(page))
-                rows = connection.execute(
-                    f"SELECT text_hash, tokens FROM tokens WHERE text_hash IN ({marks})", page
-                )
-                found.update((key, value.split(" ") if value else []) for key, value in rows)
-        return found
+                rows += connection.execute(f"{select} WHERE text_hash IN ({marks})", page).fetchall()
+        return rows
 
     def store(self, entries: Iterable[tuple[bytes, list[str]]]) -> None:
         with self._connect() as connection:
@@ -59,12 +70,25 @@ class TokenCache:
                 ((key, " ".join(tokens)) for key, tokens in entries),
             )
 
+    def lookup_vectors(self, hashes: Sequence[bytes]) -> dict[bytes, np.ndarray]:
+        """Companion vectors (float32) of the texts with these hashes that have one."""
+        rows = self._rows("SELECT text_hash, vector FROM companion", hashes)
+        return {key: np.frombuffer(value, dtype=np.float32) for key, value in rows}
+
+    def store_vectors(self, entries: Iterable[tuple[bytes, np.ndarray]]) -> None:
+        with self._connect() as connection:
+            connection.executemany(
+                "INSERT OR REPLACE INTO companion (text_hash, vector) VALUES (?, ?)",
+                ((key, np.asarray(vector, dtype=np.float32).tobytes()) for key, vector in entries),
+            )
+
     def keep_only(self, hashes: Iterable[bytes]) -> None:
         """Forget every text not in ``hashes`` (the knowledge base's texts after a rebuild)."""
         with self._connect() as connection:
             connection.execute("CREATE TEMP TABLE keep (text_hash BLOB PRIMARY KEY)")
             connection.executemany("INSERT OR IGNORE INTO keep VALUES (?)", ((key,) for key in hashes))
-            connection.execute("DELETE FROM tokens WHERE text_hash NOT IN (SELECT text_hash FROM keep)")
+            for table in ("tokens", "companion"):
+                connection.execute(f"DELETE FROM {table} WHERE text_hash NOT IN (SELECT text_hash FROM keep)")
 
     def delete(self) -> None:
         self.path.unlink(missing_ok=True)
