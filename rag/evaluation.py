@@ -59,7 +59,8 @@ class QuestionResult:
     sources: list[str] = field(default_factory=list)
     correct: bool | None = None
     refused: bool | None = None
-    withdrawn: str | None = None  # why the model's answer was replaced by the refusal (rag.answer_check)
+    # the model's answer replaced by the refusal (rag.answer_check): {"reason", "original"}
+    withdrawn: dict[str, str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -167,7 +168,8 @@ def evaluate(
             reply = answer(question.question)
             result.answer = reply["answer"]
             result.sources = [source["source"] for source in reply["sources"]]
-            result.withdrawn = (reply.get("withdrawn") or {}).get("reason")
+            if reply.get("withdrawn"):
+                result.withdrawn = {key: reply["withdrawn"][key] for key in ("reason", "original")}
             result.refused = is_refusal(reply["answer"], reply["sources"], refusals)
             if question.answerable:
                 result.correct = not result.refused and answer_is_correct(

@@ -6,11 +6,20 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rag.config import PROJECT_ROOT
-from rag.evaluation import QuestionFileError, answer_is_correct, evidence_rank, is_refusal, load_questions
+from rag.evaluation import (
+    QuestionFileError,
+    answer_is_correct,
+    evaluate,
+    evidence_rank,
+    is_refusal,
+    load_questions,
+)
+from rag.prompts import read_prompt
 from tests.conftest import TEST_PROFILE, subprocess_env
 
 
@@ -93,3 +102,31 @@ def test_eval_command_reports_metrics(tmp_path: Path) -> None:
         [*command[:4], "nope.jsonl", "--no-llm"], env=env, cwd=PROJECT_ROOT, capture_output=True
     )
     assert missing.returncode == 2
+
+
+def test_a_withdrawn_answer_counts_as_the_refusal_and_the_report_keeps_the_original(tmp_path: Path) -> None:
+    questions_file = tmp_path / "q.jsonl"
+    line = {"id": "u1", "type": "unanswerable", "question": "采购部负责人叫什么？", "evidence": None,
+            "answer_keywords": []}  # fmt: skip
+    questions_file.write_text(json.dumps(line, ensure_ascii=False), encoding="utf-8")
+    refusal = read_prompt(PROJECT_ROOT / "prompts", "zh", "refusal")
+    withdrawn = {
+        "reason": "restates the question",
+        "original": "采购部负责人叫 [1]。",
+        "replacement": refusal,
+    }
+
+    def answer(question: str) -> dict[str, Any]:
+        return {"answer": refusal, "sources": [{"source": "a.md"}], "withdrawn": withdrawn}
+
+    report = evaluate(
+        load_questions(questions_file),
+        lambda question, k, gated: [{"text": "采购流程", "source": "a.md"}],
+        answer,
+        prompts_dir=PROJECT_ROOT / "prompts",
+    )
+    assert report["metrics"]["overall"]["refusal_rate"] == 1.0
+    assert report["results"][0]["withdrawn"] == {
+        "reason": "restates the question",
+        "original": "采购部负责人叫 [1]。",
+    }
