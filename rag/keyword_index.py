@@ -243,10 +243,10 @@ class KeywordIndex:
 
     def is_current(self) -> bool:
         """Built, not marked stale, holding as many chunks as the collection, and with the exact vector
-        copy where the knowledge base is small enough for one.
+        copy (and the companion's, when one is configured) where the knowledge base is small enough.
 
-        The last check lets an ingestion with nothing changed add the copy to an index built before
-        kbqa kept one: queries never rebuild for it, since they fall back to Chroma's search.
+        The last check lets an ingestion with nothing changed add a copy to an index built before
+        kbqa kept one: queries never rebuild for it, since they fall back to searching without it.
         """
         state = self._read_state()
         if state is None or self._stale_token() is not None:
