@@ -245,7 +245,8 @@ class Settings(BaseSettings):
     withdraw_empty_answers: bool = Field(
         default=True,
         description="Replace with the refusal a finished answer that answers nothing: the question "
-        "restated, a heading path, or a worked example's answer (rag.answer_check).",
+        "restated, a heading path, a worked example's answer, or a number no passage holds "
+        "(rag.answer_check).",
     )
 
     # --- serving (app.py) ----------------------------------------------------------------------
