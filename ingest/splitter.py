@@ -15,6 +15,7 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from rag.language import detect_language
 
+HEADING_SEPARATOR = " > "  # between the titles of a chunk's heading path ("休假制度 > 年假")
 # Coarse to fine: paragraphs, lines, sentence ends (zh then en), clause marks, words, characters.
 SEPARATORS = [
     "\n\n",
@@ -82,7 +83,7 @@ def _with_headings(document: Document, splitter: RecursiveCharacterTextSplitter)
     chunks: list[Document] = []
     size, overlap = splitter._chunk_size, splitter._chunk_overlap
     for path, body in markdown_sections(document.page_content):
-        section = " > ".join(title for title in path if title)
+        section = HEADING_SEPARATOR.join(title for title in path if title)
         prefix = f"{section}\n" if section else ""
         room = max(size - len(prefix), 50)
         part_splitter = splitter if not prefix else make_splitter(room, min(overlap, room // 2))

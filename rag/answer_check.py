@@ -27,13 +27,15 @@ shares at least as many of the answer's words as the example does.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ingest.splitter import HEADING_SEPARATOR
+from rag.citations import MARKER
 from rag.keyword_index import tokenize
+from rag.language import CJK
 
-_MARKER = re.compile(r"\[\d{1,2}\]")
 # Question words: a question holding one asks for a value the answer has to add.
 _ASKS_FOR_VALUE = re.compile(
     r"几|多少|什么|哪|谁|何时|怎么|怎样|如何|多久|多长|多大|多远|多高|多重"
@@ -41,7 +43,6 @@ _ASKS_FOR_VALUE = re.compile(
     re.IGNORECASE,
 )
 _CHOICE = re.compile(r"还是|\bor\b", re.IGNORECASE)
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 # Lead-ins that carry no content ("根据资料，…", "Based on the information provided, …"), and verbs
 # a restatement swaps for the question's ("has" for "have").
 _LEAD_IN_WORDS = frozenset(
@@ -51,7 +52,6 @@ _LEAD_IN_WORDS = frozenset(
         "has have had"
     )
 )
-_PATH_SEPARATOR = " > "  # how a chunk's heading path is written (ingest.splitting)
 _NOT_TEXT = re.compile(r"[\W_]+")
 # Of the answer's words, at least this share must come from one example for it to count as a copy.
 _EXAMPLE_SHARE = 0.5
@@ -88,11 +88,11 @@ class Withdrawal:
 
 
 def _words(text: str) -> set[str]:
-    return set(tokenize(_MARKER.sub(" ", text))) - _LEAD_IN_WORDS
+    return set(tokenize(MARKER.sub(" ", text))) - _LEAD_IN_WORDS
 
 
 def _squashed(text: str) -> str:
-    return _NOT_TEXT.sub("", _MARKER.sub("", text)).lower()
+    return _NOT_TEXT.sub("", MARKER.sub("", text)).lower()
 
 
 def _asks_for_value(questions: Sequence[str]) -> bool:
@@ -104,7 +104,7 @@ def _all_asked(words: set[str], asked: set[str], questions: Sequence[str]) -> bo
     """Every answer word is one of the question's; a Chinese one may be part of one ("天" of "几天"),
     since jieba cuts the same characters differently in the two sentences."""
     asked_text = "".join(questions)
-    return all(word in asked or (_CJK.match(word) and word in asked_text) for word in words)
+    return all(word in asked or (CJK.match(word) and word in asked_text) for word in words)
 
 
 def _number(text: str) -> str:
@@ -131,7 +131,7 @@ def _chinese_numeral(text: str) -> int:
 
 
 def _stated_numbers(text: str) -> set[str]:
-    return {_number(match) for match in _NUMBER.findall(_MARKER.sub(" ", text))}
+    return {_number(match) for match in _NUMBER.findall(MARKER.sub(" ", text))}
 
 
 def _held_numbers(text: str) -> set[str]:
@@ -164,7 +164,7 @@ def withdrawal_reason(
     sections = [str(source.get("section") or "") for source in sources]
     squashed = _squashed(answer)
     if any(_squashed(section) == squashed for section in sections if section) or (
-        _PATH_SEPARATOR in answer and words <= asked | set().union(*(_words(s) for s in sections))
+        HEADING_SEPARATOR in answer and words <= asked | set().union(*(_words(s) for s in sections))
     ):
         return HEADING_PATH
     stated = _stated_numbers(answer)
@@ -180,6 +180,11 @@ def withdrawal_reason(
         if copied >= _EXAMPLE_SHARE * len(words) and copied > found:
             return COPIES_EXAMPLE
     return None
+
+
+def final_answer(streamed: str, withdrawn: Mapping[str, str] | None) -> str:
+    """What a turn answers: the refusal replacing a withdrawn answer, else the streamed text."""
+    return withdrawn["replacement"] if withdrawn else streamed.strip()
 
 
 def check_answer(

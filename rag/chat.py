@@ -16,6 +16,7 @@ import openai
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
 
+from rag.answer_check import final_answer
 from rag.citations import check_citations
 from rag.llm import LLMProvider, LLMRequestError, LLMUnavailableError
 from rag.service import KnowledgeBaseService
@@ -74,8 +75,7 @@ class TurnFinished:
     withdrawn: dict[str, str] | None = None
 
     def final_answer(self, streamed: str) -> str:
-        """What the turn answers: the refusal replacing a withdrawn answer, else the streamed text."""
-        return self.withdrawn["replacement"] if self.withdrawn else streamed.strip()
+        return final_answer(streamed, self.withdrawn)
 
 
 ChatEvent = SourcesFound | AnswerDelta | TurnFinished

@@ -15,7 +15,7 @@ from typing import Any
 
 from rag.keyword_index import tokenize
 
-_MARKER = re.compile(r"\[(\d{1,2})\]")
+MARKER = re.compile(r"\[(\d{1,2})\]")  # a citation, "[n]"
 _SENTENCE_END = re.compile(r"(?<=[。！？；!?;\n])|(?<=\.)\s")
 
 
@@ -35,7 +35,7 @@ def _sentences(answer: str) -> list[str]:
     parts = [part for part in _SENTENCE_END.split(answer) if part and part.strip()]
     merged: list[str] = []
     for part in parts:
-        if merged and _MARKER.fullmatch(part.strip().rstrip("。.!?！？;；")):
+        if merged and MARKER.fullmatch(part.strip().rstrip("。.!?！？;；")):
             merged[-1] += part
         else:
             merged.append(part)
@@ -49,10 +49,10 @@ def check_citations(
     passages = {source["index"]: set(tokenize(source["text"])) for source in sources}
     checks: list[CitationCheck] = []
     for sentence in _sentences(answer):
-        markers = [int(number) for number in _MARKER.findall(sentence)]
+        markers = [int(number) for number in MARKER.findall(sentence)]
         if not markers:
             continue
-        words = set(tokenize(_MARKER.sub(" ", sentence)))
+        words = set(tokenize(MARKER.sub(" ", sentence)))
         for index in dict.fromkeys(markers):
             passage = passages.get(index)
             if passage is None:

@@ -153,6 +153,8 @@ def _print_sources(sources: list[dict[str, Any]]) -> None:
 
 def _answer(chain: Any, question: str, *, stream: bool) -> dict[str, Any]:
     """Run the chain once; with ``stream`` print the answer as it arrives."""
+    from rag.answer_check import final_answer
+
     answer: list[str] = []
     sources: list[dict[str, Any]] = []
     withdrawn: dict[str, str] | None = None
@@ -169,8 +171,7 @@ def _answer(chain: Any, question: str, *, stream: bool) -> dict[str, Any]:
         if withdrawn:
             print(f"\n(withdrawn: the answer {withdrawn['reason']})\n{withdrawn['replacement']}")
         _print_sources(sources)
-    final = withdrawn["replacement"] if withdrawn else "".join(answer).strip()
-    return {"answer": final, "sources": sources, "withdrawn": withdrawn}
+    return {"answer": final_answer("".join(answer), withdrawn), "sources": sources, "withdrawn": withdrawn}
 
 
 def _chain(args: argparse.Namespace, settings: Settings, service: Any = None) -> Any:

@@ -51,6 +51,7 @@ import bm25s
 import jieba
 import numpy as np
 
+from rag.language import CJK
 from rag.token_cache import TokenCache, text_hash
 
 if TYPE_CHECKING:
@@ -62,7 +63,6 @@ log = logging.getLogger(__name__)
 jieba.setLogLevel(logging.WARNING)
 
 _WORDS = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*|[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 # Word lists read better as text than as list literals.
 _EN_STOP = frozenset(
     """a an the of to in on at for by with from and or is are was were be been it its this that these
@@ -89,7 +89,7 @@ _Signature = tuple[int, int, int, int]  # the state file's inode, size, mtime an
 def tokenize(text: str) -> list[str]:
     tokens: list[str] = []
     for piece in _WORDS.findall(text.lower()):
-        if _CJK.match(piece):
+        if CJK.match(piece):
             tokens.extend(word for word in jieba.cut_for_search(piece) if word not in _ZH_STOP)
         elif piece not in _EN_STOP:
             tokens.append(piece)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+CJK = re.compile(  # Han characters
+    r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+)
 _LATIN = re.compile(r"[A-Za-z]+")
 
 
@@ -14,6 +16,6 @@ def detect_language(text: str) -> str:
     Chinese questions often hold English terms ("RAG 是什么"), so any real share of Han characters
     wins: one Han character weighs about as much as one English word.
     """
-    han = len(_CJK.findall(text))
+    han = len(CJK.findall(text))
     words = len(_LATIN.findall(text))
     return "zh" if han and han >= 0.5 * words else "en"

@@ -12,6 +12,8 @@ from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate
 
+from rag.citations import MARKER
+
 LANGUAGES = ("zh", "en")
 
 # "<" that would open or close the <context> block, and the "<|" / "|>" of chat-template tokens such as
@@ -97,7 +99,7 @@ def example_texts(prompts_dir: Path, language: str) -> tuple[str, ...]:
     texts = []
     for example in _examples(prompts_dir, language):
         parts = [str(passage["text"]) for passage in example["passages"]]
-        if re.search(r"\[\d{1,2}\]", example["answer"]):
+        if MARKER.search(example["answer"]):
             parts.append(example["answer"])
         texts.append("\n".join(parts))
     return tuple(texts)
