@@ -89,7 +89,7 @@ def test_an_answer_its_own_passage_backs_stands_even_when_an_example_says_the_sa
     answer = "Up to three days at a time [1]."
     question = ["How long may a projector be borrowed?"]
     assert withdrawal_reason(answer, questions=question, sources=sources, examples=SHIPPED_EN) is None
-    refusal = "Not in the knowledge base; it does not contain this information."  # the refusal example's
+    refusal = "Not in the knowledge base; it does not contain this information."  # an example's answer
     assert withdrawal_reason(refusal, questions=question, sources=sources, examples=SHIPPED_EN) is None
 
 
