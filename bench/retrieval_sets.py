@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 
 from rag.config import PROJECT_ROOT, load_settings
-from rag.evaluation import EvalQuestion, evidence_rank, load_questions
+from rag.evaluation import EvalQuestion, evidence_rank, load_questions, rank_metrics
 from rag.service import KnowledgeBaseService
 
 EVAL = PROJECT_ROOT / "bench" / "eval"
@@ -39,9 +39,7 @@ def translations(name: str, questions: list[EvalQuestion], fill: Callable[[str],
 def row(label: str, ranks: list[int | None]) -> str:
     if not ranks:
         return f"{label:<22} -"
-    hits = [sum(1 for rank in ranks if rank and rank <= cutoff) / len(ranks) for cutoff in (1, 3, 5, 10)]
-    mrr = sum(1 / rank for rank in ranks if rank) / len(ranks)
-    cells = " ".join(f"{value:6.3f}" for value in [*hits, mrr])
+    cells = " ".join(f"{value:6.3f}" for value in rank_metrics(ranks).values())
     return f"{label:<22} {len(ranks):4d} {cells}"
 
 

@@ -191,15 +191,24 @@ def _rate(values: list[bool]) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
 
+def rank_metrics(ranks: list[int | None]) -> dict[str, float | None]:
+    """hit@k for ``HIT_RANKS`` and MRR@10 of evidence ranks (None = not in the top 10), unrounded;
+    None each when there are no ranks."""
+    n = len(ranks)
+    metrics = {
+        f"hit@{cutoff}": sum(rank is not None and rank <= cutoff for rank in ranks) / n if n else None
+        for cutoff in HIT_RANKS
+    }
+    metrics["mrr@10"] = sum(1 / rank for rank in ranks if rank) / n if n else None
+    return metrics
+
+
 def _metrics(results: list[QuestionResult], *, with_llm: bool) -> dict[str, Any]:
     answerable = [r for r in results if r.question.answerable]
     unanswerable = [r for r in results if not r.question.answerable]
     metrics: dict[str, Any] = {"n": len(results), "answerable": len(answerable)}
-    for cutoff in HIT_RANKS:
-        metrics[f"hit@{cutoff}"] = _rate([r.rank is not None and r.rank <= cutoff for r in answerable])
-    metrics["mrr@10"] = (
-        round(sum(1 / r.rank for r in answerable if r.rank) / len(answerable), 4) if answerable else None
-    )
+    ranking = rank_metrics([r.rank for r in answerable])
+    metrics.update({name: None if value is None else round(value, 4) for name, value in ranking.items()})
     if with_llm:
         metrics["answer_accuracy"] = _rate([bool(r.correct) for r in answerable])
         metrics["refusal_rate"] = _rate([bool(r.refused) for r in unanswerable])
