@@ -1,6 +1,6 @@
 """Can the packaged LLM tell an answerable question from an unanswerable one, or rank passages?
 
-Three measurements over the evaluation sets' questions, with the shipped retrieval (cached translations)
+Two measurements over the evaluation sets' questions, with the shipped retrieval (cached translations)
 and the LLM server that ``--llm`` names (the packaged Qwen 0.5B under ``python -m rag llm``):
 
 - **refusal probability**: the answer prompt exactly as the chain builds it, and the probability of
