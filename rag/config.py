@@ -153,9 +153,12 @@ class Settings(BaseSettings):
         "translated into a language the knowledge base holds no passage in.",
     )
     translation_weight: float = Field(
-        default=1.0,
+        default=0.0,
         ge=0,
-        description="How much an English question's Chinese translation counts in the fusion.",
+        description="How much an English question's Chinese translation counts in the fusion; 0 = it "
+        "only brings its best Chinese passage into the top language_coverage_rank, as for Chinese "
+        "questions (fused at 1, its Chinese passages displaced the English passages that English fact "
+        "and paraphrase questions were about; docs/BENCHMARKS.md).",
     )
     translation_weight_to_english: float = Field(
         default=0.0,
@@ -176,8 +179,8 @@ class Settings(BaseSettings):
         default=3,
         ge=0,
         description="With a translation that is not fused (weight 0), the best passage it finds in "
-        "its own language is moved up to this rank, so a question needing passages in both languages "
-        "gets both; 0 = off.",
+        "its own language is moved up to this rank, so an English question about a Chinese passage, or "
+        "a question needing passages in both languages, gets it; 0 = off.",
     )
     rerank_candidates: int = Field(
         default=12, ge=1, le=200, description="Fused candidates the reranker reorders."

@@ -7,11 +7,12 @@
    it is in, so agreement between the searches wins and neither score scale has to be calibrated;
 3. a cross-encoder, when configured, reorders the best ``rerank_candidates`` fused chunks;
 4. language coverage, when the question was also searched in a translation that is not fused
-   (weight 0; by default a Chinese question's English one): the best passage the translation found
-   in its own language is moved up to ``coverage_rank``, so a question whose answer spans a Chinese
-   and an English document sees both (the original question's list is dominated by passages in its
-   own language, even with a multilingual embedder). A fused translation already ranks its passages,
-   and moving one more up only displaced a passage the LLM needed;
+   (weight 0, the default both ways): the best passage the translation found in its own language is
+   moved up to ``coverage_rank``, so an English question about a Chinese passage, or a question
+   whose answer spans a Chinese and an English document, sees it (the original question's list is
+   dominated by passages in its own language, even with a multilingual embedder), while the
+   passages in the question's own language keep their ranks. A fused translation already ranks its
+   passages, and moving one more up only displaced a passage the LLM needed;
 5. the relevance gate: every candidate's cosine similarity to the question is known (keyword-only hits
    get theirs from their stored vectors). With ``min_relevance`` set, a chunk stays if it reaches it,
    or if it also matched keywords and comes within ``keyword_margin`` of it (an exact-term match makes
@@ -87,7 +88,7 @@ class KnowledgeBaseRetriever(BaseRetriever):
     min_relevance: float | None = None
     keyword_margin: float = 0.05
     translate: Callable[[str], str | None] | None = None  # question -> the same in the other language
-    translation_weight: float = 0.5  # an English question's Chinese translation counts this much
+    translation_weight: float = 0.0  # an English question's Chinese translation counts this much
     translation_weight_to_english: float = 0.0  # a Chinese question's English translation, likewise
     coverage_rank: int = 3  # an unfused translation's best passage in its language gets at least this rank
     translation_wait_s: float | None = None  # after the question's own search; None = until it is done
