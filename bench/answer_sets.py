@@ -2,9 +2,10 @@
 
 ``rag eval`` asks the LLM for each question's translation, so two runs may search different text;
 this runs the same evaluation (``rag.evaluation.evaluate``: hit@k, accuracy, refusal) with every
-translation read from ``bench/eval/translations-<set>.json`` (as ``bench.retrieval_sets`` does), so
-an answer-side change is compared on exactly the same passages. At temperature 0 the packaged vLLM
-gave every answer the same on a second run, so two dumps differ by the change alone. Prints
+translation read from ``bench/eval/translations-<set>.json`` (as ``bench.retrieval_sets`` does; one
+missing there is asked of the LLM once and added), so an answer-side change is compared on exactly
+the same passages. At temperature 0 the packaged vLLM gave every answer the same on a second run, so
+two dumps differ by the change alone. Prints
 answerable correct / refused and unanswerable refused per question language and type; ``--out``
 keeps every answer, ``--compare`` lists the questions whose outcome differs from an earlier dump.
 Usage, after ingesting ``bench/eval/corpus`` into ``--kb`` and with the LLM served::
@@ -60,12 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     service = KnowledgeBaseService(settings)
     llm = chat_model(settings)
-    results: list[dict[str, Any]] = []
+    # A translation missing from the cache is asked of the LLM once, as answering would, and kept.
+    fill = service.translator(chat_model(settings, temperature=0.0, max_tokens=96))
+    sets: dict[str, tuple[list[Any], Any]] = {}  # every file read and translation at hand first
     for name in args.sets:
         questions = load_questions(EVAL / f"{name}.jsonl")
         if args.language:
             questions = [q for q in questions if detect_language(q.question) == args.language]
-        cached = translations(name, questions, None).get
+        sets[name] = (questions, translations(name, questions, fill).get)
+    results: list[dict[str, Any]] = []
+    for name, (questions, cached) in sets.items():
         chain = build_rag_chain(service.retriever(args.kb, translate=cached), llm, settings)
 
         def retrieve(question: str, k: int, gated: bool, cached: Any = cached) -> list[dict[str, Any]]:
