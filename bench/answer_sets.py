@@ -5,9 +5,9 @@ this runs the same evaluation (``rag.evaluation.evaluate``: hit@k, accuracy, ref
 translation read from ``bench/eval/translations-<set>.json`` (as ``bench.retrieval_sets`` does; one
 missing there is asked of the LLM once and added), so an answer-side change is compared on exactly
 the same passages. At temperature 0 the packaged vLLM gave every answer the same on a second run, so
-two dumps differ by the change alone. Prints
-answerable correct / refused and unanswerable refused per question language and type; ``--out``
-keeps every answer, ``--compare`` lists the questions whose outcome differs from an earlier dump.
+two dumps differ by the change alone. Prints answerable correct / refused and unanswerable refused
+per question language and type; ``--out`` keeps every answer, ``--compare`` lists the questions
+whose outcome differs from an earlier dump.
 Usage, after ingesting ``bench/eval/corpus`` into ``--kb`` and with the LLM served::
 
     KBQA_LLM_BASE_URL=http://127.0.0.1:8100/v1 .venv/bin/python -m bench.answer_sets dev heldout \\
