@@ -119,10 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     model = list_models(args.llm, settings.llm_api_key)[0]
     client = OpenAI(base_url=args.llm, api_key=settings.llm_api_key, timeout=settings.llm_timeout_s)
     first_token = chat_model(settings).bind(logprobs=True, top_logprobs=20, max_tokens=1)
+    translator = service.translator(chat_model(settings, temperature=0.0, max_tokens=96))
     rows: list[dict] = []
     for name in args.sets:
         questions: list[EvalQuestion] = load_questions(EVAL / f"{name}.jsonl")
-        translator = service.translator(chat_model(settings, temperature=0.0, max_tokens=96))
         cached = translations(name, questions, translator)
         retriever = service.retriever(args.kb, k=args.candidates, translate=cached.get)
         for question in questions:
