@@ -45,7 +45,7 @@ from ingest.loaders import (
     not_regular_reason,
     os_error_reason,
 )
-from ingest.manifest import FOLDER, FileRecord, Manifest
+from ingest.manifest import FOLDER, UPLOAD, FileRecord, Manifest
 from ingest.splitter import make_splitter, split_documents
 from ingest.vector_reuse import ReusingEmbeddings
 from rag.companion import load_companion
@@ -253,8 +253,16 @@ class Ingestor:
     def _ingest_folder(self, folder: Path, kb: str, *, full: bool, progress: bool) -> IngestSummary:
         started = time.monotonic()
         files, skipped = scan_folder(folder)
-        summary = self.ingest_files(files, kb, full=full, progress=progress, refresh_keyword_index=False)
+        known = self.manifest.records(kb)
+        # A document uploaded under the same name is not the folder's to replace (nor to delete).
+        uploaded = [source for _, source in files if source in known and known[source].origin == UPLOAD]
+        own = [(path, source) for path, source in files if source not in uploaded]
+        summary = self.ingest_files(own, kb, full=full, progress=progress, refresh_keyword_index=False)
         summary.skipped = skipped
+        summary.failed += [
+            (source, "a document of this name was uploaded to the knowledge base; rename one of them")
+            for source in uploaded
+        ]
 
         store = open_vector_store(self.client, kb, self.embeddings, create=True)
         manager = record_manager(self.settings, kb)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import time
 import uuid
@@ -36,6 +37,7 @@ from rag.api_schema import (
     KnowledgeBase,
     KnowledgeBaseCreate,
     KnowledgeBaseList,
+    ModelCard,
     ModelList,
 )
 from rag.chat import AnswerDelta, ChatEvent, ChatParams, ChatService, SourcesFound, TurnFinished
@@ -47,6 +49,7 @@ from rag.service import (
     DocumentNotFoundError,
     KnowledgeBaseExistsError,
     KnowledgeBaseService,
+    UploadConflictError,
     UploadError,
     UploadTooLargeError,
 )
@@ -115,6 +118,8 @@ def _as_api_error(error: Exception) -> ApiError:
             return ApiError(404, str(error), code="document_not_found")
         case KnowledgeBaseExistsError():
             return ApiError(409, str(error), code="knowledge_base_exists")
+        case UploadConflictError():
+            return ApiError(409, str(error), code="document_exists")
         case UploadTooLargeError():
             return ApiError(413, str(error), code="upload_too_large")
         case LLMUnavailableError() | StoreUnavailableError():
@@ -146,11 +151,27 @@ def knowledge_base_of(model: str, default_kb: str) -> str:
     )
 
 
+_FIELD_NAME = re.compile(r"[A-Za-z_]\w*|\d+")
+
+
 def _validation_message(error: RequestValidationError) -> tuple[str, str | None]:
+    """The first problem, named by its field's path (``messages.0.content``) as OpenAI names ``param``.
+
+    Pydantic's location also holds the union member or validator tried (``str``,
+    ``function-after[_encodable(), str]``); those are its internals, not the request's fields.
+    """
     first = error.errors()[0] if error.errors() else {}
-    location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
     if first.get("type") == "json_invalid":
         return "the request body is not valid JSON", None
+    if first.get("type") == "model_attributes_type" and tuple(first.get("loc", ())) == ("body",):
+        return "the request body must be a JSON object (send it with Content-Type: application/json)", None
+    location = [
+        str(part)
+        for part in first.get("loc", ())
+        if part not in ("body", "query", "path")
+        and _FIELD_NAME.fullmatch(str(part))
+        and str(part) not in ("str", "list", "int", "float", "bool", "dict", "none")
+    ]
     param = ".".join(location) or None
     message = first.get("msg", "invalid request")
     return (f"{param}: {message}" if param else message), param
@@ -165,6 +186,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
         code = getattr(error, "code", None)  # set by _BodyTooLarge
+        if code is None and error.status_code == 400:  # a body FastAPI could not parse at all
+            code = "invalid_request"
         return _error_response(error.status_code, str(error.detail), code, None, error.headers)
 
     async def _service(_: Request, error: Exception) -> JSONResponse:
@@ -245,14 +268,27 @@ def build_api(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatSer
         chroma_state, llm_state = await asyncio.gather(asyncio.to_thread(chroma), asyncio.to_thread(llm))
         return {"status": "ok", "chroma": chroma_state, "llm": llm_state}
 
+    async def model_ids() -> list[str]:
+        names = await asyncio.to_thread(knowledge.knowledge_base_names)
+        ids = [MODEL_PREFIX] if settings.default_kb in names else []
+        return ids + [f"{MODEL_PREFIX}:{name}" for name in names]
+
+    def model_card(model_id: str) -> dict[str, Any]:
+        return {"id": model_id, "object": "model", "created": 0, "owned_by": "kbqa"}
+
     @v1.get("/models", response_model=ModelList, tags=["openai"])
     async def models() -> dict[str, Any]:
         """Each knowledge base is a model `kbqa:NAME`; `kbqa` is the default one."""
-        names = await asyncio.to_thread(knowledge.knowledge_base_names)
-        ids = [MODEL_PREFIX] if settings.default_kb in names else []
-        ids += [f"{MODEL_PREFIX}:{name}" for name in names]
-        cards = [{"id": model_id, "object": "model", "created": 0, "owned_by": "kbqa"} for model_id in ids]
-        return {"object": "list", "data": cards}
+        return {"object": "list", "data": [model_card(model_id) for model_id in await model_ids()]}
+
+    @v1.get("/models/{model_id}", response_model=ModelCard, tags=["openai"])
+    async def model(model_id: str) -> dict[str, Any]:
+        """One model of the list, as OpenAI's `models.retrieve` asks for it (404 when it is not listed)."""
+        if model_id not in await model_ids():
+            knowledge_base_of(model_id, settings.default_kb)  # 404 model_not_found for a foreign name
+            message = f"model {model_id!r} does not exist (see GET /v1/models)"
+            raise ApiError(404, message, code="model_not_found", param="model")
+        return model_card(model_id)
 
     @v1.post(
         "/chat/completions",

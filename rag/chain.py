@@ -135,10 +135,11 @@ class _RagSteps:
         return sources, format_context(self.settings.prompts_dir, values["language"], documents)
 
     def answerer(self, values: dict[str, Any]) -> Runnable | None:
-        """prompt → LLM → text, or None when nothing relevant was found (the answer is the refusal)."""
+        """prompt → LLM (message chunks, whose last carries the finish reason), or None when nothing
+        relevant was found (the answer is the refusal)."""
         if not values["documents"]:
             return None
-        return _answer_prompt(self.settings.prompts_dir, values["language"]) | self.llm | StrOutputParser()
+        return _answer_prompt(self.settings.prompts_dir, values["language"]) | self.llm
 
     def refusal(self, values: dict[str, Any]) -> str:
         return read_prompt(self.settings.prompts_dir, values["language"], "refusal")
@@ -164,11 +165,14 @@ class _RagSteps:
         if answer is None:
             yield AddableDict(answer=self.refusal(values))
             return
-        pieces = []
-        for piece in answer.stream(self.answer_inputs(values), config):
-            pieces.append(piece)
-            yield AddableDict(answer=piece)
-        yield from self._checked(values, "".join(pieces))
+        pieces: list[str] = []
+        finish: str | None = None
+        for chunk in answer.stream(self.answer_inputs(values), config):
+            finish = _finish_reason(chunk) or finish
+            if piece := _text(chunk):
+                pieces.append(piece)
+                yield AddableDict(answer=piece)
+        yield from self._checked(values, "".join(pieces), finish)
 
     async def arun(
         self, chunks: AsyncIterator[dict[str, Any]], config: RunnableConfig
@@ -190,16 +194,24 @@ class _RagSteps:
         if answer is None:
             yield AddableDict(answer=self.refusal(values))
             return
-        pieces = []
-        async for piece in answer.astream(self.answer_inputs(values), config):
-            pieces.append(piece)
-            yield AddableDict(answer=piece)
-        for chunk in self._checked(values, "".join(pieces)):
-            yield chunk
+        pieces: list[str] = []
+        finish: str | None = None
+        async for chunk in answer.astream(self.answer_inputs(values), config):
+            finish = _finish_reason(chunk) or finish
+            if piece := _text(chunk):
+                pieces.append(piece)
+                yield AddableDict(answer=piece)
+        for checked in self._checked(values, "".join(pieces), finish):
+            yield checked
 
-    def _checked(self, values: dict[str, Any], answer: str) -> Iterator[AddableDict]:
-        """``withdrawn`` (rag.answer_check) after the answer when it answers nothing; else nothing."""
-        if not self.settings.withdraw_empty_answers:
+    def _checked(self, values: dict[str, Any], answer: str, finish: str | None) -> Iterator[AddableDict]:
+        """``withdrawn`` (rag.answer_check) after the answer when it answers nothing; else nothing.
+
+        An answer the LLM cut off at ``max_tokens`` (finish reason ``length``) is not judged: "The
+        shuttle bus" is where a three-token answer stops, not an answer that restates the question,
+        and replacing it by "the knowledge base does not contain this" would tell the user something false.
+        """
+        if not self.settings.withdraw_empty_answers or finish == "length":
             return
         language = values["language"]
         withdrawal = check_answer(
@@ -216,6 +228,18 @@ class _RagSteps:
         values["sources"], values["context"] = self.found(values)
         yield AddableDict(sources=values["sources"])
         yield AddableDict(context=values["context"])
+
+
+def _text(chunk: Any) -> str:
+    """A streamed message chunk's text (what ``StrOutputParser`` would give)."""
+    content = getattr(chunk, "content", chunk)
+    if isinstance(content, str):
+        return content
+    return "".join(part if isinstance(part, str) else str(part.get("text", "")) for part in content)
+
+
+def _finish_reason(chunk: Any) -> str | None:
+    return (getattr(chunk, "response_metadata", None) or {}).get("finish_reason")
 
 
 def _merged(chunks: Iterable[dict[str, Any]]) -> dict[str, Any]:

@@ -30,7 +30,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _kb_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kb", help="knowledge base name (default: the configured default_kb)")
-    parser.add_argument("-k", "--top-k", type=int, help="how many chunks to retrieve")
+    parser.add_argument("-k", "--top-k", type=_positive, help="how many chunks to retrieve")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,13 +112,16 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     service = _service(settings)
     kb = _kb(args, settings)
     if args.jsonl:
-        for line in sys.stdin:
-            question = line.strip()
-            if question:
-                results = service.search(kb, question, k=args.top_k)
-                print(_dump({"question": question, "results": results}), flush=True)
+        for number, line in enumerate(sys.stdin.buffer):
+            # One output line per input line, in order, so callers can pair them by position: a blank
+            # line gets an empty result, bytes that are not UTF-8 become U+FFFD instead of ending the
+            # batch, and the byte-order mark an editor may put first is not part of the question.
+            question = line.decode("utf-8", errors="replace").removeprefix("\ufeff" if number == 0 else "")
+            question = question.strip()
+            results = service.search(kb, question, k=args.top_k) if question else []
+            print(_dump({"question": question, "results": results}), flush=True)
         return 0
-    if not args.question:
+    if not (args.question or "").strip():
         raise _UsageError("query needs a QUESTION (or --jsonl with questions on stdin)")
     results = service.search(kb, args.question, k=args.top_k)
     from rag.prompts import format_location

@@ -23,7 +23,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 
 from ingest.loaders import LOADERS, is_supported
-from ingest.manifest import UPLOAD
+from ingest.manifest import FOLDER, UPLOAD
 from ingest.pipeline import Ingestor, ProgressCallback
 from rag.chain import build_rag_chain, make_translator
 from rag.companion import CompanionEncoder, load_companion
@@ -64,6 +64,10 @@ class UploadError(ValueError):
 
 class UploadTooLargeError(UploadError):
     """The files of one upload exceed ``max_upload_bytes``."""
+
+
+class UploadConflictError(UploadError):
+    """An upload named like a document that came from an ingested folder (which it would replace)."""
 
 
 def safe_upload_name(filename: str | None) -> str:
@@ -319,6 +323,17 @@ class KnowledgeBaseService:
         names = [safe_upload_name(filename) for filename, _ in files]
         if len(set(names)) != len(names):
             raise UploadError("the upload holds two files of the same name")
+        # Uploads and an ingested folder's files share one name space (a document's source). An
+        # upload replacing a folder's document would be undone by the folder's next ingestion and
+        # leave its file behind, so it is refused; replacing an earlier upload is an update.
+        records = self.ingestor.manifest.records(kb)
+        taken = [name for name in names if name in records and records[name].origin == FOLDER]
+        if taken:
+            raise UploadConflictError(
+                f"knowledge base {kb!r} already has {', '.join(map(repr, taken))} from an ingested folder: "
+                "rename the file to upload it beside that document, or change it in the folder and "
+                "ingest the folder again"
+            )
         folder = self._upload_folder(kb)
         folder.mkdir(parents=True, exist_ok=True)
         staged: list[tuple[Path, Path]] = []
@@ -345,7 +360,16 @@ class KnowledgeBaseService:
         return self.jobs.submit(kb, names, lambda progress: self._ingest_uploads(kb, targets, progress))
 
     def _ingest_uploads(self, kb: str, files: list[tuple[Path, str]], progress: ProgressCallback) -> Any:
-        return self.ingestor.ingest_files(files, kb, origin=UPLOAD, progress=False, on_file=progress)
+        """Ingest the stored uploads; one that could not be ingested (an empty or broken file) is not
+        kept: it would be in no document list, and so beyond the reach of a delete."""
+        summary = self.ingestor.ingest_files(files, kb, origin=UPLOAD, progress=False, on_file=progress)
+        failed = {source for source, _ in summary.failed}
+        if failed:
+            kept = self.ingestor.manifest.records(kb)
+            for path, source in files:
+                if source in failed and source not in kept:
+                    path.unlink(missing_ok=True)
+        return summary
 
     def _upload_folder(self, kb: str) -> Path:
         return self.settings.uploads_dir / validate_kb_name(kb)

@@ -93,6 +93,17 @@ def test_models_lists_each_knowledge_base(url: str) -> None:
     assert all(model["object"] == "model" for model in body["data"])
 
 
+def test_each_listed_model_can_be_retrieved_and_others_are_404(url: str) -> None:
+    """OpenAI clients check a model with ``GET /v1/models/{id}`` (``client.models.retrieve``)."""
+    for model_id in ("kbqa", "kbqa:default"):
+        assert httpx.get(f"{url}/v1/models/{model_id}").json() == {
+            "id": model_id, "object": "model", "created": 0, "owned_by": "kbqa"
+        }  # fmt: skip
+    for unknown in ("kbqa:nope", "gpt-4o"):
+        error = _assert_error(httpx.get(f"{url}/v1/models/{unknown}"), 404)
+        assert error["code"] == "model_not_found" and error["param"] == "model"
+
+
 def test_non_streamed_completion_has_openai_shape_and_sources(url: str) -> None:
     response = _chat(url, temperature=0.3, max_tokens=40, top_p=0.9, stop=["\n\n"])
     assert response.status_code == 200, response.text
@@ -380,10 +391,37 @@ def test_uploads_survive_re_ingesting_the_folder(
     folder = tmp_path / "folder"
     folder.mkdir()
     (folder / "a.txt").write_text("folder fact", encoding="utf-8")
+    (folder / "up.txt").write_text("the folder's own up.txt", encoding="utf-8")
     summary = service.ingestor.ingest_folder(folder, kb, progress=False)
     assert summary.deleted == []
-    sources = {doc["source"] for doc in httpx.get(f"{url}/v1/knowledge_bases/{kb}/documents").json()["data"]}
-    assert sources == {"up.txt", "a.txt"}
+    # Uploads and the folder share one name space: neither replaces the other's document.
+    assert summary.added == ["a.txt"] and [source for source, _ in summary.failed] == ["up.txt"]
+    documents = httpx.get(f"{url}/v1/knowledge_bases/{kb}/documents").json()["data"]
+    origins = {(doc["source"], doc["origin"]) for doc in documents}
+    assert origins == {("up.txt", "upload"), ("a.txt", "folder")}
+    clash = httpx.post(f"{url}/v1/knowledge_bases/{kb}/documents", files={"files": ("a.txt", b"replaced")})
+    error = _assert_error(clash, 409)
+    assert error["code"] == "document_exists" and "'a.txt'" in error["message"]
+    assert not (service.settings.uploads_dir / kb / "a.txt").exists()
+    again = httpx.post(f"{url}/v1/knowledge_bases/{kb}/documents", files={"files": ("up.txt", b"new fact")})
+    assert wait_job(url, again.json())["summary"]["updated"] == 1  # an upload may replace an upload
+    httpx.delete(f"{url}/v1/knowledge_bases/{kb}").raise_for_status()
+
+
+def test_an_upload_that_cannot_be_ingested_is_not_kept(
+    server: tuple[str, FakeLLM, KnowledgeBaseService],
+) -> None:
+    """A file the job reports as failed is in no document list, so no delete could reach it."""
+    url, _, service = server
+    kb = "failed-uploads-kb"
+    httpx.post(f"{url}/v1/knowledge_bases", json={"name": kb}).raise_for_status()
+    files = [
+        ("files", (name, content))
+        for name, content in [("empty.md", b""), ("broken.pdf", b"%PDF-1.4 no"), ("ok.md", b"ok")]
+    ]
+    job = wait_job(url, httpx.post(f"{url}/v1/knowledge_bases/{kb}/documents", files=files).json())
+    assert sorted(failure["source"] for failure in job["summary"]["failed"]) == ["broken.pdf", "empty.md"]
+    assert sorted(path.name for path in (service.settings.uploads_dir / kb).iterdir()) == ["ok.md"]
     httpx.delete(f"{url}/v1/knowledge_bases/{kb}").raise_for_status()
 
 

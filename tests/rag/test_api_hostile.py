@@ -139,6 +139,7 @@ HOSTILE = [
         {"content": _chunked(2 << 20), "headers": JSON},
         "request_too_large",
     ),
+    _chat(400, "stream-as-a-string", _ask(stream="yes")),
     # --- sampling parameters
     _chat(400, "temperature-not-a-number", _ask(temperature="hot")),
     _chat(400, "temperature-too-high", _ask(temperature=5)),
@@ -238,6 +239,34 @@ def test_hostile_request_is_a_4xx_in_openai_shape(url: str, case: Hostile) -> No
         assert error["code"] == case.code, error
     # ... and the server is still there for the next client.
     assert httpx.get(f"{url}/v1/models", timeout=30).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (_say(42), "messages.0.content"),
+        (_say([{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]), "messages.0.content"),
+        ('{"model": "kbqa", "messages": [{"role": "user", "content": "\\ud800"}]}', "messages.0.content"),
+        ('{"model": "kbqa", "messages": [{"role": "user", "content": "q"}], "stop": ["\\ud800"]}', "stop"),
+        (_ask(stream="yes"), "stream"),
+        (_ask(temperature=3), "temperature"),
+    ],
+)
+def test_an_invalid_field_is_named_as_openai_names_it(url: str, body: Any, param: str) -> None:
+    """``param`` is the request's field path, never pydantic's union members or validators
+    (``function-after[_encodable(), str]``): OpenAI clients show it to the user."""
+    case = _chat(400, "param", body)
+    error = assert_openai_error(httpx.post(f"{url}{CHAT}", timeout=60, **case.kwargs), 400)
+    assert error["param"] == param and error["code"] == "invalid_request", error
+    assert error["message"].startswith(f"{param}: "), error
+
+
+def test_a_body_that_is_not_json_says_how_to_send_it(url: str) -> None:
+    form = httpx.post(f"{url}{CHAT}", data={"model": "kbqa", "messages": "hi"}, timeout=60)
+    assert "Content-Type: application/json" in assert_openai_error(form, 400)["message"]
+    raw = b'{"model": "kbqa", "messages": [{"role": "user", "content": "\xff\xfe"}]}'
+    garbled = httpx.post(f"{url}{CHAT}", content=raw, headers=JSON, timeout=60)
+    assert assert_openai_error(garbled, 400)["code"] == "invalid_request"
 
 
 def test_uploads_with_paths_stay_in_the_knowledge_base_folder(url: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatGenerationChunk
 
 from ingest.pipeline import Ingestor
 from rag.answer_check import COPIES_EXAMPLE, RESTATES_QUESTION
@@ -253,3 +255,31 @@ def test_an_answer_restating_the_question_is_withdrawn_in_async_runs_too(
     result = asyncio.run(chain.ainvoke({"question": "员工每年有几天带薪年假？"}))
     assert result["withdrawn"]["reason"] == RESTATES_QUESTION
     assert result["withdrawn"]["replacement"] == read_prompt(PROJECT_ROOT / "prompts", "zh", "refusal")
+
+
+class _CutOffModel(FakeListChatModel):
+    """Streams its answer like ``FakeListChatModel``, the last chunk saying the token limit cut it off,
+    as an OpenAI-compatible server does for a reply that reached ``max_tokens``."""
+
+    def _stream(self, *args: Any, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        chunks = list(super()._stream(*args, **kwargs))
+        chunks[-1].message.response_metadata = {"finish_reason": "length"}
+        yield from chunks
+
+    async def _astream(self, *args: Any, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        for chunk in self._stream(*args, **kwargs):
+            yield chunk
+
+
+def test_an_answer_cut_off_at_the_token_limit_is_not_withdrawn(service: KnowledgeBaseService) -> None:
+    """ "The shuttle bus" is where a three-token answer stops, not a restatement of the question: the
+    client asked for it short, and the refusal would falsely say the knowledge base lacks the answer."""
+    import asyncio
+
+    question = {"question": "How many seats does the shuttle bus have?"}
+    chain = service.chain(KB, _CutOffModel(responses=["The shuttle bus"]), k=2)
+    result = chain.invoke(question)
+    assert result["answer"] == "The shuttle bus" and "withdrawn" not in result
+    assert "withdrawn" not in asyncio.run(chain.ainvoke(question))
+    complete = service.chain(KB, FakeListChatModel(responses=["The shuttle bus"]), k=2)
+    assert complete.invoke(question)["withdrawn"]["reason"] == RESTATES_QUESTION

@@ -71,13 +71,26 @@ def test_query_k_limits_results(cli: tuple[Runner, Path]) -> None:
 
 
 def test_query_jsonl_answers_each_line_in_order(cli: tuple[Runner, Path]) -> None:
-    run, _ = cli
-    questions = ["How many seats does the bus have?", "", "员工年假有几天？"]
-    result = run("-m", "rag", "query", "--kb", KB, "-k", "1", "--jsonl", stdin="\n".join(questions) + "\n")
-    assert result.returncode == 0, result.stderr
-    lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [line["question"] for line in lines] == [questions[0], questions[2]]
-    assert [line["results"][0]["source"] for line in lines] == ["shuttle.txt", "handbook/leave.md"]
+    """One output line per input line, so a caller can pair them by position: a blank line gets no
+    results, a line that is not UTF-8 is searched with U+FFFD in place of its bad bytes rather than
+    ending the batch, a Windows editor's byte-order mark and CRLF are not part of the question."""
+    stdin = "\ufeffHow many seats does the bus have?\r\n\r\n  \nbus \udcff seats\n员工年假有几天？\n"
+    result = subprocess.run(
+        [sys.executable, "-m", "rag", "query", "--kb", KB, "-k", "1", "--jsonl"],
+        input=stdin.encode("utf-8", errors="surrogateescape"),  # \udcff: the lone byte 0xff
+        capture_output=True,
+        env=subprocess_env(KBQA_CONFIG=str(TEST_PROFILE), KBQA_DATA_DIR=str(cli[1])),
+        cwd=PROJECT,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    lines = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [line["question"] for line in lines] == [
+        "How many seats does the bus have?", "", "", "bus \ufffd seats", "员工年假有几天？"
+    ]  # fmt: skip
+    assert [[hit["source"] for hit in line["results"]] for line in lines] == [
+        ["shuttle.txt"], [], [], ["shuttle.txt"], ["handbook/leave.md"]
+    ]  # fmt: skip
 
 
 def test_stats_json_contract(cli: tuple[Runner, Path]) -> None:
@@ -99,6 +112,10 @@ def test_unknown_knowledge_base_is_a_clear_error(cli: tuple[Runner, Path]) -> No
 def test_bad_usage_exits_2(cli: tuple[Runner, Path]) -> None:
     run, _ = cli
     assert run("-m", "rag", "query", "--kb", KB, "--json").returncode == 2  # no question
+    assert run("-m", "rag", "query", "  ", "--kb", KB, "--json").returncode == 2  # a blank one
+    for k in ("0", "-1", "two"):
+        result = run("-m", "rag", "query", "bus", "--kb", KB, "-k", k, "--json")
+        assert result.returncode == 2 and "at least 1" in result.stderr, (k, result.stderr)
     result = run("-m", "rag", "query", "x", "--kb", "../etc")
     assert result.returncode == 2
     assert "invalid knowledge base name" in result.stderr
