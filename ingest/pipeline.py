@@ -53,7 +53,7 @@ from rag.config import Settings
 from rag.embeddings import SentenceTransformerEmbeddings
 from rag.keyword_index import KeywordIndex, keyword_folder
 from rag.locking import IngestionLock
-from rag.store import chroma_client, open_vector_store, validate_kb_name
+from rag.store import chroma_client, knowledge_base_exists, open_vector_store, validate_kb_name
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +252,7 @@ class Ingestor:
 
     def _ingest_folder(self, folder: Path, kb: str, *, full: bool, progress: bool) -> IngestSummary:
         started = time.monotonic()
+        new = not knowledge_base_exists(self.client, kb)
         files, skipped = scan_folder(folder)
         known = self.manifest.records(kb)
         # A document uploaded under the same name is not the folder's to replace (nor to delete).
@@ -276,6 +277,9 @@ class Ingestor:
                 summary.chunks_deleted += self._delete_source(source, kb, store, manager)
                 summary.deleted.append(source)
         self._refresh_keyword_index(kb, summary, force=full)
+        if new and not summary.ingested_any:
+            # A mistyped or empty folder must not leave an empty knowledge base behind to be listed.
+            self.forget_knowledge_base(kb, lambda: self.client.delete_collection(kb))
         summary.seconds = time.monotonic() - started
         return summary
 

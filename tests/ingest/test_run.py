@@ -61,6 +61,16 @@ def test_nothing_ingestable_exits_1(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "empty.txt: empty document" in result.stdout
     assert "nothing could be ingested" in result.stderr
+    # ... and no empty knowledge base is left behind to be listed and chosen.
+    stats = subprocess.run(
+        [sys.executable, "-m", "rag", "stats", "--json", "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(KBQA_CONFIG=str(TEST_PROFILE)),
+        cwd=PROJECT,
+        timeout=300,
+    )
+    assert stats.returncode == 0 and json.loads(stats.stdout) == [], stats.stderr
 
 
 def test_invalid_kb_name_exits_2(tmp_path: Path) -> None:
