@@ -20,6 +20,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from charset_normalizer import from_bytes
 from langchain_core.documents import Document
@@ -302,6 +303,23 @@ def _pdf_reason(error: BaseException, tail: bytes) -> str:
     return f"not a readable PDF ({type(error).__name__}: {error})"
 
 
+# A PDF line break inside a sentence: between two Chinese characters (or after a Chinese comma), or
+# between a lower-case letter / comma / hyphen-less word end and a lower-case word start.
+_CJK_WRAP = re.compile(r"(?<=[\u3400-\u9fff，、])[ \t]*\n[ \t]*(?=[\u3400-\u9fff])")
+_LATIN_WRAP = re.compile(r"(?<=[a-z,;])[ \t]*\n[ \t]*(?=[a-z])")
+
+
+def unwrap_lines(text: str) -> str:
+    """A PDF page's text with the line breaks of its layout removed where a sentence goes on.
+
+    pypdf gives one line per printed line, so "差旅住宿标准" wrapped after "差" became "差\n旅住宿标准":
+    neither keyword search nor a verbatim span finds it, and the splitter, which prefers line breaks
+    to sentence ends, cut chunks mid-sentence. A break after a sentence end, or before a capital, a
+    digit or a bullet, is kept: it may end a heading, a list item or a table row.
+    """
+    return _LATIN_WRAP.sub(" ", _CJK_WRAP.sub("", text))
+
+
 def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
     from pypdf import PdfReader
     from pypdf.errors import DependencyError
@@ -342,7 +360,7 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
                 if characters > limits.max_chars:
                     raise limits.too_much_text(characters, f" by page {number}")
                 if text.strip():
-                    pages.append(Document(page_content=text, metadata={"page": number}))
+                    pages.append(Document(page_content=unwrap_lines(text), metadata={"page": number}))
         except LoadError:
             raise
         except Exception as error:  # pypdf raises many types on hostile input; all mean "unreadable"
@@ -382,28 +400,92 @@ def load_docx(path: Path, limits: LoadLimits) -> list[Document]:
         document = docx.Document(str(path))
     except Exception as error:  # PackageNotFoundError, KeyError for a missing part, lxml errors
         raise LoadError(f"not a readable DOCX ({type(error).__name__}: {error})") from error
-    parts = [paragraph.text for paragraph in document.paragraphs if paragraph.text.strip()]
-    for table in document.tables:
-        for row in table.rows:
-            cells = [cell.text.strip() for cell in row.cells]
-            if any(cells):
-                parts.append(" | ".join(cells))
-    text = "\n\n".join(parts)
+    text = "\n\n".join(part for part in _docx_blocks(document.element.body) if part.strip())
     if len(text) > limits.max_chars:
         raise limits.too_much_text(len(text))
     return [Document(page_content=_require_text(text))]
 
 
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
+
+
+def _docx_text(element: Any) -> str:
+    """The visible text under ``element``: runs, tracked insertions, content controls, fields, smart
+    tags and text boxes alike (python-docx's ``paragraph.text`` sees plain runs only), without
+    tracked deletions (``w:delText``) or a drawing's fallback copy of its text box."""
+    parts = []
+    for node in element.iter(f"{_W}t", f"{_W}tab", f"{_W}br", f"{_W}cr"):
+        if any(ancestor.tag == _FALLBACK for ancestor in node.iterancestors()):
+            continue
+        parts.append(node.text or "" if node.tag == f"{_W}t" else "\t" if node.tag == f"{_W}tab" else "\n")
+    return "".join(parts)
+
+
+def _docx_blocks(body: Any) -> Iterator[str]:
+    """Paragraphs and tables in document order (a table stays under the heading it follows); a table
+    row as "cell | cell", each cell once however many grid columns it spans, nested tables in
+    their cell's text."""
+    for child in body.iterchildren():
+        if child.tag == f"{_W}p":
+            yield _docx_text(child)
+        elif child.tag == f"{_W}tbl":
+            for row in child.iterchildren(f"{_W}tr"):
+                cells = [
+                    " ".join(_docx_text(paragraph).strip() for paragraph in cell.iter(f"{_W}p")).strip()
+                    for cell in row.iterchildren(f"{_W}tc")
+                ]
+                if any(cells):
+                    yield " | ".join(cells)
+        elif child.tag == f"{_W}sdt":  # a content control around whole paragraphs or tables
+            for content in child.iterchildren(f"{_W}sdtContent"):
+                yield from _docx_blocks(content)
+
+
+_HTML_BLOCKS = [
+    "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption", "figure",
+    "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol", "p",
+    "pre", "section", "table", "tr", "ul", "title", "caption",
+]  # fmt: skip
+_HTML_CELLS = ["td", "th"]
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+
+
+def _declared_html_text(data: bytes) -> str | None:
+    """The page decoded with the charset its ``<meta>`` declares, when that decodes it cleanly.
+
+    Guessing from bytes alone confuses short pages in legacy encodings (Shift-JIS, EUC-KR read as
+    GB18030); the page's own declaration is right far more often. A BOM or a declaration that does
+    not decode the bytes leaves the guess to ``decode_text``.
+    """
+    found = _META_CHARSET.search(data[:4096])
+    if found is None or data.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return None
+    try:
+        return data.decode(found.group(1).decode("ascii"))
+    except (LookupError, UnicodeDecodeError):
+        return None
+
+
 def load_html(path: Path, limits: LoadLimits) -> list[Document]:
     from bs4 import BeautifulSoup
 
-    text, _ = decode_text(path.read_bytes())
+    data = path.read_bytes()
+    text = _declared_html_text(data) or decode_text(data)[0]
     soup = BeautifulSoup(text, "html.parser")
     for tag in soup(["script", "style", "noscript", "template", "svg"]):
         tag.decompose()
     title = soup.title.get_text(strip=True) if soup.title else ""
     body = soup.body or soup
-    lines = [line.strip() for line in body.get_text("\n").splitlines()]
+    # Line breaks where the layout breaks (blocks, <br>), none inside a line: "拨打<b>客服</b>电话
+    # <span>400</span>-<span>800</span>" stays one line that a search for "400-800" can match. A
+    # table row is one line of "cell | cell", as Word tables are loaded.
+    for tag in body.find_all(_HTML_CELLS):
+        tag.append(" | ")
+    for tag in body.find_all(_HTML_BLOCKS):
+        tag.insert_before("\n")
+        tag.append("\n")
+    lines = [" ".join(line.split()).removesuffix(" |").strip() for line in body.get_text("").splitlines()]
     content = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     if len(content) > limits.max_chars:
         raise limits.too_much_text(len(content))

@@ -53,7 +53,13 @@ from rag.config import Settings
 from rag.embeddings import SentenceTransformerEmbeddings
 from rag.keyword_index import KeywordIndex, keyword_folder
 from rag.locking import IngestionLock
-from rag.store import chroma_client, knowledge_base_exists, open_vector_store, validate_kb_name
+from rag.store import (
+    chroma_client,
+    find_collection,
+    knowledge_base_exists,
+    open_vector_store,
+    validate_kb_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -331,6 +337,7 @@ class Ingestor:
         """
         started = time.monotonic()
         summary = IngestSummary(kb=kb)
+        self._forget_records_without_chunks(kb)
         vectors = ReusingEmbeddings(self.embeddings)
         target = _BatchTarget(
             kb,
@@ -396,6 +403,23 @@ class Ingestor:
             self.manifest.remove_kb(kb)
             KeywordIndex(keyword_folder(self.settings.data_dir, kb), None).delete()
 
+    def _forget_records_without_chunks(self, kb: str) -> None:
+        """Drop ingestion records that describe chunks the knowledge base no longer has.
+
+        Deleting ``data/chroma`` (or its collection, or pointing ``KBQA_CHROMA_HOST`` at a new
+        server) leaves the records claiming every file is indexed: each would be "unchanged" and the
+        knowledge base would stay empty. Without its collection, or with an empty one where the records
+        count chunks, every file is ingested again instead.
+        """
+        records = self.manifest.records(kb)
+        if not records:
+            return
+        collection = find_collection(self.client, kb)
+        if collection is not None and (collection.count() or not any(r.chunks for r in records.values())):
+            return
+        log.warning("knowledge base %s lost its chunks (collection gone or empty): ingesting all again", kb)
+        self.forget_knowledge_base(kb)
+
     def lock(self, kb: str) -> IngestionLock:
         return IngestionLock(self.settings.data_dir, kb)
 
@@ -455,6 +479,8 @@ class Ingestor:
             read.chunks = split_documents(
                 load_file(path, source, self.limits), self.splitter, headings=self.settings.chunk_headings
             )
+            if not read.chunks:
+                raise LoadError("no text to index (only headings or blank lines)")
         except LoadError as error:
             return _FileRead(path, source, previous, None, 0, 0, failure=str(error))
         except OSError as error:
@@ -465,7 +491,8 @@ class Ingestor:
     def _record_without_chunks(self, read: _FileRead, kb: str, summary: IngestSummary, origin: str) -> None:
         """An unchanged file (its row refreshed if only its mtime moved) or a failed one."""
         if read.failure is not None:
-            summary.failed.append((read.source, read.failure))
+            kept = "; the version indexed before stays searchable" if read.previous is not None else ""
+            summary.failed.append((read.source, read.failure + kept))
             return
         previous = read.previous
         if previous is not None and read.sha is not None:

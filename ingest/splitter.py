@@ -38,6 +38,8 @@ SEPARATORS = [
 
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.M)
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_MARKDOWN_SUFFIXES = (".md", ".markdown")
 
 
 def make_splitter(chunk_size: int, chunk_overlap: int) -> RecursiveCharacterTextSplitter:
@@ -56,12 +58,21 @@ def content_hash(text: str) -> str:
 
 
 def markdown_sections(text: str) -> list[tuple[list[str], str]]:
-    """(heading path, body) for each part of a Markdown text; the heading lines leave the bodies."""
+    """(heading path, body) for each part of a Markdown text; the heading lines leave the bodies.
+
+    A ``#`` line inside a fenced code block is code, not a heading. A heading with neither body nor
+    sub-headings (an outline, a FAQ written as headings, a section emptied to its title) is text: it
+    becomes the body under its parent's path, and such neighbours share one section, instead of the
+    document losing them.
+    """
     sections: list[tuple[list[str], str]] = []
     path: list[str] = []
     body: list[str] = []
+    fenced = False
     for line in text.splitlines():
-        heading = _HEADING.match(line)
+        if _FENCE.match(line):
+            fenced = not fenced
+        heading = None if fenced else _HEADING.match(line)
         if heading is None:
             body.append(line)
             continue
@@ -70,7 +81,19 @@ def markdown_sections(text: str) -> list[tuple[list[str], str]]:
         path = [*path[: level - 1], heading.group(2).strip()]
         body = []
     sections.append((list(path), "\n".join(body)))
-    return [(path, body) for path, body in sections if body.strip()]
+    kept: list[tuple[list[str], str]] = []
+    for number, (section_path, section_body) in enumerate(sections):
+        if not section_body.strip():
+            following = sections[number + 1][0] if number + 1 < len(sections) else []
+            is_parent = len(following) > len(section_path) and following[: len(section_path)] == section_path
+            if not section_path or is_parent:
+                continue
+            section_path, section_body = section_path[:-1], section_path[-1]
+        if kept and kept[-1][0] == section_path and not sections[number][1].strip():
+            kept[-1] = (section_path, f"{kept[-1][1]}\n{section_body}")
+        else:
+            kept.append((section_path, section_body))
+    return kept
 
 
 def _with_headings(document: Document, splitter: RecursiveCharacterTextSplitter) -> list[Document]:
@@ -98,11 +121,13 @@ def split_documents(
 ) -> list[Document]:
     """Split one file's documents, numbering its chunks in order across pages.
 
-    With ``headings``, Markdown documents are split section by section (``_with_headings``).
+    With ``headings``, Markdown documents are split section by section (``_with_headings``); in a
+    plain-text file a line starting with "# " is a comment or a numbered item, not a heading.
     """
     chunks: list[Document] = []
     for document in documents:
-        if headings and _HEADING.search(document.page_content):
+        markdown = str(document.metadata.get("source", "")).lower().endswith(_MARKDOWN_SUFFIXES)
+        if headings and markdown and _HEADING.search(document.page_content):
             chunks.extend(_with_headings(document, splitter))
         else:
             chunks.extend(splitter.split_documents([document]))

@@ -16,7 +16,7 @@ irrelevant context invents, so "not in the knowledge base" is decided by retriev
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -32,9 +32,15 @@ from langchain_core.runnables.utils import AddableDict
 from rag.answer_check import check_answer
 from rag.config import Settings
 from rag.language import detect_language
-from rag.prompts import answer_prompt, example_texts, format_context, quote_untrusted, read_prompt
-
-_SPEAKERS = {"zh": {"user": "用户", "assistant": "助手"}, "en": {"user": "User", "assistant": "Assistant"}}
+from rag.prompts import (
+    answer_prompt,
+    condense_prompt,
+    example_texts,
+    format_context,
+    format_history,
+    quote_untrusted,
+    read_prompt,
+)
 
 
 def source_dict(index: int, document: Document) -> dict[str, Any]:
@@ -47,11 +53,6 @@ def source_dict(index: int, document: Document) -> dict[str, Any]:
         "text": document.page_content,
         "score": document.metadata.get("score"),
     }
-
-
-def format_history(history: Sequence[tuple[str, str]], language: str) -> str:
-    speakers = _SPEAKERS.get(language, _SPEAKERS["en"])
-    return "\n".join(f"{speakers.get(role, role)}: {' '.join(text.split())}" for role, text in history)
 
 
 def _first_line(text: str) -> str:
@@ -123,10 +124,22 @@ class _RagSteps:
         if not history:
             return None
         language = values["language"]
-        prompt = ChatPromptTemplate.from_messages(
-            [("human", read_prompt(self.settings.prompts_dir, language, "condense"))]
-        ).partial(history=format_history(history, language))
-        return prompt | self.rewriter | StrOutputParser()
+        prompt = condense_prompt(self.settings.prompts_dir, language)
+        return prompt.partial(history=format_history(history, language)) | self.rewriter | StrOutputParser()
+
+    def searcher(self, values: dict[str, Any]) -> BaseRetriever:
+        """The retriever, told the follow-up as typed after the user's previous message when there is
+        a history: the small LLM's rewrite often drops what "那成都呢？" or "who approves it?" refers
+        to, and that text still holds it (``KnowledgeBaseRetriever.context``)."""
+        history = (
+            list(values.get("history") or [])[-self.settings.history_turns :]
+            if self.settings.history_turns
+            else []
+        )
+        earlier = [text for role, text in history if role == "user" and text.strip()]
+        if not earlier or not self.settings.followup_context or not hasattr(self.retriever, "context"):
+            return self.retriever
+        return self.retriever.model_copy(update={"context": f"{earlier[-1]} {values['question']}"})
 
     def found(self, values: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
         """The sources and the numbered context of the retrieved documents."""
@@ -158,7 +171,7 @@ class _RagSteps:
             query = _standalone(condense.invoke({"question": query}, config), query)
         values["query"] = query
         yield AddableDict(query=query)
-        values["documents"] = self.retriever.invoke(query, config)
+        values["documents"] = self.searcher(values).invoke(query, config)
         yield AddableDict(documents=values["documents"])
         yield from self._found(values)
         answer = self.answerer(values)
@@ -186,7 +199,7 @@ class _RagSteps:
             query = _standalone(await condense.ainvoke({"question": query}, config), query)
         values["query"] = query
         yield AddableDict(query=query)
-        values["documents"] = await self.retriever.ainvoke(query, config)
+        values["documents"] = await self.searcher(values).ainvoke(query, config)
         yield AddableDict(documents=values["documents"])
         for chunk in self._found(values):
             yield chunk

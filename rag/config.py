@@ -245,6 +245,12 @@ class Settings(BaseSettings):
     history_turns: int = Field(
         default=6, ge=0, description="Earlier messages used to condense a follow-up into a standalone query."
     )
+    followup_context: bool = Field(
+        default=True,
+        description="A follow-up is also searched as typed after the user's previous message, fused with "
+        "the search for its rewrite: the packaged 0.5B's rewrite often loses what the follow-up refers to "
+        "(docs/BENCHMARKS.md).",
+    )
     withdraw_empty_answers: bool = Field(
         default=True,
         description="Replace with the refusal a finished answer that answers nothing: the question "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from rag.citations import MARKER
 
 LANGUAGES = ("zh", "en")
+_SPEAKERS = {"zh": {"user": "用户", "assistant": "助手"}, "en": {"user": "User", "assistant": "Assistant"}}
 
 # "<" that would open or close the <context> block, and the "<|" / "|>" of chat-template tokens such as
 # Qwen's <|im_start|>, which the LLM server would otherwise read as a real turn boundary.
@@ -54,6 +56,53 @@ def answer_prompt(prompts_dir: Path, language: str) -> ChatPromptTemplate:
             ("human", read_prompt(prompts_dir, language, "answer.user")),
         ]
     )
+
+
+def format_history(history: Sequence[Sequence[str]], language: str) -> str:
+    """(role, text) turns as the condense prompt shows them: one line each, the speaker named."""
+    speakers = _SPEAKERS.get(language, _SPEAKERS["en"])
+    return "\n".join(f"{speakers.get(role, role)}: {' '.join(text.split())}" for role, text in history)
+
+
+@lru_cache(maxsize=8)
+def condense_prompt(prompts_dir: Path, language: str) -> ChatPromptTemplate:
+    """The follow-up rewrite: ``condense.examples.json``'s worked examples as earlier turns (each built
+    through the ``condense`` template, its rewrite the reply), then the follow-up's own turn, whose
+    ``history`` and ``question`` are left to fill."""
+    turns: list[BaseMessage] = []
+    for example in _condense_examples(prompts_dir, language):
+        text = read_prompt(prompts_dir, language, "condense").format(
+            history=format_history(example["history"], language), question=example["question"]
+        )
+        turns += [HumanMessage(text), AIMessage(example["standalone"])]
+    follow_up = read_prompt(prompts_dir, language, "condense")
+    return ChatPromptTemplate.from_messages([*turns, ("human", follow_up)])
+
+
+def _condense_examples(prompts_dir: Path, language: str) -> list[dict[str, Any]]:
+    """The examples of ``condense.examples.json`` (optional), their shape checked (message names the file)."""
+    path = prompts_dir / language / "condense.examples.json"
+    if not path.is_file():
+        return []
+    shape = "a JSON list of {history: [[role, text], ...], question, standalone}"
+    try:
+        examples = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise ValueError(f"{path} must be {shape}: {error}") from error
+
+    def valid(example: object) -> bool:
+        if not isinstance(example, dict):
+            return False
+        history = example.get("history")
+        turns_ok = isinstance(history, list) and all(
+            isinstance(turn, list) and len(turn) == 2 and all(isinstance(part, str) for part in turn)
+            for turn in history
+        )
+        return turns_ok and all(isinstance(example.get(key), str) for key in ("question", "standalone"))
+
+    if not isinstance(examples, list) or not all(valid(example) for example in examples):
+        raise ValueError(f"{path} must be {shape}")
+    return examples
 
 
 def _example_passage(passage: dict[str, str]) -> Document:

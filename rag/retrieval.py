@@ -3,6 +3,8 @@
 1. vector search (cosine; exact over the keyword index's copy of the vectors for knowledge bases up
    to ``exact_search_max_chunks``, else Chroma's HNSW) and BM25 keyword search (``rag.keyword_index``)
    each give their best ``candidates`` chunks;
+   a follow-up's ``context`` (set by ``rag.chain``: the follow-up after the user's previous message)
+   is searched the same way, its lists fused beside the question's at full weight;
 2. reciprocal rank fusion merges the two lists: a chunk scores ``weight / (rrf_k + rank)`` per list
    it is in, so agreement between the searches wins and neither score scale has to be calibrated;
 3. a cross-encoder, when configured, reorders the best ``rerank_candidates`` fused chunks;
@@ -26,7 +28,8 @@
    companion embedder's rankings for the question and for its translation, each weighted
    ``companion_weight``. A chunk only the companion found joins if it passes the relevance gate.
    Measured as this second stage (docs/BENCHMARKS.md); fused into step 2 instead, as a third list
-   of the first fusion, it ranked worse on every held-out set.
+   of the first fusion, it ranked worse on every held-out set;
+7. copies: a text already ranked (the same passage stored for a copied or linked file) is left out.
 
 Each returned document carries its cosine similarity in ``metadata["score"]`` (the ``query``
 contract's score), plus ``fusion``, ``vector_rank`` and ``keyword_rank`` for inspection.
@@ -97,6 +100,7 @@ class KnowledgeBaseRetriever(BaseRetriever):
     companion_rrf_k: int = 10
     known_terms_required: bool = False  # refuse questions naming what the best candidates never mention
     term_window: int = 5
+    context: str | None = None  # a follow-up with the message it follows: searched too, fused at weight 1
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
@@ -111,6 +115,8 @@ class KnowledgeBaseRetriever(BaseRetriever):
         share = self.translation_weight if target == "zh" else self.translation_weight_to_english
         if translated:
             self._search(translated, share, pool, vectors, translation=True)
+        if self.context and self.context.strip() != query.strip():
+            self._search(self.context, 1.0, pool, vectors)
         self._fill_keyword_only(pool, vectors)
 
         ranked = sorted(pool.values(), key=lambda c: c.fusion, reverse=True)
@@ -134,7 +140,7 @@ class KnowledgeBaseRetriever(BaseRetriever):
             ranked = self._with_companion(
                 ranked, [query, translated] if translated else [query], pool, vectors
             )
-        return [self._document(candidate) for candidate in ranked[: self.k]]
+        return [self._document(candidate) for candidate in _distinct(ranked)[: self.k]]
 
     def _with_companion(
         self,
@@ -348,3 +354,16 @@ class KnowledgeBaseRetriever(BaseRetriever):
         return Document(
             id=candidate.document.id, page_content=candidate.document.page_content, metadata=metadata
         )
+
+
+def _distinct(ranked: list[_Candidate]) -> list[_Candidate]:
+    """``ranked`` without the later copies of a text: the same passage stored for two files (a copied
+    or linked document) would fill two of the few places the LLM reads, and says nothing new there."""
+    seen: set[str] = set()
+    distinct = []
+    for candidate in ranked:
+        text = candidate.document.page_content
+        if text not in seen:
+            seen.add(text)
+            distinct.append(candidate)
+    return distinct

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader, PdfWriter
 
-from ingest.loaders import LoadError, decode_text, is_supported, load_file
+from ingest.loaders import LoadError, decode_text, is_supported, load_file, unwrap_lines
 from tests.support.sample_docs import write_docx, write_pdf
 
 ZH = "知识库问答系统把文档切成小块。每个块都会计算向量！检索时取回最相关的几块？"
@@ -132,6 +132,46 @@ def test_docx_paragraphs_and_tables(tmp_path: Path) -> None:
         assert fragment in document.page_content
 
 
+def test_docx_keeps_document_order_and_the_text_python_docx_paragraphs_miss(tmp_path: Path) -> None:
+    """A table stays under the heading it follows; a merged cell counts once; text in a nested
+    table, a content control or a tracked insertion is kept, tracked deletions are not."""
+    import docx
+    from docx.oxml import parse_xml
+
+    w = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+    document = docx.Document()
+    document.add_heading("交通标准", level=1)
+    document.add_paragraph("高铁二等座。")
+    document.add_heading("住宿标准", level=1)
+    table = document.add_table(rows=2, cols=3)
+    header = table.rows[0].cells
+    header[0].merge(header[2]).text = "住宿标准（元/晚）"
+    for cell, value in zip(table.rows[1].cells, ("经理", "600", "450"), strict=True):
+        cell.text = value
+    table.rows[1].cells[0].add_table(rows=1, cols=1).rows[0].cells[0].text = "值班电话6688"
+    document.add_paragraph("以上为上限。")
+    body = document.element.body
+    body.insert(
+        len(body) - 1,
+        parse_xml(f'<w:sdt {w}><w:sdtContent><w:p><w:r><w:t>合同编号HT-2024-001</w:t></w:r></w:p>'
+                  "</w:sdtContent></w:sdt>"),
+    )  # fmt: skip
+    body.insert(
+        len(body) - 1,
+        parse_xml(f'<w:p {w}><w:r><w:t>保修期为</w:t></w:r><w:ins w:id="1" w:author="a">'
+                  '<w:r><w:t>三年</w:t></w:r></w:ins><w:del w:id="2" w:author="a">'
+                  "<w:r><w:delText>一年</w:delText></w:r></w:del></w:p>"),
+    )  # fmt: skip
+    path = tmp_path / "rules.docx"
+    document.save(str(path))
+    [loaded] = load_file(path, "rules.docx")
+    text = loaded.page_content
+    assert text.index("高铁二等座") < text.index("住宿标准（元/晚）") < text.index("以上为上限")
+    assert text.count("住宿标准（元/晚）") == 1
+    assert "经理 值班电话6688 | 600 | 450" in text
+    assert "合同编号HT-2024-001" in text and "保修期为三年" in text and "一年" not in text
+
+
 def test_corrupt_docx_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "bad.docx"
     path.write_bytes(b"PK\x03\x04 not really a zip")
@@ -167,3 +207,41 @@ def test_unsupported_types() -> None:
     assert not is_supported(Path("d.xlsx")) and not is_supported(Path("Makefile"))
     with pytest.raises(LoadError, match="unsupported"):
         load_file(Path("d.xlsx"), "d.xlsx")
+
+
+def test_html_inline_markup_does_not_break_a_line_and_table_rows_stay_rows(tmp_path: Path) -> None:
+    path = tmp_path / "contact.html"
+    path.write_text(
+        "<html><body><h1>联系我们</h1><p>请拨打<b>客服</b>电话<span>400</span>-<span>800</span>-<span>1234</span>"
+        "</p><table><tr><th>姓名</th><th>分机</th></tr><tr><td>张三</td><td>8001</td></tr></table>"
+        "<p>First line<br>second line</p></body></html>",
+        encoding="utf-8",
+    )
+    lines = load_file(path, "contact.html")[0].page_content.splitlines()
+    for line in (
+        "联系我们",
+        "请拨打客服电话400-800-1234",
+        "姓名 | 分机",
+        "张三 | 8001",
+        "First line",
+        "second line",
+    ):
+        assert line in lines
+
+
+def test_html_declared_charset_wins_over_a_guess(tmp_path: Path) -> None:
+    """A short Shift-JIS page reads as GB18030 mojibake by guessing; its <meta> says what it is."""
+    path = tmp_path / "rules.html"
+    text = "就業規則：有給休暇は年十日。"
+    path.write_bytes(
+        f'<html><head><meta charset="shift_jis"></head><body><p>{text}</p></body></html>'.encode("shift_jis")
+    )
+    assert load_file(path, "rules.html")[0].page_content == text
+
+
+def test_pdf_line_wraps_inside_a_sentence_are_undone() -> None:
+    wrapped = "差\n旅住宿标准为每晚\n600 元。\n第二章\nThe office is at the\nfar end of lot C.\nNext line"
+    assert (
+        unwrap_lines(wrapped)
+        == "差旅住宿标准为每晚\n600 元。\n第二章\nThe office is at the far end of lot C.\nNext line"
+    )

@@ -149,7 +149,22 @@ def test_file_that_turns_bad_keeps_its_last_good_version(ingestor: Ingestor, tmp
     (folder / "guide.pdf").write_bytes(b"%PDF-1.4 truncated")
     summary = ingestor.ingest_folder(folder, KB, progress=False)
     assert [source for source, _ in summary.failed] == ["guide.pdf"]
+    assert summary.failed[0][1].endswith("the version indexed before stays searchable")
     assert _stored(ingestor) == before
+
+
+def test_a_knowledge_base_that_lost_its_chunks_is_ingested_again(ingestor: Ingestor, tmp_path: Path) -> None:
+    """Deleting the Chroma data (or the collection) must not leave the ingestion records claiming
+    every file is indexed: the next run finds them "unchanged" and the knowledge base stays empty."""
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    first = ingestor.ingest_folder(folder, KB, progress=False)
+    ingestor.client.delete_collection(KB)
+    again = ingestor.ingest_folder(folder, KB, progress=False)
+    assert sorted(again.added) == sorted(first.added) and again.unchanged == []
+    assert again.chunks_written == first.chunks_written == len(_stored(ingestor))
+    _assert_no_duplicates(_stored(ingestor))
+    assert ingestor.ingest_folder(folder, KB, progress=False).chunks_written == 0  # and settled
 
 
 def test_unreadable_file_is_reported(
@@ -342,7 +357,8 @@ def test_run_killed_inside_a_batch_is_redone(ingestor: Ingestor, tmp_path: Path)
     pending = ingestor.manifest.records(KB)
     assert pending and all(record.sha256 is None for record in pending.values())
     summary = ingestor.ingest_folder(folder, KB, progress=False)
-    assert sorted(summary.updated) == sorted(pending)
+    # Nothing of the first run reached Chroma, so its records are dropped and every file is added.
+    assert sorted(summary.added) == sorted(pending) and summary.updated == []
     stored = _stored(ingestor)
     _assert_no_duplicates(stored)
     assert len(stored) == _fresh_count(folder, ingestor, tmp_path)

@@ -65,3 +65,34 @@ def test_overlap_repeats_the_end_of_the_previous_chunk() -> None:
     chunks = split_documents([Document(page_content=text, metadata={})], make_splitter(100, 30))
     for previous, current in pairwise(chunks):
         assert current.page_content[:6] in previous.page_content
+
+
+def _split(text: str, source: str) -> list[Document]:
+    return split_documents([Document(page_content=text, metadata={"source": source})], make_splitter(500, 80))
+
+
+def test_hash_lines_of_a_plain_text_file_are_text_not_headings() -> None:
+    """A to-do list or shell-style comments in a .txt: the "# " lines are content, every one kept."""
+    [chunk] = _split("待办事项\n# 1 采购打印纸\n# 2 预订会议室\n# 3 提交周报\n", "todo.txt")
+    assert all(item in chunk.page_content for item in ("采购打印纸", "预订会议室", "提交周报"))
+    assert "section" not in chunk.metadata
+
+
+def test_markdown_headings_without_bodies_are_kept_as_text() -> None:
+    """An outline, or a section emptied down to its title, still says something: its leaf headings
+    become the text of their parent's section rather than vanishing."""
+    chunks = _split("# 制度目录\n## 年假\n## 病假\n# 附录\n正文在这里。\n", "outline.md")
+    assert [(chunk.metadata.get("section"), chunk.page_content) for chunk in chunks] == [
+        ("制度目录", "制度目录\n年假\n病假"),
+        ("附录", "附录\n正文在这里。"),
+    ]
+    assert [chunk.page_content for chunk in _split("# 年假（本节已废止）\n## 见新制度\n", "old.md")] == [
+        "年假（本节已废止）\n见新制度"
+    ]
+
+
+def test_hash_lines_inside_a_markdown_code_fence_are_not_headings() -> None:
+    text = "# 部署\n\n```bash\n# 这是注释不是标题\nmake run\n```\n部署完成后访问八千端口。\n"
+    [chunk] = _split(text, "deploy.md")
+    assert chunk.metadata["section"] == "部署"
+    assert "# 这是注释不是标题" in chunk.page_content and "八千端口" in chunk.page_content

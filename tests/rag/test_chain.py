@@ -283,3 +283,18 @@ def test_an_answer_cut_off_at_the_token_limit_is_not_withdrawn(service: Knowledg
     assert "withdrawn" not in asyncio.run(chain.ainvoke(question))
     complete = service.chain(KB, FakeListChatModel(responses=["The shuttle bus"]), k=2)
     assert complete.invoke(question)["withdrawn"]["reason"] == RESTATES_QUESTION
+
+
+def test_a_follow_up_is_also_searched_after_the_message_it_follows(service: KnowledgeBaseService) -> None:
+    """The small LLM's rewrite often comes back as the bare follow-up ("那里几点开门？"); the follow-up
+    after the user's previous message still says what "那里" is, and that search is fused in."""
+    history = [("user", "员工食堂在几楼？"), ("assistant", "员工食堂在三楼 [1]。")]
+    question = {"question": "那里几点开门？", "history": history}
+    chain = service.chain(KB, FakeListChatModel(responses=["那里几点开门？", "资料没有写 [1]。"]), k=1)
+    result = chain.invoke(question)
+    assert result["query"] == "那里几点开门？"  # the rewrite failed ...
+    assert [source["source"] for source in result["sources"]] == ["canteen.md"]  # ... the canteen is found
+    settings = service.settings.model_copy(update={"followup_context": False})
+    llm = FakeListChatModel(responses=["那里几点开门？", "?"])
+    alone = build_rag_chain(service.retriever(KB, k=1, gated=False), llm, settings)
+    assert [source["source"] for source in alone.invoke(question)["sources"]] == ["leave.md"]

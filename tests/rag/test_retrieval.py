@@ -302,3 +302,21 @@ def test_exact_search_skips_chunks_gone_from_chroma(service: KnowledgeBaseServic
     assert best.metadata["source"] == "leave.md"
     retriever.store.delete(ids=[best.id])  # behind the index's back, as a running ingestion does
     assert best.id not in [document.id for document in retriever.invoke("员工每年有几天年假？")]
+
+
+def test_a_passage_stored_for_two_files_is_returned_once(ingestor: Ingestor, tmp_path: Path) -> None:
+    """A copied (or linked) document stores its text once per file; the few passages the LLM reads
+    must not be the same text twice."""
+    folder = tmp_path / "copies"
+    folder.mkdir()
+    for name in ("leave.md", "leave-copy.md", "old/leave.md"):
+        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).write_text("# 休假\n\n员工每年享有十五天带薪年假。", encoding="utf-8")
+    (folder / "canteen.md").write_text("# 食堂\n\n员工食堂在三楼。", encoding="utf-8")
+    ingestor.ingest_folder(folder, "copies", progress=False)
+    service = KnowledgeBaseService(ingestor.settings, embeddings=ingestor.embeddings)
+    texts = [
+        document.page_content
+        for document in service.retriever("copies", k=3, gated=False).invoke("年假几天？")
+    ]
+    assert len(texts) == len(set(texts)) == 2
