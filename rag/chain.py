@@ -117,10 +117,14 @@ class _RagSteps:
         language = detect_language(inputs["question"]) if settings.language == "auto" else settings.language
         return {**inputs, "language": language}
 
+    def _history(self, values: dict[str, Any]) -> list[Any]:
+        """The last ``history_turns`` messages before the question (none when that is 0)."""
+        turns = self.settings.history_turns
+        return list(values.get("history") or [])[-turns:] if turns else []
+
     def condenser(self, values: dict[str, Any]) -> Runnable | None:
         """The follow-up rewriter (prompt → LLM → text) when there is a history, else None."""
-        turns = self.settings.history_turns
-        history = list(values.get("history") or [])[-turns:] if turns else []
+        history = self._history(values)
         if not history:
             return None
         language = values["language"]
@@ -131,12 +135,7 @@ class _RagSteps:
         """The retriever, told the follow-up as typed after the user's previous message when there is
         a history: the small LLM's rewrite often drops what "那成都呢？" or "who approves it?" refers
         to, and that text still holds it (``KnowledgeBaseRetriever.context``)."""
-        history = (
-            list(values.get("history") or [])[-self.settings.history_turns :]
-            if self.settings.history_turns
-            else []
-        )
-        earlier = [text for role, text in history if role == "user" and text.strip()]
+        earlier = [text for role, text in self._history(values) if role == "user" and text.strip()]
         if not earlier or not self.settings.followup_context or not hasattr(self.retriever, "context"):
             return self.retriever
         return self.retriever.model_copy(update={"context": f"{earlier[-1]} {values['question']}"})
