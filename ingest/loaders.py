@@ -268,7 +268,8 @@ def _read_text(path: Path, limits: LoadLimits) -> tuple[str, str]:
 
 def load_text(path: Path, limits: LoadLimits) -> list[Document]:
     text, encoding = _read_text(path, limits)
-    return [Document(page_content=_require_text(text.replace("\r\n", "\n")), metadata={"encoding": encoding})]
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # Windows, and old Mac line ends
+    return [Document(page_content=_require_text(text), metadata={"encoding": encoding})]
 
 
 @contextlib.contextmanager

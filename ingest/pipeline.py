@@ -157,7 +157,7 @@ def scan_folder(folder: Path) -> tuple[list[tuple[Path, str]], list[tuple[str, s
             continue
         subfolders: list[Path] = []
         for entry in entries:
-            if entry.name.startswith("."):
+            if entry.name.startswith((".", "~$")):  # hidden, or an open Office document's lock file
                 continue
             path = Path(entry.path)
             source = _printable(path, folder)

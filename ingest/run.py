@@ -81,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     except KnowledgeBaseBusyError as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
+    except KeyboardInterrupt:
+        # Safe to stop anywhere: files of the unfinished batch stay pending and are redone next time.
+        print("\ninterrupted: run the same command again to finish (nothing is duplicated)", file=sys.stderr)
+        return 130
     except (EmbeddingModelError, StoreError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -39,7 +39,6 @@ SEPARATORS = [
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.M)
 _FENCE = re.compile(r"^\s*(```|~~~)")
-_MARKDOWN_SUFFIXES = (".md", ".markdown")
 
 
 def make_splitter(chunk_size: int, chunk_overlap: int) -> RecursiveCharacterTextSplitter:
@@ -121,13 +120,14 @@ def split_documents(
 ) -> list[Document]:
     """Split one file's documents, numbering its chunks in order across pages.
 
-    With ``headings``, Markdown documents are split section by section (``_with_headings``); in a
-    plain-text file a line starting with "# " is a comment or a numbered item, not a heading.
+    With ``headings``, documents with Markdown headings are split section by section
+    (``_with_headings``), plain-text files too: notes kept as .txt are often Markdown, and splitting
+    the evaluation corpus's four such files without their headings cost retrieval (docs/BENCHMARKS.md).
+    A "# " line that is no heading (a numbered to-do item) has no body and so stays text.
     """
     chunks: list[Document] = []
     for document in documents:
-        markdown = str(document.metadata.get("source", "")).lower().endswith(_MARKDOWN_SUFFIXES)
-        if headings and markdown and _HEADING.search(document.page_content):
+        if headings and _HEADING.search(document.page_content):
             chunks.extend(_with_headings(document, splitter))
         else:
             chunks.extend(splitter.split_documents([document]))

@@ -130,6 +130,8 @@ def test_bad_files_are_reported_and_good_ones_still_ingested(ingestor: Ingestor,
     (folder / "junk.txt").write_bytes(bytes(range(256)) * 4)
     (folder / "table.xlsx").write_bytes(b"PK")
     (folder / ".hidden.md").write_text("hidden", encoding="utf-8")
+    (folder / "~$policy.docx").write_bytes(b"\x00lock")  # Word's lock file beside an open document
+    (folder / "mac.txt").write_bytes("旧版 Mac 文件。\r第二行。".encode())
     summary = ingestor.ingest_folder(folder, KB, progress=False)
     failed = dict(summary.failed)
     assert set(failed) == {"broken.pdf", "empty.md", "junk.txt"}
@@ -137,8 +139,10 @@ def test_bad_files_are_reported_and_good_ones_still_ingested(ingestor: Ingestor,
     assert "empty" in failed["empty.md"]
     assert "binary" in failed["junk.txt"]
     assert dict(summary.skipped) == {"table.xlsx": "unsupported file type .xlsx"}
-    assert len(summary.added) == 4
+    assert len(summary.added) == 5
     assert {chunk["source"] for chunk in _stored(ingestor).values()} == set(summary.added)
+    [mac] = [chunk["text"] for chunk in _stored(ingestor).values() if chunk["source"] == "mac.txt"]
+    assert mac == "旧版 Mac 文件。\n第二行。"
 
 
 def test_file_that_turns_bad_keeps_its_last_good_version(ingestor: Ingestor, tmp_path: Path) -> None:
