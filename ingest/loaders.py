@@ -304,10 +304,11 @@ def _pdf_reason(error: BaseException, tail: bytes) -> str:
     return f"not a readable PDF ({type(error).__name__}: {error})"
 
 
-# A PDF line break inside a sentence: between two Chinese characters (or after a Chinese comma), or
-# between a lower-case letter / comma / hyphen-less word end and a lower-case word start.
-_CJK_WRAP = re.compile(r"(?<=[\u3400-\u9fff，、])[ \t]*\n[ \t]*(?=[\u3400-\u9fff])")
-_LATIN_WRAP = re.compile(r"(?<=[a-z,;])[ \t]*\n[ \t]*(?=[a-z])")
+# Where a sentence may go on across a line break: Chinese to Chinese (after a character or a comma),
+# or a lower-case word (or comma) to a lower-case word.
+_CJK_END, _CJK_START = re.compile(r"[\u3400-\u9fff，、]$"), re.compile(r"^[\u3400-\u9fff]")
+_LATIN_END, _LATIN_START = re.compile(r"[a-z,;]$"), re.compile(r"^[a-z]")
+_FULL_LINE = 0.75  # a line this long, of the page's longest, ran into the margin: it was wrapped
 
 
 def unwrap_lines(text: str) -> str:
@@ -315,10 +316,22 @@ def unwrap_lines(text: str) -> str:
 
     pypdf gives one line per printed line, so "差旅住宿标准" wrapped after "差" became "差\n旅住宿标准":
     neither keyword search nor a verbatim span finds it, and the splitter, which prefers line breaks
-    to sentence ends, cut chunks mid-sentence. A break after a sentence end, or before a capital, a
-    digit or a bullet, is kept: it may end a heading, a list item or a table row.
+    to sentence ends, cut chunks mid-sentence. Only a line that fills the width was wrapped: a short
+    one ("第一章 总则") is a heading or a list item and keeps its break, as does one ending a sentence
+    or followed by a capital, a digit or a bullet.
     """
-    return _LATIN_WRAP.sub(" ", _CJK_WRAP.sub("", text))
+    lines = [line.strip() for line in text.split("\n")]
+    full = _FULL_LINE * max((len(line) for line in lines), default=0)
+    out = lines[:1]
+    for line in lines[1:]:
+        previous = out[-1]
+        if len(previous) >= full and _CJK_END.search(previous) and _CJK_START.match(line):
+            out[-1] = previous + line
+        elif len(previous) >= full and _LATIN_END.search(previous) and _LATIN_START.match(line):
+            out[-1] = f"{previous} {line}"
+        else:
+            out.append(line)
+    return "\n".join(out)
 
 
 def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:

@@ -240,8 +240,8 @@ def test_html_declared_charset_wins_over_a_guess(tmp_path: Path) -> None:
 
 
 def test_pdf_line_wraps_inside_a_sentence_are_undone() -> None:
-    wrapped = "差\n旅住宿标准为每晚\n600 元。\n第二章\nThe office is at the\nfar end of lot C.\nNext line"
-    assert (
-        unwrap_lines(wrapped)
-        == "差旅住宿标准为每晚\n600 元。\n第二章\nThe office is at the far end of lot C.\nNext line"
-    )
+    """Lines that fill the width were wrapped; a short line (a heading) keeps its break."""
+    chinese = "第一章 总则\n员工出差乘坐高铁二等座，住宿的差\n旅标准为每晚六百元。"
+    assert unwrap_lines(chinese) == "第一章 总则\n员工出差乘坐高铁二等座，住宿的差旅标准为每晚六百元。"
+    english = "Parking\nThe visitor office lies at the\nfar end of parking lot C."
+    assert unwrap_lines(english) == "Parking\nThe visitor office lies at the far end of parking lot C."
