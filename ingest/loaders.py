@@ -218,6 +218,14 @@ def _guess_legacy(data: bytes) -> tuple[str, str]:
             return text, "gb18030"
     except UnicodeDecodeError:
         pass
+    # Then Traditional Chinese: read as GB18030, Big5 bytes give mojibake with kana and box-drawing
+    # characters mixed in, and on a sentence or two the general detector guesses a Japanese code page.
+    try:
+        text = data.decode("big5")
+        if _mostly_common_cjk(text):
+            return text, "big5"
+    except UnicodeDecodeError:
+        pass
     matches = from_bytes(data)
     best = matches.best()
     if best is None or best.encoding is None:

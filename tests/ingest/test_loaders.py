@@ -245,3 +245,9 @@ def test_pdf_line_wraps_inside_a_sentence_are_undone() -> None:
     assert unwrap_lines(chinese) == "第一章 总则\n员工出差乘坐高铁二等座，住宿的差旅标准为每晚六百元。"
     english = "Parking\nThe visitor office lies at the\nfar end of parking lot C."
     assert unwrap_lines(english) == "Parking\nThe visitor office lies at the far end of parking lot C."
+
+
+@pytest.mark.parametrize("text", ["員工請假規則：請假須經主管核准。", "颱風停班停課依政府公告辦理。"])
+def test_a_short_big5_text_is_read_as_traditional_chinese(text: str) -> None:
+    """One Big5 sentence was guessed as a Japanese code page (mojibake); Chinese is tried first."""
+    assert decode_text(text.encode("big5")) == (text, "big5")
