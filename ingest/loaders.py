@@ -17,6 +17,7 @@ import logging
 import re
 import stat
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -382,7 +383,7 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
                 if characters > limits.max_chars:
                     raise limits.too_much_text(characters, f" by page {number}")
                 if text.strip():
-                    pages.append(Document(page_content=unwrap_lines(text), metadata={"page": number}))
+                    pages.append(Document(page_content=text, metadata={"page": number}))
         except LoadError:
             raise
         except Exception as error:  # pypdf raises many types on hostile input; all mean "unreadable"
@@ -391,8 +392,55 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
         if not pages:
             raise LoadError(problems[0])
         log.warning("%s: %d unreadable page(s) left out, first %s", path.name, len(problems), problems[0])
+    pages = [page for page in _without_running_lines(pages) if page.page_content.strip()]
     if not pages:
         raise LoadError("PDF has no extractable text (scanned images?)")
+    for page in pages:
+        page.page_content = unwrap_lines(page.page_content)
+    return pages
+
+
+_EDGE_LINES = 2  # running headers and footers sit in a page's first or last lines
+
+
+def _without_running_lines(pages: list[Document]) -> list[Document]:
+    """The pages without the header and footer lines printed on most of them.
+
+    "某某公司内部资料 严禁外传" or "Acme Handbook — page 3 of 40" repeated on every page would go into
+    every chunk: its words would match every search and crowd the passage's own. A line counts as
+    running when, with its digits ignored (page numbers), it is among the first or last lines of at
+    least three pages and of most pages. Its first occurrence stays: a table's header row repeated
+    on each page is still said once; so does a page that holds nothing else.
+    """
+    if len(pages) < 3:
+        return pages
+
+    def key(line: str) -> str:
+        return re.sub(r"\d+", "#", " ".join(line.split()))
+
+    def edges(page: Document) -> set[str]:
+        lines = [line for line in page.page_content.splitlines() if line.strip()]
+        return {key(line) for line in lines[:_EDGE_LINES] + lines[-_EDGE_LINES:]}
+
+    seen = Counter(text for page in pages for text in edges(page))
+    running = {text for text, count in seen.items() if count >= max(3, 0.6 * len(pages))}
+    if not running:
+        return pages
+    kept: set[str] = set()
+    for page in pages:
+        lines = page.page_content.splitlines()
+        filled = [number for number, line in enumerate(lines) if line.strip()]
+        edge = set(filled[:_EDGE_LINES] + filled[-_EDGE_LINES:])
+        out = []
+        for number, line in enumerate(lines):
+            text = key(line)
+            if number in edge and text in running:
+                if text in kept:
+                    continue
+                kept.add(text)
+            out.append(line)
+        if any(line.strip() for line in out):  # a page that is nothing but such lines stays whole
+            page.page_content = "\n".join(out)
     return pages
 
 

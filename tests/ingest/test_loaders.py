@@ -251,3 +251,21 @@ def test_pdf_line_wraps_inside_a_sentence_are_undone() -> None:
 def test_a_short_big5_text_is_read_as_traditional_chinese(text: str) -> None:
     """One Big5 sentence was guessed as a Japanese code page (mojibake); Chinese is tried first."""
     assert decode_text(text.encode("big5")) == (text, "big5")
+
+
+def test_pdf_running_headers_and_footers_are_dropped_and_wrapped_lines_joined(tmp_path: Path) -> None:
+    """A header and a page number printed on every page would go into every chunk (the first page
+    keeps its copy); the body, wrapped at the page width by the PDF, comes back as one line."""
+    bodies = [
+        "员工出差期间的住宿标准按城市分级执行，一线城市每晚不超过六百元，其他城市每晚不超过四百五十元。",
+        "出差人员应在返回后十个工作日内提交报销单，并附上发票原件和行程单，逾期提交的需部门总监签字。",
+        "国际出差须提前十五个工作日提交申请，经分管副总裁批准后方可预订机票和酒店，费用按当地标准。",
+        "因公外出期间发生的市内交通费每日上限为一百元，超出部分由员工自理，特殊情况可申请例外。",
+    ]
+    pages = [f"星河公司内部资料 严禁外传\n{body}\n— {n} —" for n, body in enumerate(bodies, start=1)]
+    loaded = load_file(write_pdf(tmp_path / "rules.pdf", pages, cjk=True), "rules.pdf")
+    assert [page.metadata["page"] for page in loaded] == [1, 2, 3, 4]
+    assert "严禁外传" in loaded[0].page_content and "— 1 —" in loaded[0].page_content
+    for page, body in zip(loaded, bodies, strict=True):
+        assert body in page.page_content.splitlines()  # one line again, though printed on two
+    assert not any("严禁外传" in page.page_content or "—" in page.page_content for page in loaded[1:])
