@@ -281,6 +281,27 @@ def load_text(path: Path, limits: LoadLimits) -> list[Document]:
     return [Document(page_content=_require_text(text), metadata={"encoding": encoding})]
 
 
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S)
+_YAML_LINE = re.compile(r"^(?:[ \t]+|-[ \t]|[\w.-]+[ \t]*:|#)")
+_FRONT_TITLE = re.compile(r"^title:[ \t]*[\"']?(.*?)[\"']?[ \t]*$", re.M)
+
+
+def load_markdown(path: Path, limits: LoadLimits) -> list[Document]:
+    """A Markdown file without its YAML front matter (Hugo, Obsidian, Jekyll): "tags: [hr]",
+    "date: 2024-03-01" would be a chunk of their own that matches nothing a user asks. Its ``title``
+    is kept in the metadata."""
+    [document] = load_text(path, limits)
+    found = _FRONT_MATTER.match(document.page_content)
+    lines = [line for line in found.group(1).splitlines() if line.strip()] if found else []
+    if found is None or not all(_YAML_LINE.match(line) for line in lines):
+        return [document]  # none, or text between two horizontal rules
+    title = _FRONT_TITLE.search(found.group(1))
+    document.page_content = _require_text(document.page_content[found.end() :])
+    if title and title.group(1).strip():
+        document.metadata["title"] = title.group(1).strip()
+    return [document]
+
+
 @contextlib.contextmanager
 def _quiet_pypdf() -> Iterator[None]:
     """pypdf logs a warning per damaged object (50 000 for a nested-dictionary bomb); our reason says it."""
@@ -565,8 +586,8 @@ def load_html(path: Path, limits: LoadLimits) -> list[Document]:
 
 LOADERS: dict[str, Callable[[Path, LoadLimits], list[Document]]] = {
     ".pdf": load_pdf,
-    ".md": load_text,
-    ".markdown": load_text,
+    ".md": load_markdown,
+    ".markdown": load_markdown,
     ".txt": load_text,
     ".text": load_text,
     ".docx": load_docx,

@@ -269,3 +269,13 @@ def test_pdf_running_headers_and_footers_are_dropped_and_wrapped_lines_joined(tm
     for page, body in zip(loaded, bodies, strict=True):
         assert body in page.page_content.splitlines()  # one line again, though printed on two
     assert not any("严禁外传" in page.page_content or "—" in page.page_content for page in loaded[1:])
+
+
+def test_markdown_front_matter_is_metadata_not_text(tmp_path: Path) -> None:
+    path = tmp_path / "leave.md"
+    path.write_text('---\ntitle: "休假制度"\ntags: [hr]\n---\n# 年假\n\n每年十五天。\n', encoding="utf-8")
+    [document] = load_file(path, "leave.md")
+    assert document.page_content == "# 年假\n\n每年十五天。\n" and document.metadata["title"] == "休假制度"
+    ruled = tmp_path / "ruled.md"  # text between two horizontal rules is no front matter
+    ruled.write_text("---\n年假每年十五天。\n---\n", encoding="utf-8")
+    assert load_file(ruled, "ruled.md")[0].page_content == "---\n年假每年十五天。\n---\n"
