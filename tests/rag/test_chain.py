@@ -19,7 +19,7 @@ from ingest.pipeline import Ingestor
 from rag.answer_check import COPIES_EXAMPLE, RESTATES_QUESTION
 from rag.chain import build_rag_chain
 from rag.config import PROJECT_ROOT
-from rag.prompts import answer_prompt, read_prompt
+from rag.prompts import answer_prompt, condense_prompt, read_prompt
 from rag.service import KnowledgeBaseService
 
 KB = "chain"
@@ -298,3 +298,30 @@ def test_a_follow_up_is_also_searched_after_the_message_it_follows(service: Know
     llm = FakeListChatModel(responses=["那里几点开门？", "?"])
     alone = build_rag_chain(service.retriever(KB, k=1, gated=False), llm, settings)
     assert [source["source"] for source in alone.invoke(question)["sources"]] == ["leave.md"]
+
+
+def test_follow_up_rewrite_examples_come_as_earlier_turns(tmp_path: Path) -> None:
+    """``condense.examples.json`` (none ships: measured no better with the 0.5B) becomes finished
+    exchanges before the follow-up's own turn; a malformed file is named."""
+    prompts_dir = tmp_path / "prompts"
+    shutil.copytree(PROJECT_ROOT / "prompts", prompts_dir)
+    assert [
+        m.type for m in condense_prompt(prompts_dir, "zh").format_messages(history="h", question="q")
+    ] == ["human"]
+    example = {
+        "history": [["user", "图书馆周六几点开门？"], ["assistant", "9:00 [1]。"]],
+        "question": "周日呢？",
+    }
+    path = prompts_dir / "zh" / "condense.examples.json"
+    path.write_text(json.dumps([{**example, "standalone": "图书馆周日几点开门？"}]), encoding="utf-8")
+    condense_prompt.cache_clear()
+    messages = condense_prompt(prompts_dir, "zh").format_messages(
+        history="用户: 年假几天？", question="病假呢？"
+    )
+    assert [message.type for message in messages] == ["human", "ai", "human"]
+    assert "用户: 图书馆周六几点开门？" in messages[0].content and "周日呢？" in messages[0].content
+    assert messages[1].content == "图书馆周日几点开门？" and "病假呢？" in messages[2].content
+    path.write_text(json.dumps([example]), encoding="utf-8")  # no "standalone"
+    condense_prompt.cache_clear()
+    with pytest.raises(ValueError, match=r"zh/condense\.examples\.json"):
+        condense_prompt(prompts_dir, "zh")
