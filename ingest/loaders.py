@@ -213,20 +213,15 @@ def _decode_mixed(data: bytes) -> tuple[str, str] | None:
 
 def _guess_legacy(data: bytes) -> tuple[str, str]:
     # Chinese first: strict GB18030 decoding of non-Chinese bytes fails or yields rare characters.
-    try:
-        text = data.decode("gb18030")
-        if _mostly_common_cjk(text):
-            return text, "gb18030"
-    except UnicodeDecodeError:
-        pass
     # Then Traditional Chinese: read as GB18030, Big5 bytes give mojibake with kana and box-drawing
     # characters mixed in, and on a sentence or two the general detector guesses a Japanese code page.
-    try:
-        text = data.decode("big5")
+    for chinese in ("gb18030", "big5"):
+        try:
+            text = data.decode(chinese)
+        except UnicodeDecodeError:
+            continue
         if _mostly_common_cjk(text):
-            return text, "big5"
-    except UnicodeDecodeError:
-        pass
+            return text, chinese
     matches = from_bytes(data)
     best = matches.best()
     if best is None or best.encoding is None:

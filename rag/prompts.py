@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -69,40 +69,29 @@ def condense_prompt(prompts_dir: Path, language: str) -> ChatPromptTemplate:
     """The follow-up rewrite: ``condense.examples.json``'s worked examples as earlier turns (each built
     through the ``condense`` template, its rewrite the reply), then the follow-up's own turn, whose
     ``history`` and ``question`` are left to fill."""
+    template = read_prompt(prompts_dir, language, "condense")
     turns: list[BaseMessage] = []
-    for example in _condense_examples(prompts_dir, language):
-        text = read_prompt(prompts_dir, language, "condense").format(
+    for example in _read_examples(
+        prompts_dir / language / "condense.examples.json",
+        "a JSON list of {history: [[role, text], ...], question, standalone}",
+        _is_condense_example,
+    ):
+        text = template.format(
             history=format_history(example["history"], language), question=example["question"]
         )
         turns += [HumanMessage(text), AIMessage(example["standalone"])]
-    follow_up = read_prompt(prompts_dir, language, "condense")
-    return ChatPromptTemplate.from_messages([*turns, ("human", follow_up)])
+    return ChatPromptTemplate.from_messages([*turns, ("human", template)])
 
 
-def _condense_examples(prompts_dir: Path, language: str) -> list[dict[str, Any]]:
-    """The examples of ``condense.examples.json`` (optional), their shape checked (message names the file)."""
-    path = prompts_dir / language / "condense.examples.json"
-    if not path.is_file():
-        return []
-    shape = "a JSON list of {history: [[role, text], ...], question, standalone}"
-    try:
-        examples = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as error:
-        raise ValueError(f"{path} must be {shape}: {error}") from error
-
-    def valid(example: object) -> bool:
-        if not isinstance(example, dict):
-            return False
-        history = example.get("history")
-        turns_ok = isinstance(history, list) and all(
-            isinstance(turn, list) and len(turn) == 2 and all(isinstance(part, str) for part in turn)
-            for turn in history
-        )
-        return turns_ok and all(isinstance(example.get(key), str) for key in ("question", "standalone"))
-
-    if not isinstance(examples, list) or not all(valid(example) for example in examples):
-        raise ValueError(f"{path} must be {shape}")
-    return examples
+def _is_condense_example(example: object) -> bool:
+    if not isinstance(example, dict):
+        return False
+    history = example.get("history")
+    turns_ok = isinstance(history, list) and all(
+        isinstance(turn, list) and len(turn) == 2 and all(isinstance(part, str) for part in turn)
+        for turn in history
+    )
+    return turns_ok and all(isinstance(example.get(key), str) for key in ("question", "standalone"))
 
 
 def _example_passage(passage: dict[str, str]) -> Document:
@@ -156,15 +145,23 @@ def example_texts(prompts_dir: Path, language: str) -> tuple[str, ...]:
 
 def _examples(prompts_dir: Path, language: str) -> list[dict[str, Any]]:
     """The examples of ``answer.examples.json``, their shape checked (message names the file)."""
-    path = prompts_dir / language / "answer.examples.json"
+    return _read_examples(
+        prompts_dir / language / "answer.examples.json",
+        "a JSON list of {passages: [{source, section?, text}], question, answer}",
+        _is_example,
+    )
+
+
+def _read_examples(path: Path, shape: str, valid: Callable[[object], bool]) -> list[dict[str, Any]]:
+    """An optional examples file: [] when absent; a JSON list each of whose items is ``valid``, or a
+    ``ValueError`` naming the file and the ``shape`` expected."""
     if not path.is_file():
         return []
-    shape = "a JSON list of {passages: [{source, section?, text}], question, answer}"
     try:
         examples = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as error:
         raise ValueError(f"{path} must be {shape}: {error}") from error
-    if not isinstance(examples, list) or not all(_is_example(example) for example in examples):
+    if not isinstance(examples, list) or not all(valid(example) for example in examples):
         raise ValueError(f"{path} must be {shape}")
     return examples
 
