@@ -181,7 +181,7 @@ class _RagSteps:
         finish: str | None = None
         for chunk in answer.stream(self.answer_inputs(values), config):
             finish = _finish_reason(chunk) or finish
-            if piece := _text(chunk):
+            if piece := chunk.text:  # the message chunk's text, as StrOutputParser gives it
                 pieces.append(piece)
                 yield AddableDict(answer=piece)
         yield from self._checked(values, "".join(pieces), finish)
@@ -210,7 +210,7 @@ class _RagSteps:
         finish: str | None = None
         async for chunk in answer.astream(self.answer_inputs(values), config):
             finish = _finish_reason(chunk) or finish
-            if piece := _text(chunk):
+            if piece := chunk.text:  # the message chunk's text, as StrOutputParser gives it
                 pieces.append(piece)
                 yield AddableDict(answer=piece)
         for checked in self._checked(values, "".join(pieces), finish):
@@ -240,14 +240,6 @@ class _RagSteps:
         values["sources"], values["context"] = self.found(values)
         yield AddableDict(sources=values["sources"])
         yield AddableDict(context=values["context"])
-
-
-def _text(chunk: Any) -> str:
-    """A streamed message chunk's text (what ``StrOutputParser`` would give)."""
-    content = getattr(chunk, "content", chunk)
-    if isinstance(content, str):
-        return content
-    return "".join(part if isinstance(part, str) else str(part.get("text", "")) for part in content)
 
 
 def _finish_reason(chunk: Any) -> str | None:
