@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import errno
+import itertools
 import logging
 import re
 import stat
@@ -411,8 +412,52 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
     pages = [page for page in _without_running_lines(pages) if page.page_content.strip()]
     if not pages:
         raise LoadError("PDF has no extractable text (scanned images?)")
+    return [page for page in _unwrapped(pages) if page.page_content.strip()]
+
+
+_SENTENCE_END = re.compile(r"[。！？；!?;]|\.(?=\s)")
+
+
+def _runs_on(page: str, following: str) -> bool:
+    """Whether ``page`` ends mid-sentence and ``following`` goes on with it, judged as ``unwrap_lines``
+    judges a line break: a last line filling the width that stops on a character or a comma."""
+    lines = [line.strip() for line in page.splitlines() if line.strip()]
+    first = next((line.strip() for line in following.splitlines() if line.strip()), "")
+    if len(lines) < 2 or len(lines[-1]) < _FULL_LINE * max(len(line) for line in lines):
+        return False
+    return bool(
+        (_CJK_END.search(lines[-1]) and _CJK_START.match(first))
+        or (_LATIN_END.search(lines[-1]) and _LATIN_START.match(first))
+    )
+
+
+def _unwrapped(pages: list[Document]) -> list[Document]:
+    """The pages with ``unwrap_lines`` applied, and a sentence broken by a page break made whole on
+    the page where it ends.
+
+    Each page is split on its own, so "住宿标准为每晚" closing page 3 and "六百元。" opening page 4
+    were two halves in two chunks, neither of which answers the question. The unfinished sentence
+    (only it, not its paragraph) moves to the next page: its chunk is cited by the page it ends on.
+    """
+    runs_on = [
+        following.metadata["page"] == page.metadata["page"] + 1
+        and _runs_on(page.page_content, following.page_content)
+        for page, following in itertools.pairwise(pages)
+    ]
     for page in pages:
-        page.page_content = unwrap_lines(page.page_content)
+        page.page_content = unwrap_lines(page.page_content.strip())
+    for (page, following), moves in zip(itertools.pairwise(pages), runs_on, strict=True):
+        if not moves:
+            continue
+        lines = page.page_content.split("\n")
+        ends = list(_SENTENCE_END.finditer(lines[-1]))
+        cut = ends[-1].end() if ends else 0
+        fragment = lines[-1][cut:].strip()
+        if not fragment or (cut == 0 and len(lines) == 1):  # the page is one unfinished sentence
+            continue
+        page.page_content = "\n".join([*lines[:-1], lines[-1][:cut].rstrip()]).strip()
+        joiner = " " if _LATIN_END.search(fragment) else ""
+        following.page_content = fragment + joiner + following.page_content
     return pages
 
 

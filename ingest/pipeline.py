@@ -337,7 +337,23 @@ class Ingestor:
         """
         started = time.monotonic()
         summary = IngestSummary(kb=kb)
-        self._forget_records_without_chunks(kb)
+        ours = {source for _, source in files}
+        lost_uploads = [item for item in self._forget_records_without_chunks(kb) if item[1] not in ours]
+        if lost_uploads:
+            # no folder run would bring the uploads back: their files are only in the upload folder
+            log.warning("ingesting the %d uploaded document(s) of %s again", len(lost_uploads), kb)
+            recovered = self._ingest_files(
+                lost_uploads,
+                kb,
+                full=True,
+                origin=UPLOAD,
+                progress=progress,
+                on_file=None,
+                refresh_keyword_index=False,
+            )
+            summary.added += recovered.added
+            summary.failed += recovered.failed
+            summary.chunks_written += recovered.chunks_written
         vectors = ReusingEmbeddings(self.embeddings)
         target = _BatchTarget(
             kb,
@@ -403,22 +419,31 @@ class Ingestor:
             self.manifest.remove_kb(kb)
             KeywordIndex(keyword_folder(self.settings.data_dir, kb), None).delete()
 
-    def _forget_records_without_chunks(self, kb: str) -> None:
-        """Drop ingestion records that describe chunks the knowledge base no longer has.
+    def _forget_records_without_chunks(self, kb: str) -> list[tuple[Path, str]]:
+        """Drop ingestion records that describe chunks the knowledge base no longer has; returns the
+        (path, source) of the uploaded documents among them whose files are still stored.
 
         Deleting ``data/chroma`` (or its collection, or pointing ``KBQA_CHROMA_HOST`` at a new
         server) leaves the records claiming every file is indexed: each would be "unchanged" and the
         knowledge base would stay empty. Without its collection, or with an empty one where the records
-        count chunks, every file is ingested again instead.
+        count chunks, every file is ingested again instead; a folder's files by its next run, the
+        uploads (which no folder holds) by the caller, from the upload folder.
         """
         records = self.manifest.records(kb)
         if not records:
-            return
+            return []
         collection = find_collection(self.client, kb)
         if collection is not None and (collection.count() or not any(r.chunks for r in records.values())):
-            return
+            return []
         log.warning("knowledge base %s lost its chunks (collection gone or empty): ingesting all again", kb)
+        uploads = self.settings.uploads_dir / kb
+        stored = [
+            (uploads / source, source)
+            for source, record in sorted(records.items())
+            if record.origin == UPLOAD and (uploads / source).is_file()
+        ]
         self.forget_knowledge_base(kb)
+        return stored
 
     def lock(self, kb: str) -> IngestionLock:
         return IngestionLock(self.settings.data_dir, kb)

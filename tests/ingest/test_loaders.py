@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 from pypdf import PdfReader, PdfWriter
+from reportlab.lib.pagesizes import A4
 
 from ingest.loaders import LoadError, decode_text, is_supported, load_file, unwrap_lines
-from tests.support.sample_docs import write_docx, write_pdf
+from tests.support.sample_docs import CJK_FONT, FONT_SIZE, MARGIN, wrap_text, write_docx, write_pdf
 
 ZH = "知识库问答系统把文档切成小块。每个块都会计算向量！检索时取回最相关的几块？"
 
@@ -269,6 +270,29 @@ def test_pdf_running_headers_and_footers_are_dropped_and_wrapped_lines_joined(tm
     for page, body in zip(loaded, bodies, strict=True):
         assert body in page.page_content.splitlines()  # one line again, though printed on two
     assert not any("严禁外传" in page.page_content or "—" in page.page_content for page in loaded[1:])
+
+
+def test_a_sentence_broken_by_a_page_break_is_whole_on_the_page_where_it_ends(tmp_path: Path) -> None:
+    """Pages are split apart, so the two halves of a sentence across a page break would sit in two
+    chunks and neither would hold the fact; the unfinished sentence (only it) joins the next page."""
+    width = len(wrap_text("字" * 100, CJK_FONT, FONT_SIZE, A4[0] - 2 * MARGIN)[0])
+    done = "员工出差期间的住宿标准按城市分级执行，由财务部每年一月公布当年的城市分级名单和各级标准。"
+    broken = (
+        "一线城市每晚不超过六百元，其他城市每晚不超过四百五十元，"
+        "超出部分由员工自理，特殊情况须经部门总监批准后报销。"
+    )
+    cut = 2 * width - len(done)  # page 1 ends with two full lines, mid-sentence
+    assert 0 < cut < len(broken) and "\u4e00" <= broken[cut] <= "\u9fff"
+    pages = [
+        done + broken[:cut],
+        broken[cut:] + "\n市内交通费每日上限为一百元。",
+        "第二章 附则\n本办法自发布之日起施行。",
+    ]
+    loaded = load_file(write_pdf(tmp_path / "travel.pdf", pages, cjk=True), "travel.pdf")
+    assert [page.metadata["page"] for page in loaded] == [1, 2, 3]
+    assert loaded[0].page_content == done
+    assert loaded[1].page_content.splitlines() == [broken, "市内交通费每日上限为一百元。"]
+    assert loaded[2].page_content.startswith("第二章 附则")  # a finished sentence stays where it is
 
 
 def test_markdown_front_matter_is_metadata_not_text(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ingest.manifest import UPLOAD
 from ingest.pipeline import Ingestor, IngestSummary, record_manager
 from rag.store import knowledge_base_info
 from tests.support.sample_docs import write_docx, write_pdf
@@ -169,6 +170,32 @@ def test_a_knowledge_base_that_lost_its_chunks_is_ingested_again(ingestor: Inges
     assert again.chunks_written == first.chunks_written == len(_stored(ingestor))
     _assert_no_duplicates(_stored(ingestor))
     assert ingestor.ingest_folder(folder, KB, progress=False).chunks_written == 0  # and settled
+
+
+def test_uploads_come_back_when_the_knowledge_base_lost_its_chunks(
+    ingestor: Ingestor, tmp_path: Path
+) -> None:
+    """Uploaded documents are in no folder, so only their stored files can bring them back."""
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    ingestor.ingest_folder(folder, KB, progress=False)
+    uploads = ingestor.settings.uploads_dir / KB
+    uploads.mkdir(parents=True)
+    (uploads / "memo.txt").write_text("备忘：周五下午三点消防演习。" * 20, encoding="utf-8")
+    (uploads / "gone.txt").write_text("This upload's file will be missing. " * 20, encoding="utf-8")
+    uploaded = [(uploads / name, name) for name in ("memo.txt", "gone.txt")]
+    ingestor.ingest_files(uploaded, KB, origin=UPLOAD, progress=False)
+    (uploads / "gone.txt").unlink()
+    before = {(c["source"], c["text"]) for c in _stored(ingestor).values() if c["source"] != "gone.txt"}
+
+    ingestor.client.delete_collection(KB)
+    again = ingestor.ingest_folder(folder, KB, progress=False)
+    assert "memo.txt" in again.added and "gone.txt" not in again.added
+    assert {(c["source"], c["text"]) for c in _stored(ingestor).values()} == before
+    assert ingestor.manifest.records(KB)["memo.txt"].origin == UPLOAD
+    _assert_no_duplicates(_stored(ingestor))
+    settled = ingestor.ingest_folder(folder, KB, progress=False)
+    assert settled.chunks_written == 0 and settled.added == []
 
 
 def test_unreadable_file_is_reported(
