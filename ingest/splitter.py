@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 
 from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
@@ -38,7 +39,14 @@ SEPARATORS = [
 
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.M)
+# A "Title" line underlined by "=====" (level 1) or "-----" (level 2): Markdown's setext headings,
+# common in plain-text notes and converted documents. Three marks at least, so "--" stays text.
+_UNDERLINE = re.compile(r"^ {0,3}(={3,}|-{3,})[ \t]*$")
+_NOT_A_TITLE = re.compile(r"^\s*([-*+>|]|\d+[.)]\s|#|```|~~~)")
 _FENCE = re.compile(r"^\s*(```|~~~)")
+# A table row as the loaders write one: Markdown's "| a | b |", HTML's and Word's "a | b".
+_TABLE_ROW = re.compile(r"\S\s*\|\s*\S|^\s*\|")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
 
 
 def make_splitter(chunk_size: int, chunk_overlap: int) -> RecursiveCharacterTextSplitter:
@@ -67,17 +75,12 @@ def markdown_sections(text: str) -> list[tuple[list[str], str]]:
     sections: list[tuple[list[str], str]] = []
     path: list[str] = []
     body: list[str] = []
-    fenced = False
-    for line in text.splitlines():
-        if _FENCE.match(line):
-            fenced = not fenced
-        heading = None if fenced else _HEADING.match(line)
-        if heading is None:
+    for level, title, line in _heading_lines(text):
+        if not level:
             body.append(line)
             continue
         sections.append((list(path), "\n".join(body)))
-        level = len(heading.group(1))
-        path = [*path[: level - 1], heading.group(2).strip()]
+        path = [*path[: level - 1], title]
         body = []
     sections.append((list(path), "\n".join(body)))
     kept: list[tuple[list[str], str]] = []
@@ -95,6 +98,83 @@ def markdown_sections(text: str) -> list[tuple[list[str], str]]:
     return kept
 
 
+def _heading_lines(text: str) -> Iterator[tuple[int, str, str]]:
+    """(level, title, line) for each line of a Markdown text, level 0 for a line that is no heading.
+
+    ATX ("## 年假") and setext (a title line over "====" or "----") headings count; neither does
+    inside a fenced code block. A setext title must stand alone (after a blank line): "----" under
+    a paragraph's last line, a list item or a table is a rule.
+    """
+    lines = text.splitlines()
+    fenced = False
+    number = 0
+    while number < len(lines):
+        line = lines[number]
+        if _FENCE.match(line):
+            fenced = not fenced
+        atx = None if fenced else _HEADING.match(line)
+        following = lines[number + 1] if number + 1 < len(lines) else ""
+        underline = None if fenced else _UNDERLINE.match(following)
+        if atx is not None:
+            yield len(atx.group(1)), atx.group(2).strip(), line
+        elif (
+            underline is not None
+            and line.strip()
+            and not _NOT_A_TITLE.match(line)
+            and (number == 0 or not lines[number - 1].strip())
+        ):
+            yield (1 if underline.group(1)[0] == "=" else 2), line.strip(), line
+            number += 1  # the underline goes with its title
+        else:
+            yield 0, "", line
+        number += 1
+
+
+def has_headings(text: str) -> bool:
+    return any(level for level, _, _ in _heading_lines(text))
+
+
+def _table_headers(text: str) -> dict[str, str]:
+    """For each row of each table in ``text``, the lines that head its table.
+
+    A table is a run of at least three row lines; its head is the first row and the Markdown rule
+    under it, when there is one.
+    """
+    headers: dict[str, str] = {}
+    lines = text.splitlines()
+    start = 0
+    while start < len(lines):
+        end = start
+        while end < len(lines) and _TABLE_ROW.search(lines[end]):
+            end += 1
+        if end - start >= 3:
+            head = 2 if _TABLE_RULE.match(lines[start + 1]) else 1
+            for row in lines[start + head : end]:
+                headers.setdefault(row.strip(), "\n".join(lines[start : start + head]))
+        start = max(end, start + 1)
+    return headers
+
+
+def _split_with_table_headers(body: str, splitter: RecursiveCharacterTextSplitter) -> list[str]:
+    """The splitter's pieces of ``body``, where a piece that starts inside a table gains the table's
+    head row: "| 上海 | 600 |" alone does not say that 600 is the nightly hotel limit.
+
+    The pieces are cut shorter by the longest head, so no chunk grows past the chunk size.
+    """
+    headers = _table_headers(body)
+    if not headers:
+        return splitter.split_text(body)
+    longest = max(len(head) for head in headers.values()) + 1
+    size = splitter._chunk_size
+    room = max(size - longest, 50)
+    shorter = make_splitter(room, min(splitter._chunk_overlap, room // 2))
+    pieces = []
+    for piece in shorter.split_text(body):
+        head = headers.get(piece.split("\n", 1)[0].strip())
+        pieces.append(f"{head}\n{piece}" if head else piece)
+    return pieces
+
+
 def _with_headings(document: Document, splitter: RecursiveCharacterTextSplitter) -> list[Document]:
     """Chunks of one Markdown document, each knowing (and starting with) its section's heading path.
 
@@ -109,7 +189,7 @@ def _with_headings(document: Document, splitter: RecursiveCharacterTextSplitter)
         prefix = f"{section}\n" if section else ""
         room = max(size - len(prefix), 50)
         part_splitter = splitter if not prefix else make_splitter(room, min(overlap, room // 2))
-        for piece in part_splitter.split_text(body):
+        for piece in _split_with_table_headers(body, part_splitter):
             metadata = {**document.metadata, **({"section": section} if section else {})}
             chunks.append(Document(page_content=prefix + piece, metadata=metadata))
     return chunks
@@ -127,10 +207,11 @@ def split_documents(
     """
     chunks: list[Document] = []
     for document in documents:
-        if headings and _HEADING.search(document.page_content):
+        if headings and has_headings(document.page_content):
             chunks.extend(_with_headings(document, splitter))
         else:
-            chunks.extend(splitter.split_documents([document]))
+            pieces = _split_with_table_headers(document.page_content, splitter)
+            chunks.extend(Document(page_content=piece, metadata=dict(document.metadata)) for piece in pieces)
     chunks = [chunk for chunk in chunks if chunk.page_content.strip()]
     for index, chunk in enumerate(chunks):
         chunk.metadata["chunk"] = index
