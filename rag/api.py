@@ -47,7 +47,6 @@ from rag.llm import LLMRequestError, LLMUnavailableError
 from rag.locking import KnowledgeBaseBusyError
 from rag.service import (
     DocumentNotFoundError,
-    KnowledgeBaseExistsError,
     KnowledgeBaseService,
     UploadConflictError,
     UploadError,
@@ -55,6 +54,7 @@ from rag.service import (
 )
 from rag.store import (
     EmbeddingMismatchError,
+    KnowledgeBaseExistsError,
     KnowledgeBaseNotFoundError,
     StoreError,
     StoreUnavailableError,

@@ -35,23 +35,20 @@ from rag.locking import IngestionLock
 from rag.rerank import CrossEncoderReranker, load_reranker
 from rag.retrieval import KnowledgeBaseRetriever
 from rag.store import (
-    KnowledgeBaseNotFoundError,
+    KnowledgeBaseExistsError,
     StoreError,
     chroma_client,
     find_collection,
     knowledge_base_exists,
     knowledge_base_info,
     list_knowledge_bases,
+    missing_knowledge_base,
     open_vector_store,
     validate_kb_name,
 )
 
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
 _COPY_BLOCK = 1 << 20
-
-
-class KnowledgeBaseExistsError(StoreError):
-    """Creating a knowledge base whose name is taken."""
 
 
 class DocumentNotFoundError(StoreError, LookupError):
@@ -274,7 +271,7 @@ class KnowledgeBaseService:
 
     def require_knowledge_base(self, kb: str) -> str:
         if not knowledge_base_exists(self.client, validate_kb_name(kb)):
-            raise KnowledgeBaseNotFoundError(f"knowledge base {kb!r} does not exist")
+            raise missing_knowledge_base(self.client, kb)
         return kb
 
     def create_knowledge_base(self, kb: str) -> dict[str, Any]:

@@ -37,6 +37,10 @@ class KnowledgeBaseNotFoundError(StoreError, LookupError):
     """No collection of that name."""
 
 
+class KnowledgeBaseExistsError(StoreError):
+    """Creating a knowledge base whose name is taken (in any letter case)."""
+
+
 class EmbeddingMismatchError(StoreError):
     """The collection was built with another embedding model than the one configured now."""
 
@@ -144,6 +148,25 @@ def knowledge_base_exists(client: chromadb.ClientAPI, kb: str) -> bool:
     return find_collection(client, kb) is not None
 
 
+def _namesake(client: chromadb.ClientAPI, kb: str) -> str | None:
+    """The knowledge base whose name differs from ``kb`` in letter case only, if there is one."""
+    for collection in client.list_collections():
+        name = collection if isinstance(collection, str) else collection.name
+        if name != kb and name.casefold() == kb.casefold():
+            return name
+    return None
+
+
+def missing_knowledge_base(
+    client: chromadb.ClientAPI, kb: str, advice: str = ""
+) -> KnowledgeBaseNotFoundError:
+    """The error for a name that is not there, naming the one the user most likely meant ("Default"
+    for "default"; Chroma's names are case-sensitive, people's memory of them is not), else ``advice``."""
+    namesake = _namesake(client, kb)
+    hint = f"; did you mean {namesake!r}?" if namesake else advice
+    return KnowledgeBaseNotFoundError(f"knowledge base {kb!r} does not exist{hint}")
+
+
 def open_vector_store(
     client: chromadb.ClientAPI, kb: str, embeddings: SentenceTransformerEmbeddings, *, create: bool
 ) -> Chroma:
@@ -152,8 +175,14 @@ def open_vector_store(
     collection = _get_collection(client, kb)
     if collection is None:
         if not create:
-            raise KnowledgeBaseNotFoundError(
-                f"knowledge base {kb!r} does not exist; ingest documents into it first"
+            raise missing_knowledge_base(client, kb, "; ingest documents into it first")
+        namesake = _namesake(client, kb)
+        if namesake is not None:
+            # a second knowledge base a typo apart would split one collection of documents in two
+            # (and, on a case-insensitive disk, share the keyword index's folder)
+            raise KnowledgeBaseExistsError(
+                f"knowledge base {namesake!r} exists; a name differing from it only in letter case "
+                f"({kb!r}) is refused: use {namesake!r}"
             )
         metadata = {MODEL_KEY: embeddings.name, DIMENSION_KEY: embeddings.dimension}
         return Chroma(
@@ -206,7 +235,7 @@ def _info(collection: Any) -> KnowledgeBaseInfo:
 def knowledge_base_info(client: chromadb.ClientAPI, kb: str) -> KnowledgeBaseInfo:
     collection = _get_collection(client, validate_kb_name(kb))
     if collection is None:
-        raise KnowledgeBaseNotFoundError(f"knowledge base {kb!r} does not exist")
+        raise missing_knowledge_base(client, kb)
     return _info(collection)
 
 

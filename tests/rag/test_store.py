@@ -11,6 +11,7 @@ from rag.config import Settings
 from rag.embeddings import SentenceTransformerEmbeddings
 from rag.store import (
     EmbeddingMismatchError,
+    KnowledgeBaseExistsError,
     KnowledgeBaseNotFoundError,
     StoreUnavailableError,
     chroma_client,
@@ -75,6 +76,20 @@ def test_missing_knowledge_base_is_a_clear_error(
         open_vector_store(client, "never-made", embeddings, create=False)
     with pytest.raises(KnowledgeBaseNotFoundError):
         knowledge_base_info(client, "never-made")
+
+
+def test_names_differing_only_in_case_are_one_knowledge_base_to_the_user(
+    store_settings: Settings, embeddings: SentenceTransformerEmbeddings, tmp_path: Path
+) -> None:
+    """ "--kb Policies" after "--kb policies" would start a second, empty knowledge base by mistake."""
+    kb = _unique("Policies", tmp_path)
+    client = chroma_client(store_settings)
+    open_vector_store(client, kb, embeddings, create=True)
+    with pytest.raises(KnowledgeBaseExistsError, match=f"use '{kb}'"):
+        open_vector_store(client, kb.lower(), embeddings, create=True)
+    with pytest.raises(KnowledgeBaseNotFoundError, match=f"did you mean '{kb}'"):
+        knowledge_base_info(client, kb.lower())
+    assert kb.lower() not in [info.name for info in list_knowledge_bases(client)]
 
 
 @pytest.mark.parametrize("name", ["ab", "-bad", "bad-", "has space", "a/b", "../x", "名字", "x" * 64])
