@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = batch_job_settings(load_settings(data_dir=args.data_dir))
-        kb = validate_kb_name(args.kb or settings.default_kb)
+        kb = validate_kb_name(settings.default_kb if args.kb is None else args.kb)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

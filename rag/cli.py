@@ -101,7 +101,7 @@ def _service(settings: Settings) -> Any:
 def _kb(args: argparse.Namespace, settings: Settings) -> str:
     from rag.store import validate_kb_name
 
-    return validate_kb_name(args.kb or settings.default_kb)
+    return validate_kb_name(settings.default_kb if args.kb is None else args.kb)
 
 
 def _dump(value: Any) -> str:
@@ -222,7 +222,11 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from rag.evaluation import evaluate, format_report, load_questions
 
     if not args.questions.is_file():
-        raise _UsageError(f"question file {args.questions} does not exist")
+        what = "is not a file" if args.questions.exists() else "does not exist"
+        raise _UsageError(f"question file {args.questions} {what}")
+    if args.report and not args.report.parent.is_dir():
+        # found out before the evaluation, not after minutes of it
+        raise _UsageError(f"cannot write the report to {args.report}: {args.report.parent} is not a folder")
     questions = load_questions(args.questions)
     service = _service(settings)
     kb = _kb(args, settings)
@@ -257,9 +261,15 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         "query_translation": settings.query_translation if translate is not None else "off",
         "embedding_model": service.embeddings.name,
     }
-    if args.report:
-        args.report.write_text(_dump(report), encoding="utf-8")
     print(_dump(report) if args.json else format_report(report))
+    if args.report:
+        try:
+            args.report.write_text(_dump(report), encoding="utf-8")
+        except OSError as error:
+            print(
+                f"error: cannot write the report to {args.report}: {error.strerror or error}", file=sys.stderr
+            )
+            return 1
     return 0
 
 

@@ -7,11 +7,12 @@ variables, optionally a YAML file named by ``KBQA_CONFIG``) and every other modu
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -269,6 +270,14 @@ class Settings(BaseSettings):
         default=32_000, ge=1, description="Longest accepted chat message; longer is a 400, not a slow 500."
     )
 
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir_named(cls, value: Any) -> Any:
+        # "KBQA_DATA_DIR=" would be Path(""), the current directory, where state must not spill
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("the data directory must not be empty")
+        return value
+
     @field_validator("chunk_overlap")
     @classmethod
     def _overlap_below_size(cls, overlap: int, info: Any) -> int:
@@ -338,13 +347,49 @@ class _YamlFileSource(PydanticBaseSettingsSource):
             return {}
         path = Path(path)
         if not path.is_file():
-            raise ValueError(f"config file {path} does not exist")
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            raise ValueError(f"config file {path} {'is not a file' if path.exists() else 'does not exist'}")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            raise ValueError(f"config file {path} is not valid YAML: {error}") from error
         if not isinstance(data, dict):
             raise ValueError(f"config file {path} must hold a mapping of setting names to values")
-        return {str(key).lower(): value for key, value in data.items()}
+        # "KBQA_TOP_K: 3" is what a user who knows the env var writes; it means top_k.
+        settings = {str(key).lower().removeprefix("kbqa_"): value for key, value in data.items()}
+        unknown = sorted(set(settings) - set(self.settings_cls.model_fields))
+        if unknown:
+            # a misspelt key would otherwise leave its default in force without a word
+            close = difflib.get_close_matches(unknown[0], self.settings_cls.model_fields, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"config file {path}: unknown setting {unknown[0]!r}{hint}")
+        return settings
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build the settings once at a program's edge; ``None`` overrides are ignored (unset CLI flags)."""
-    return Settings(**{key: value for key, value in overrides.items() if value is not None})
+    """Build the settings once at a program's edge; ``None`` overrides are ignored (unset CLI flags).
+
+    Raises ``ValueError`` with a message for the user: a bad value is named by its environment
+    variable (what the user set), and a data directory that cannot be made is reported here rather
+    than as a traceback from whichever module first writes to it.
+    """
+    try:
+        settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
+    except ValidationError as error:
+        raise ValueError(_settings_problems(error)) from None
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = "it is not a directory" if settings.data_dir.exists() else (error.strerror or str(error))
+        raise ValueError(f"cannot use data directory {settings.data_dir} (KBQA_DATA_DIR): {reason}") from None
+    return settings
+
+
+def _settings_problems(error: ValidationError) -> str:
+    problems = []
+    for problem in error.errors(include_url=False):
+        name = str(problem["loc"][0]) if problem["loc"] else ""
+        where = f"KBQA_{name.upper()} ({name} in a config file)" if name else "settings"
+        value = f", got {problem['input']!r}" if name and not isinstance(problem["input"], dict) else ""
+        message = problem["msg"].removeprefix("Value error, ")
+        problems.append(f"invalid {where}: {message}{value}")
+    return "; ".join(problems)

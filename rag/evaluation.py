@@ -90,6 +90,8 @@ def load_questions(path: Path) -> list[EvalQuestion]:
             continue
         try:
             item = json.loads(line)
+            if not isinstance(item, dict):
+                raise TypeError(f"a JSON object is expected, not {type(item).__name__}")
             evidence = item.get("evidence")
             spans = () if evidence is None else (evidence,) if isinstance(evidence, str) else tuple(evidence)
             groups = tuple(tuple(str(word) for word in group) for group in item.get("answer_keywords") or [])

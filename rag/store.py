@@ -7,6 +7,7 @@ would return silent garbage, so opening one with a mismatched model raises inste
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -70,7 +71,17 @@ def validate_kb_name(name: str) -> str:
             f"invalid knowledge base name {name!r}: use 3-63 letters, digits, '.', '_' or '-', "
             "starting and ending with a letter or digit"
         )
+    if _is_ipv4(name):  # Chroma refuses these too
+        raise ValueError(f"invalid knowledge base name {name!r}: it must not be an IP address")
     return name
+
+
+def _is_ipv4(name: str) -> bool:
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def chroma_client(settings: Settings) -> chromadb.ClientAPI:

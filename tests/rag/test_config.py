@@ -53,3 +53,35 @@ def test_bad_values_are_rejected_with_their_reason(tmp_path: Path) -> None:
     listed.write_text("- a\n- b\n", encoding="utf-8")
     with pytest.raises(ValueError, match="mapping"):
         Settings(config=listed)
+
+
+def test_config_file_mistakes_are_named(tmp_path: Path) -> None:
+    """A misspelt key would leave its default in force without a word; broken YAML was a traceback."""
+    config = tmp_path / "kbqa.yaml"
+    config.write_text("chunk_sise: 300\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="unknown setting 'chunk_sise' \\(did you mean 'chunk_size'\\?\\)"):
+        Settings(config=config)
+    config.write_text("top_k: [1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        Settings(config=config)
+    config.write_text("KBQA_TOP_K: 3\n", encoding="utf-8")  # the env var's name means the setting
+    assert Settings(config=config).top_k == 3
+    with pytest.raises(ValueError, match="is not a file"):
+        Settings(config=tmp_path)
+
+
+def test_load_settings_names_the_variable_to_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KBQA_CHUNK_SIZE", "10")
+    with pytest.raises(
+        ValueError, match=r"^invalid KBQA_CHUNK_SIZE .*greater than or equal to 50, got '10'$"
+    ):
+        load_settings(data_dir=tmp_path)
+    monkeypatch.delenv("KBQA_CHUNK_SIZE")
+    monkeypatch.setenv("KBQA_DATA_DIR", "")  # would be the current directory
+    with pytest.raises(ValueError, match=r"KBQA_DATA_DIR.*must not be empty"):
+        load_settings()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"cannot use data directory .*a-file .*not a directory"):
+        load_settings(data_dir=blocker)
+    assert load_settings(data_dir=tmp_path / "new" / "data").data_dir.is_dir()

@@ -59,6 +59,9 @@ def test_malformed_question_file_names_the_line(tmp_path: Path) -> None:
     path.write_text('{"id": "a", "question": "q", "evidence": null}\n{"question": "no id"}\n', "utf-8")
     with pytest.raises(QuestionFileError, match=r"q\.jsonl:2"):
         load_questions(path)
+    path.write_text('{"id": "a", "question": "q", "evidence": null}\n[1, 2]\n', "utf-8")
+    with pytest.raises(QuestionFileError, match=r"q\.jsonl:2: .*a JSON object is expected, not list"):
+        load_questions(path)
 
 
 def test_eval_command_reports_metrics(tmp_path: Path) -> None:
@@ -102,6 +105,14 @@ def test_eval_command_reports_metrics(tmp_path: Path) -> None:
         [*command[:4], "nope.jsonl", "--no-llm"], env=env, cwd=PROJECT_ROOT, capture_output=True
     )
     assert missing.returncode == 2
+    nowhere = subprocess.run(  # refused before the evaluation runs, not after it
+        [*command, "--report", str(tmp_path / "no" / "r.json")],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+    )
+    assert nowhere.returncode == 2 and b"cannot write the report" in nowhere.stderr
+    assert b"Traceback" not in nowhere.stderr
 
 
 def test_a_withdrawn_answer_counts_as_the_refusal_and_the_report_keeps_the_original(tmp_path: Path) -> None:

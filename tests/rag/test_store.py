@@ -92,7 +92,9 @@ def test_names_differing_only_in_case_are_one_knowledge_base_to_the_user(
     assert kb.lower() not in [info.name for info in list_knowledge_bases(client)]
 
 
-@pytest.mark.parametrize("name", ["ab", "-bad", "bad-", "has space", "a/b", "../x", "名字", "x" * 64])
+@pytest.mark.parametrize(
+    "name", ["ab", "-bad", "bad-", "has space", "a/b", "../x", "名字", "x" * 64, "", "1.2.3.4"]
+)
 def test_invalid_names_are_rejected(name: str) -> None:
     with pytest.raises(ValueError, match="invalid knowledge base name"):
         validate_kb_name(name)
