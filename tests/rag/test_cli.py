@@ -101,6 +101,16 @@ def test_stats_json_contract(cli: tuple[Runner, Path]) -> None:
     assert {"kb": KB, **one} in every
 
 
+def test_settings_lists_every_setting_in_force(cli: tuple[Runner, Path]) -> None:
+    run, data = cli
+    result = run("-m", "rag", "settings", "--json", KBQA_TOP_K="7", KBQA_API_KEY="s3cret")
+    assert result.returncode == 0, result.stderr
+    rows = {row["variable"]: row for row in json.loads(result.stdout)}
+    assert rows["KBQA_TOP_K"]["value"] == 7 and rows["KBQA_DATA_DIR"]["value"] == str(data)
+    assert rows["KBQA_API_KEY"]["value"] == "(set)" and "s3cret" not in result.stdout
+    assert all(row["meaning"] for row in rows.values())
+
+
 def test_unknown_knowledge_base_is_a_clear_error(cli: tuple[Runner, Path]) -> None:
     run, _ = cli
     result = run("-m", "rag", "query", "x", "--kb", "nosuchkb", "--json")
@@ -119,6 +129,29 @@ def test_bad_usage_exits_2(cli: tuple[Runner, Path]) -> None:
     result = run("-m", "rag", "query", "x", "--kb", "../etc")
     assert result.returncode == 2
     assert "invalid knowledge base name" in result.stderr
+    assert run("-m", "rag", "query", "x", "--kb", KB, "--jsonl", stdin="bus\n").returncode == 2  # which one?
+    unknown = run("-m", "rag", "query", "--kb", "nosuchkb", "--jsonl", stdin="")
+    assert unknown.returncode == 1 and "does not exist" in unknown.stderr
+
+
+def test_delete_a_document_then_the_knowledge_base(cli: tuple[Runner, Path], tmp_path: Path) -> None:
+    run, _ = cli
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# 食堂\n\n食堂午餐供应时间为十一点半到一点。", encoding="utf-8")
+    (docs / "b.txt").write_text("Visitors park in lot C.", encoding="utf-8")
+    assert run("ingest/run.py", str(docs), "--kb", "scratch", "--quiet").returncode == 0
+    one = run("-m", "rag", "delete", "--kb", "scratch", "--document", "a.md")
+    assert one.returncode == 0, one.stderr
+    assert "deleted a.md" in one.stdout and "next run adds it again" in one.stdout
+    assert json.loads(run("-m", "rag", "stats", "--kb", "scratch", "--json").stdout)["files"] == 1
+    gone = run("-m", "rag", "delete", "--kb", "scratch", "--document", "a.md")
+    assert gone.returncode == 1 and "has no document 'a.md'" in gone.stderr
+    assert run("-m", "rag", "delete").returncode == 2  # never the default knowledge base by omission
+    whole = run("-m", "rag", "delete", "--kb", "scratch")
+    assert whole.returncode == 0 and "deleted knowledge base 'scratch'" in whole.stdout
+    assert "scratch" not in run("-m", "rag", "stats").stdout
+    assert KB in run("-m", "rag", "stats").stdout
 
 
 def test_ask_with_unreachable_llm_fails_fast_and_clearly(cli: tuple[Runner, Path]) -> None:

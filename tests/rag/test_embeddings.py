@@ -47,6 +47,25 @@ def test_unreachable_hub_model_falls_back_with_a_warning(
     assert "fallback" in caplog.text
 
 
+def test_mistakes_are_reported_not_replaced_by_the_fallback(tmp_path: Path) -> None:
+    """The fallback is for a hub model that cannot be had offline, not for a typo."""
+    for spec, message in [
+        ("packaged:m3e-smal", "unknown packaged model"),
+        ("./no/such/model", "does not exist"),
+    ]:
+        settings = make_settings(tmp_path, embedding_model=spec, embedding_fallback="packaged:m3e-small")
+        with pytest.raises(EmbeddingModelError, match=message):
+            load_embeddings(settings)
+
+
+def test_a_packaged_models_hub_name_is_its_packaged_copy_offline(tmp_path: Path) -> None:
+    """A knowledge base records "moka-ai/m3e-small"; setting that name offline must open it."""
+    settings = make_settings(
+        tmp_path, embedding_model="moka-ai/m3e-small", embedding_fallback="packaged:all-minilm-l6-v2"
+    )
+    assert load_embeddings(settings).name == "moka-ai/m3e-small"
+
+
 def test_without_fallback_a_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, embedding_model="kbqa-test/no-such-model")
     with pytest.raises(EmbeddingModelError, match="kbqa-test/no-such-model"):
