@@ -69,6 +69,10 @@ ProgressCallback = Callable[[int, int, str], None]
 _READ_AHEAD = 4
 
 
+class EmptyFolderError(RuntimeError):
+    """A folder with no document to ingest, for a knowledge base that holds documents of a folder."""
+
+
 @dataclass
 class IngestSummary:
     """What one run did; ``failed`` and ``skipped`` hold (source, reason) pairs."""
@@ -261,6 +265,14 @@ class Ingestor:
         new = not knowledge_base_exists(self.client, kb)
         files, skipped = scan_folder(folder)
         known = self.manifest.records(kb)
+        kept = sum(record.origin == FOLDER for record in known.values())
+        if not files and kept:
+            # An unmounted share or a mistyped path is empty too: mirroring it would delete every
+            # document, which a user who means that can do in one command instead.
+            raise EmptyFolderError(
+                f"{folder} holds no document to ingest, so the {kept} document(s) of knowledge base "
+                f"{kb!r} were kept; to remove them, run: python -m rag delete --kb {kb}"
+            )
         # A document uploaded under the same name is not the folder's to replace (nor to delete).
         uploaded = [source for _, source in files if source in known and known[source].origin == UPLOAD]
         own = [(path, source) for path, source in files if source not in uploaded]

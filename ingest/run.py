@@ -1,8 +1,9 @@
 """Command line: ``python ingest/run.py DIR [--kb NAME] [--data-dir PATH] [--full] [--json]``.
 
 Exit codes: 0 when the knowledge base now mirrors the folder (even if some files failed), 1 when
-nothing at all could be ingested, 2 for a usage error such as a missing folder, 3 when another
-ingestion is writing the same knowledge base (nothing was changed; run again when it has finished).
+nothing at all could be ingested (an empty folder never empties a knowledge base: it is refused), 2
+for a usage error such as a missing folder, 3 when another ingestion is writing the same knowledge
+base (nothing was changed; run again when it has finished).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.folder} {what}", file=sys.stderr)
         return 2
 
-    from ingest.pipeline import Ingestor
+    from ingest.pipeline import EmptyFolderError, Ingestor
     from rag.config import load_settings
     from rag.embeddings import EmbeddingModelError, load_embeddings
     from rag.locking import IngestionLock, KnowledgeBaseBusyError
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         # Safe to stop anywhere: files of the unfinished batch stay pending and are redone next time.
         print("\ninterrupted: run the same command again to finish (nothing is duplicated)", file=sys.stderr)
         return 130
-    except (EmbeddingModelError, StoreError) as error:
+    except (EmbeddingModelError, StoreError, EmptyFolderError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(

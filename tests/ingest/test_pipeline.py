@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ingest.manifest import UPLOAD
-from ingest.pipeline import Ingestor, IngestSummary, record_manager
+from ingest.pipeline import EmptyFolderError, Ingestor, IngestSummary, record_manager
 from rag.store import knowledge_base_info
 from tests.support.sample_docs import write_docx, write_pdf
 
@@ -94,6 +94,24 @@ def test_changed_file_replaces_its_chunks(ingestor: Ingestor, tmp_path: Path) ->
     assert any("二十天" in text for text in leave)
     assert len(stored) == _fresh_count(folder, ingestor, tmp_path)
     _assert_no_duplicates(stored)
+
+
+def test_an_empty_folder_never_empties_a_knowledge_base(ingestor: Ingestor, tmp_path: Path) -> None:
+    """An unmounted share or a mistyped path looks like a folder whose files were all deleted."""
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    ingestor.ingest_folder(folder, KB, progress=False)
+    before = _stored(ingestor)
+    empty = tmp_path / "mnt"
+    empty.mkdir()
+    (empty / "notes.xyz").write_text("not a type kbqa reads", encoding="utf-8")
+    with pytest.raises(EmptyFolderError, match="4 document\\(s\\) of knowledge base 'pipeline' were kept"):
+        ingestor.ingest_folder(empty, KB, progress=False)
+    assert _stored(ingestor) == before
+    for path in folder.rglob("*.*"):
+        path.unlink()
+    with pytest.raises(EmptyFolderError):  # emptied on purpose: one delete command does it
+        ingestor.ingest_folder(folder, KB, progress=False)
 
 
 def test_deleted_file_loses_its_chunks(ingestor: Ingestor, tmp_path: Path) -> None:
