@@ -307,5 +307,10 @@ def load_embeddings(settings: Settings) -> SentenceTransformerEmbeddings:
         fallback = packaged_spec(settings.embedding_model) or settings.embedding_fallback
         if not fallback or fallback == settings.embedding_model:
             raise
-        log.warning("%s; using the offline fallback model %s instead", error, fallback)
+        log.warning(
+            "%s; using the offline fallback model %s instead (set KBQA_EMBEDDING_MODEL=%s to choose it)",
+            error,
+            fallback,
+            fallback,
+        )
         return _load_spec(fallback, settings)

@@ -54,7 +54,12 @@ def load_reranker(settings: Settings) -> CrossEncoderReranker | None:
             return CrossEncoderReranker(CrossEncoder(spec, device=device, local_files_only=True), spec)
         except Exception:
             if not hub_reachable(settings.hub_timeout_s):
-                raise
+                log.warning(
+                    "reranker %r is not cached here and the model hub is unreachable: retrieval runs "
+                    "without reranking (KBQA_RERANKER_MODEL=none turns it off without this warning)",
+                    spec,
+                )
+                return None
         return CrossEncoderReranker(CrossEncoder(spec, device=device), spec)
     except Exception as error:
         log.warning("reranker %r is not available here (%s): retrieval runs without reranking", spec, error)
