@@ -39,7 +39,20 @@ class LLMRequestError(ValueError):
     """The LLM server refused a request as invalid (e.g. more tokens than its context holds)."""
 
 
-def list_models(base_url: str, api_key: str, *, timeout_s: float = 5.0) -> list[str]:
+_START_ONE = "start one with `python -m rag llm` or set KBQA_LLM_BASE_URL"
+
+
+def unreachable_advice(settings: Settings) -> str:
+    """What to do about a server that does not answer: a configured one is the user's to check, the
+    local one may simply still be loading (``app.py`` starts it, and that takes a minute on a CPU)."""
+    if settings.llm_base_url:
+        return "check that it is running (KBQA_LLM_BASE_URL)"
+    return f"if app.py has just started it, the model is still loading (about a minute); else {_START_ONE}"
+
+
+def list_models(
+    base_url: str, api_key: str, *, timeout_s: float = 5.0, advice: str = _START_ONE
+) -> list[str]:
     """Model ids the server offers; raises LLMUnavailableError quickly when it does not answer."""
     try:
         response = httpx.get(
@@ -51,8 +64,7 @@ def list_models(base_url: str, api_key: str, *, timeout_s: float = 5.0) -> list[
         return [model["id"] for model in response.json().get("data", [])]
     except (httpx.HTTPError, ValueError, KeyError) as error:
         raise LLMUnavailableError(
-            f"the LLM server at {base_url} is not reachable ({type(error).__name__}: {error}); "
-            "start one with `python -m rag llm` or set KBQA_LLM_BASE_URL"
+            f"the LLM server at {base_url} is not reachable ({type(error).__name__}: {error}); {advice}"
         ) from error
 
 
@@ -90,7 +102,10 @@ class LLMProvider:
     def model_name(self) -> str:
         if self._model is None:
             models = list_models(
-                self.base_url, self.settings.llm_api_key, timeout_s=self.settings.llm_connect_timeout_s
+                self.base_url,
+                self.settings.llm_api_key,
+                timeout_s=self.settings.llm_connect_timeout_s,
+                advice=unreachable_advice(self.settings),
             )
             if not models:
                 raise LLMUnavailableError(f"the LLM server at {self.base_url} serves no model")
@@ -100,7 +115,10 @@ class LLMProvider:
     def check(self) -> str:
         """The served model's name if the server answers now; raises ``LLMUnavailableError`` otherwise."""
         models = list_models(
-            self.base_url, self.settings.llm_api_key, timeout_s=self.settings.llm_connect_timeout_s
+            self.base_url,
+            self.settings.llm_api_key,
+            timeout_s=self.settings.llm_connect_timeout_s,
+            advice=unreachable_advice(self.settings),
         )
         if not models:
             raise LLMUnavailableError(f"the LLM server at {self.base_url} serves no model")

@@ -23,7 +23,28 @@ from rag.service import KnowledgeBaseService, UploadError
 from rag.store import StoreError
 
 _NO_SOURCES = "*No passages cited yet.*"
+_NO_ANSWER = "*No answer: see the error in the chat.*"
+_ERROR = "**Error:** "
+_WITHDRAWN_NOTE = "\n\n*(The model's answer was withdrawn: it "
 _DOCUMENT_HEADERS = ["document", "chunks", "origin"]
+
+
+def _chunks(count: int) -> str:
+    return f"{count} chunk{'' if count == 1 else 's'}"
+
+
+def conversation(history: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The chat so far as the model should see it: a turn that ended in an error is left out (an
+    over-long message must not fail every later one), and a withdrawn answer is its refusal only."""
+    turns: list[tuple[str, str]] = []
+    for message in history:
+        text = _text(message["content"])
+        if message["role"] == "assistant" and text.startswith(_ERROR):
+            if turns and turns[-1][0] == "user":
+                turns.pop()
+            continue
+        turns.append((message["role"], text.split(_WITHDRAWN_NOTE, 1)[0]))
+    return turns
 
 
 def _text(content: Any) -> str:
@@ -60,7 +81,17 @@ def shown_answer(streamed: str, finished: TurnFinished) -> str:
     if not finished.withdrawn:
         return streamed.strip()
     why = finished.withdrawn["reason"]
-    return f"{finished.final_answer(streamed)}\n\n*(The model's answer was withdrawn: it {why}.)*"
+    return f"{finished.final_answer(streamed)}{_WITHDRAWN_NOTE}{why}.)*"
+
+
+def shown_sources(finished: TurnFinished) -> str:
+    """The sources panel once the turn is over. A withdrawn answer's citations are not shown: the
+    chat no longer holds the text they were checked on, so "unsupported [1]" would point at nothing."""
+    if finished.withdrawn:
+        searched = format_sources(finished.sources) if finished.sources else ""
+        note = "*The answer was withdrawn: these passages were searched, and none answers the question.*"
+        return f"{note}\n\n{searched}" if searched else format_sources([])
+    return format_sources(finished.sources, finished.citations)
 
 
 def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatService) -> gr.Blocks:
@@ -78,11 +109,13 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
         except StoreError:
             return []
 
-    def documents_update(kb: str | None) -> tuple[Any, Any]:
+    def documents_update(kb: str | None, selected: str | None = None) -> tuple[Any, Any]:
+        """The documents table and picker; nothing is picked unless ``selected`` names a document, so
+        a delete never lands on a document the user did not choose."""
         rows = document_rows(kb)
         names = [row[0] for row in rows]
         table = gr.update(value=rows)
-        return table, gr.update(choices=names, value=names[0] if names else None)
+        return table, gr.update(choices=names, value=selected if selected in names else None)
 
     def refresh(kb: str | None) -> tuple[Any, Any, Any]:
         names = kb_choices()
@@ -94,16 +127,16 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
     async def respond(
         question: str, history: list[dict[str, Any]], kb: str | None, top_k: float, temperature: float
     ) -> AsyncIterator[tuple[Any, str, str]]:
+        # The question box is emptied once, when the question is taken: what the user types while
+        # the answer streams is the next question and stays.
         question = (question or "").strip()
         if not question:
-            yield history, gr.skip(), ""
+            yield history, gr.skip(), gr.skip()
             return
-        previous = [(message["role"], _text(message["content"])) for message in history]
+        previous = conversation(history)
         history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
         if not kb:
-            history[-1]["content"] = (
-                "**Error:** No knowledge base yet: create one and upload documents first."
-            )
+            history[-1]["content"] = f"{_ERROR}No knowledge base yet: create one and upload documents first."
             yield history, _NO_SOURCES, ""
             return
         yield history, "*Searching the knowledge base…*", ""
@@ -112,72 +145,88 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
         try:
             async for event in chat.stream(kb, [*previous, ("user", question)], params):
                 if isinstance(event, SourcesFound):
-                    yield history, format_sources(event.sources), ""
+                    yield history, format_sources(event.sources), gr.skip()
                 elif isinstance(event, AnswerDelta):
                     answer += event.text
                     history[-1]["content"] = answer
-                    yield history, gr.skip(), ""
+                    yield history, gr.skip(), gr.skip()
                 elif isinstance(event, TurnFinished):
                     history[-1]["content"] = shown_answer(answer, event)
-                    yield history, format_sources(event.sources, event.citations), ""
+                    yield history, shown_sources(event), gr.skip()
         except (LLMUnavailableError, LLMRequestError, StoreError, ValueError) as error:
-            history[-1]["content"] = f"**Error:** {error}"
-            yield history, gr.skip(), ""
+            history[-1]["content"] = f"{_ERROR}{error}"
+            yield history, _NO_ANSWER, gr.skip()
 
-    def upload(kb: str | None, paths: list[str] | None) -> Iterator[tuple[Any, Any, Any, Any]]:
+    def upload(kb: str | None, paths: list[str] | None) -> Iterator[tuple[Any, Any, Any]]:
+        """Yields (status, uploaded document to pick, file widget)."""
         if not paths:
-            yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield gr.skip(), None, gr.skip()
             return
         if not kb:
-            yield "**Error:** Choose or create a knowledge base first.", gr.skip(), gr.skip(), None
+            yield f"{_ERROR}Choose or create a knowledge base first.", None, None
             return
         try:
             with ExitStack() as stack:
                 opened = [(Path(path).name, stack.enter_context(Path(path).open("rb"))) for path in paths]
                 job = knowledge.upload(kb, opened)
         except (UploadError, StoreError) as error:
-            yield f"**Error:** {error}", gr.skip(), gr.skip(), None
+            yield f"{_ERROR}{error}", None, None
             return
         while not job.finished:
             total = len(job.files)
-            yield f"Ingesting {job.done}/{total} file(s)… {job.current or ''}", gr.skip(), gr.skip(), None
+            step = f"reading and indexing {job.current}" if job.current else "waiting for its turn"
+            yield f"Ingesting into '{kb}': {job.done} of {total} file(s) done; {step}…", None, None
             knowledge.jobs.wait(job.id, timeout_s=0.5)
+        kept = None
         if job.status == "succeeded":
             summary = job.summary or {}
             failed = summary.get("failed") or []
-            status = f"Ingested {len(job.files)} file(s): {summary.get('chunks_written', 0)} chunks written."
-            status += "".join(f"\n\n**Error:** {item['source']}: {item['reason']}" for item in failed)
+            bad = {item["source"] for item in failed}
+            good = [name for name in job.files if name not in bad]
+            kept = good[0] if good else None
+            status = (
+                f"Ingested {len(good)} file(s): {_chunks(summary.get('chunks_written', 0))} written."
+                if good
+                else "Nothing was ingested."
+            )
+            status += "".join(f"\n\n{_ERROR}{item['source']}: {item['reason']}" for item in failed)
         else:
-            status = f"**Error:** Ingestion failed: {job.error}"
-        table, doc_choice = documents_update(kb)
-        yield status, table, doc_choice, None
+            status = f"{_ERROR}Ingestion failed: {job.error}"
+        # The table follows the knowledge base selected when the upload ends (``after_upload``),
+        # which need not be the one it went into; the picker shows what was uploaded.
+        yield status, kept, None
 
     def delete_document(kb: str | None, source: str | None) -> tuple[str, Any, Any]:
-        if not kb or not source:
-            return "**Error:** Pick a document to delete first.", gr.skip(), gr.skip()
+        if not kb or not source:  # none picked (the page said so), or the user said no to the confirm
+            return gr.skip(), gr.skip(), gr.skip()
         try:
             chunks = knowledge.delete_document(kb, source)
-            status = f"Deleted {source} ({chunks} chunks)."
+            status = f"Deleted {source} ({_chunks(chunks)})."
         except StoreError as error:
-            status = f"**Error:** {error}"
+            status = f"{_ERROR}{error}"
         table, doc_choice = documents_update(kb)
         return status, table, doc_choice
 
-    def create_kb(name: str) -> tuple[str, Any, Any, Any]:
+    def create_kb(name: str) -> tuple[Any, ...]:
         try:
             knowledge.create_knowledge_base((name or "").strip())
         except (StoreError, ValueError) as error:
-            return f"**Error:** {error}", gr.skip(), gr.skip(), gr.skip()
-        return (f"Created knowledge base '{name.strip()}'.", *refresh(name.strip()))
+            return f"{_ERROR}{error}", gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return (f"Created knowledge base '{name.strip()}'.", *refresh(name.strip()), "")
 
     def delete_kb(kb: str | None) -> tuple[str, Any, Any, Any]:
-        if not kb:
-            return "**Error:** No knowledge base selected.", gr.skip(), gr.skip(), gr.skip()
+        if not kb:  # none selected (the page said so), or the user said no to the confirm
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         try:
             knowledge.delete_knowledge_base(kb)
         except StoreError as error:
-            return f"**Error:** {error}", gr.skip(), gr.skip(), gr.skip()
+            return f"{_ERROR}{error}", gr.skip(), gr.skip(), gr.skip()
         return (f"Deleted knowledge base '{kb}'.", *refresh(None))
+
+    def kb_list(kb: str | None) -> Any:
+        """The knowledge-base picker's choices, fresh (another tab or the API may have made one)."""
+        names = kb_choices()
+        return gr.update(choices=names) if kb is None or kb in names else gr.update(choices=names, value=None)
 
     file_types = sorted(LOADERS)
     with gr.Blocks(title="kbqa") as ui:
@@ -227,6 +276,7 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
                         elem_id="upload",
                     )
                     status = gr.Markdown(elem_id="status")
+                    uploaded = gr.State(None)  # the document an upload added, to pick once listed
                     with gr.Row():
                         document = gr.Dropdown(label="Document", choices=[], scale=3, elem_id="document")
                         delete_doc = gr.Button("Delete", variant="stop", scale=1, elem_id="delete-document")
@@ -241,22 +291,40 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
 
         chat_inputs = [question, chatbot, kb, top_k, temperature]
         chat_outputs = [chatbot, sources, question]
-        send.click(respond, chat_inputs, chat_outputs)
-        question.submit(respond, chat_inputs, chat_outputs)
-        new_chat.click(lambda: ([], _NO_SOURCES), None, [chatbot, sources])
+        # Each browser tab streams its own answer (the LLM server batches them): the default of one
+        # run of an event at a time made a second tab wait for the first one's whole answer.
+        asking = [
+            send.click(respond, chat_inputs, chat_outputs, concurrency_limit=None),
+            question.submit(respond, chat_inputs, chat_outputs, concurrency_limit=None),
+        ]
+        # A new conversation or another knowledge base stops the answer being streamed, which
+        # would otherwise go on writing the old conversation into the new one.
+        new_chat.click(lambda: ([], _NO_SOURCES), None, [chatbot, sources], cancels=asking)
         kb.change(
-            lambda name: (*documents_update(name), [], _NO_SOURCES),
+            lambda name: (*documents_update(name), [], _NO_SOURCES, ""),
             kb,
-            [documents, document, chatbot, sources],
+            [documents, document, chatbot, sources, status],
+            cancels=asking,
         )
-        files.upload(upload, [kb, files], [status, documents, document, files])
-        delete_doc.click(delete_document, [kb, document], [status, documents, document])
-        create.click(create_kb, new_kb, [status, kb, documents, document])
+        kb.focus(kb_list, kb, kb)
+        files.upload(upload, [kb, files], [status, uploaded, files]).then(
+            documents_update, [kb, uploaded], [documents, document]
+        )
+        # The dialogs run in the page; a refusal or a missing choice reaches Python as None.
+        delete_doc.click(
+            delete_document,
+            [kb, document],
+            [status, documents, document],
+            js="(kb, doc) => [kb, doc ? (confirm(`Delete '${doc}'?`) ? doc : null)"
+            " : (alert('Pick a document to delete first.'), null)]",
+        )
+        create.click(create_kb, new_kb, [status, kb, documents, document, new_kb])
         remove_kb.click(
             delete_kb,
             kb,
             [status, kb, documents, document],
-            js="(kb) => confirm(`Delete '${kb}' and all its documents?`) ? kb : null",
+            js="(kb) => kb ? (confirm(`Delete '${kb}' and all its documents?`) ? kb : null)"
+            " : (alert('No knowledge base selected.'), null)",
         )
         ui.load(refresh, kb, [kb, documents, document])
     return ui

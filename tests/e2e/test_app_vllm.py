@@ -256,8 +256,15 @@ def test_web_ui_chat_sources_upload_and_delete(app: RunningApp, tmp_path: Path) 
             expect(page.locator("#status")).to_contain_text("Ingested 1 file", timeout=120_000)
             expect(documents).to_contain_text(upload.name)
             expect(page.locator("#document input")).to_have_value(upload.name)
+            page.once("dialog", lambda dialog: dialog.dismiss())  # "no" to the confirm: nothing goes
+            page.locator("#delete-document").click()
+            page.wait_for_timeout(1_000)
+            expect(documents).to_contain_text(upload.name)
+            expect(page.locator("#status")).not_to_contain_text("Error")
+            page.once("dialog", lambda dialog: dialog.accept())
             page.locator("#delete-document").click()
             expect(page.locator("#status")).to_contain_text(f"Deleted {upload.name}", timeout=30_000)
+            expect(page.locator("#document input")).to_have_value("")  # nothing picked for the next click
             expect(documents).not_to_contain_text(upload.name)
             page.screenshot(path=str(tmp_path / "ui.png"), full_page=True)
         finally:
