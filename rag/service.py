@@ -343,7 +343,10 @@ class KnowledgeBaseService:
                         budget -= len(block)
                         if budget < 0:
                             limit = self.settings.max_upload_bytes
-                            raise UploadTooLargeError(f"the upload is larger than the limit of {limit} bytes")
+                            raise UploadTooLargeError(
+                                f"the upload is larger than the limit of {limit / 2**20:.1f} MB "
+                                f"({limit:,} bytes, KBQA_MAX_UPLOAD_BYTES)"
+                            )
                         out.write(block)
                 staged.append((partial, folder / name))
         except BaseException:

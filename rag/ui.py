@@ -267,7 +267,7 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
                         interactive=False,
                         elem_id="documents",
                         wrap=True,
-                        column_widths=["70%", "12%", "18%"],
+                        column_widths=["62%", "18%", "20%"],
                     )
                     files = gr.File(
                         label="Upload documents",
