@@ -159,14 +159,14 @@ def _split_with_table_headers(body: str, splitter: RecursiveCharacterTextSplitte
     """The splitter's pieces of ``body``, where a piece that starts inside a table gains the table's
     head row: "| 上海 | 600 |" alone does not say that 600 is the nightly hotel limit.
 
-    The pieces are cut shorter by the longest head, so no chunk grows past the chunk size.
+    The pieces are cut shorter by the longest head, so no chunk grows past the chunk size; a head
+    longer than half a chunk is not repeated (it would leave too little room for the rows).
     """
-    headers = _table_headers(body)
+    size = splitter._chunk_size
+    headers = {row: head for row, head in _table_headers(body).items() if len(head) < size // 2}
     if not headers:
         return splitter.split_text(body)
-    longest = max(len(head) for head in headers.values()) + 1
-    size = splitter._chunk_size
-    room = max(size - longest, 50)
+    room = size - max(len(head) for head in headers.values()) - 1
     shorter = make_splitter(room, min(splitter._chunk_overlap, room // 2))
     pieces = []
     for piece in shorter.split_text(body):
