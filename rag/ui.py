@@ -288,6 +288,7 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
                     remove_kb = gr.Button(
                         "Delete the selected knowledge base", variant="stop", elem_id="delete-kb"
                     )
+                    kb_status = gr.Markdown(elem_id="kb-status")  # beside the buttons it reports on
 
         chat_inputs = [question, chatbot, kb, top_k, temperature]
         chat_outputs = [chatbot, sources, question]
@@ -318,11 +319,11 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
             js="(kb, doc) => [kb, doc ? (confirm(`Delete '${doc}'?`) ? doc : null)"
             " : (alert('Pick a document to delete first.'), null)]",
         )
-        create.click(create_kb, new_kb, [status, kb, documents, document, new_kb])
+        create.click(create_kb, new_kb, [kb_status, kb, documents, document, new_kb])
         remove_kb.click(
             delete_kb,
             kb,
-            [status, kb, documents, document],
+            [kb_status, kb, documents, document],
             js="(kb) => kb ? (confirm(`Delete '${kb}' and all its documents?`) ? kb : null)"
             " : (alert('No knowledge base selected.'), null)",
         )
