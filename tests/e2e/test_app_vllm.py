@@ -265,6 +265,21 @@ def test_web_ui_chat_sources_upload_and_delete(app: RunningApp, tmp_path: Path) 
             page.locator("#delete-document").click()
             expect(page.locator("#status")).to_contain_text(f"Deleted {upload.name}", timeout=30_000)
             expect(page.locator("#document input")).to_have_value("")  # nothing picked for the next click
+
+            page.get_by_text("Knowledge bases", exact=True).click()
+            page.locator("#new-kb textarea").fill("ui-made")
+            page.locator("#create-kb").click()
+            expect(page.locator("#kb-status")).to_contain_text("Created knowledge base 'ui-made'")
+            expect(page.locator("#kb input")).to_have_value("ui-made")
+            page.once("dialog", lambda dialog: dialog.dismiss())
+            page.locator("#delete-kb").click()
+            page.wait_for_timeout(1_000)
+            expect(page.locator("#kb input")).to_have_value("ui-made")  # "no" keeps it, without an error
+            expect(page.locator("#kb-status")).not_to_contain_text("Error")
+            page.once("dialog", lambda dialog: dialog.accept())
+            page.locator("#delete-kb").click()
+            expect(page.locator("#kb-status")).to_contain_text("Deleted knowledge base 'ui-made'")
+            expect(page.locator("#kb input")).to_have_value("default")
             expect(documents).not_to_contain_text(upload.name)
             page.screenshot(path=str(tmp_path / "ui.png"), full_page=True)
         finally:
