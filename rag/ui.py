@@ -324,8 +324,9 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
             delete_kb,
             kb,
             [kb_status, kb, documents, document],
-            js="(kb) => kb ? (confirm(`Delete '${kb}' and all its documents?`) ? kb : null)"
-            " : (alert('No knowledge base selected.'), null)",
+            js="(kb) => kb ? (confirm(`Delete '${kb}' and all its documents?`"
+            f" + (kb === {settings.default_kb!r} ? ' It is the default one (API model kbqa).' : ''))"
+            " ? kb : null) : (alert('No knowledge base selected.'), null)",
         )
         ui.load(refresh, kb, [kb, documents, document])
     return ui
