@@ -39,10 +39,6 @@ SEPARATORS = [
 
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.M)
-# A "Title" line underlined by "=====" (level 1) or "-----" (level 2): Markdown's setext headings,
-# common in plain-text notes and converted documents. Three marks at least, so "--" stays text.
-_UNDERLINE = re.compile(r"^ {0,3}(={3,}|-{3,})[ \t]*$")
-_NOT_A_TITLE = re.compile(r"^\s*([-*+>|]|\d+[.)]\s|#|```|~~~)")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 # A table row as the loaders write one: Markdown's "| a | b |", HTML's and Word's "a | b".
 _TABLE_ROW = re.compile(r"\S\s*\|\s*\S|^\s*\|")
@@ -101,37 +97,20 @@ def markdown_sections(text: str) -> list[tuple[list[str], str]]:
 def _heading_lines(text: str) -> Iterator[tuple[int, str, str]]:
     """(level, title, line) for each line of a Markdown text, level 0 for a line that is no heading.
 
-    ATX ("## 年假") and setext (a title line over "====" or "----") headings count; neither does
-    inside a fenced code block. A setext title must stand alone (after a blank line): "----" under
-    a paragraph's last line, a list item or a table is a rule.
+    Only "#" (ATX) headings count, and none inside a fenced code block. Setext headings (a title
+    underlined with "====" or "----") were tried: with them the evaluation corpus's one such file got
+    sections, its chunks all began "StarVoice API v1 … > …", and as distractors they cost the packaged
+    0.5B model 5 correct answers of 288 (docs/BENCHMARKS.md, 2026-12-06).
     """
-    lines = text.splitlines()
     fenced = False
-    number = 0
-    while number < len(lines):
-        line = lines[number]
+    for line in text.splitlines():
         if _FENCE.match(line):
             fenced = not fenced
-        atx = None if fenced else _HEADING.match(line)
-        following = lines[number + 1] if number + 1 < len(lines) else ""
-        underline = None if fenced else _UNDERLINE.match(following)
-        if atx is not None:
-            yield len(atx.group(1)), atx.group(2).strip(), line
-        elif (
-            underline is not None
-            and line.strip()
-            and not _NOT_A_TITLE.match(line)
-            and (number == 0 or not lines[number - 1].strip())
-        ):
-            yield (1 if underline.group(1)[0] == "=" else 2), line.strip(), line
-            number += 1  # the underline goes with its title
-        else:
+        heading = None if fenced else _HEADING.match(line)
+        if heading is None:
             yield 0, "", line
-        number += 1
-
-
-def has_headings(text: str) -> bool:
-    return any(level for level, _, _ in _heading_lines(text))
+        else:
+            yield len(heading.group(1)), heading.group(2).strip(), line
 
 
 def _table_headers(text: str) -> dict[str, str]:
@@ -207,7 +186,7 @@ def split_documents(
     """
     chunks: list[Document] = []
     for document in documents:
-        if headings and has_headings(document.page_content):
+        if headings and _HEADING.search(document.page_content):
             chunks.extend(_with_headings(document, splitter))
         else:
             pieces = _split_with_table_headers(document.page_content, splitter)

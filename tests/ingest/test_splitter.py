@@ -98,20 +98,6 @@ def test_hash_lines_inside_a_markdown_code_fence_are_not_headings() -> None:
     assert "# 这是注释不是标题" in chunk.page_content and "八千端口" in chunk.page_content
 
 
-def test_setext_headings_give_sections_and_a_rule_under_a_paragraph_does_not() -> None:
-    text = (
-        "StarVoice Guide\n===============\n\nIntroduction text.\n\n"
-        "Install\n-------\n\nRun the installer as root.\n\n"
-        "A paragraph of two lines\nthat ends here.\n---\nAfter the rule.\n"
-    )
-    chunks = split_documents([Document(page_content=text, metadata={})], make_splitter(60, 0))
-    sections = {chunk.page_content.split("\n", 1)[-1]: chunk.metadata.get("section") for chunk in chunks}
-    assert sections["Introduction text."] == "StarVoice Guide"
-    assert sections["Run the installer as root."] == "StarVoice Guide > Install"
-    assert not any("===" in chunk.page_content for chunk in chunks)
-    assert any("that ends here.\n---" in chunk.page_content for chunk in chunks)  # a rule, kept as text
-
-
 def test_a_long_table_repeats_its_head_row_in_every_chunk() -> None:
     """A chunk of rows without the head row ("| 上海 | 600 |") no longer says what its numbers are."""
     rows = [f"| 城市{n:02d} | {400 + n * 10} 元 | {n % 3 + 1} 级 |" for n in range(40)]
