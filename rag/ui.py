@@ -192,8 +192,8 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
             status += "".join(f"\n\n{_ERROR}{item['source']}: {item['reason']}" for item in failed)
         else:
             status = f"{_ERROR}Ingestion failed: {job.error}"
-        # The table follows the knowledge base selected when the upload ends (``after_upload``),
-        # which need not be the one it went into; the picker shows what was uploaded.
+        # The table is redrawn by the step after this one, for the knowledge base selected when the
+        # upload ends (which need not be the one it went into); the picker shows what was uploaded.
         yield status, kept, None
 
     def delete_document(kb: str | None, source: str | None) -> tuple[str, Any, Any]:
