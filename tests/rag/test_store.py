@@ -81,7 +81,7 @@ def test_missing_knowledge_base_is_a_clear_error(
 def test_names_differing_only_in_case_are_one_knowledge_base_to_the_user(
     store_settings: Settings, embeddings: SentenceTransformerEmbeddings, tmp_path: Path
 ) -> None:
-    """ "--kb Policies" after "--kb policies" would start a second, empty knowledge base by mistake."""
+    """A second knowledge base a letter case apart ("Policies", "policies") is a typo's empty copy."""
     kb = _unique("Policies", tmp_path)
     client = chroma_client(store_settings)
     open_vector_store(client, kb, embeddings, create=True)
