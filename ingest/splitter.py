@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
 
 from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
@@ -56,6 +55,11 @@ def make_splitter(chunk_size: int, chunk_overlap: int) -> RecursiveCharacterText
     )
 
 
+def _narrowed(splitter: RecursiveCharacterTextSplitter, room: int) -> RecursiveCharacterTextSplitter:
+    """The same splitter for pieces of ``room`` characters, leaving space for a prefix."""
+    return make_splitter(room, min(splitter._chunk_overlap, room // 2))
+
+
 def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -67,16 +71,26 @@ def markdown_sections(text: str) -> list[tuple[list[str], str]]:
     sub-headings (an outline, a FAQ written as headings, a section emptied to its title) is text: it
     becomes the body under its parent's path, and such neighbours share one section, instead of the
     document losing them.
+
+    Only "#" headings count. Setext ones (a title underlined with "====" or "----") were tried: the
+    evaluation corpus's one such file got sections, its chunks all began "StarVoice API v1 … > …",
+    and as distractors they cost the packaged 0.5B model 5 correct answers of 288
+    (docs/BENCHMARKS.md, 2026-12-06).
     """
     sections: list[tuple[list[str], str]] = []
     path: list[str] = []
     body: list[str] = []
-    for level, title, line in _heading_lines(text):
-        if not level:
+    fenced = False
+    for line in text.splitlines():
+        if _FENCE.match(line):
+            fenced = not fenced
+        heading = None if fenced else _HEADING.match(line)
+        if heading is None:
             body.append(line)
             continue
         sections.append((list(path), "\n".join(body)))
-        path = [*path[: level - 1], title]
+        level = len(heading.group(1))
+        path = [*path[: level - 1], heading.group(2).strip()]
         body = []
     sections.append((list(path), "\n".join(body)))
     kept: list[tuple[list[str], str]] = []
@@ -92,25 +106,6 @@ def markdown_sections(text: str) -> list[tuple[list[str], str]]:
         else:
             kept.append((section_path, section_body))
     return kept
-
-
-def _heading_lines(text: str) -> Iterator[tuple[int, str, str]]:
-    """(level, title, line) for each line of a Markdown text, level 0 for a line that is no heading.
-
-    Only "#" (ATX) headings count, and none inside a fenced code block. Setext headings (a title
-    underlined with "====" or "----") were tried: with them the evaluation corpus's one such file got
-    sections, its chunks all began "StarVoice API v1 … > …", and as distractors they cost the packaged
-    0.5B model 5 correct answers of 288 (docs/BENCHMARKS.md, 2026-12-06).
-    """
-    fenced = False
-    for line in text.splitlines():
-        if _FENCE.match(line):
-            fenced = not fenced
-        heading = None if fenced else _HEADING.match(line)
-        if heading is None:
-            yield 0, "", line
-        else:
-            yield len(heading.group(1)), heading.group(2).strip(), line
 
 
 def _table_headers(text: str) -> dict[str, str]:
@@ -146,9 +141,8 @@ def _split_with_table_headers(body: str, splitter: RecursiveCharacterTextSplitte
     if not headers:
         return splitter.split_text(body)
     room = size - max(len(head) for head in headers.values()) - 1
-    shorter = make_splitter(room, min(splitter._chunk_overlap, room // 2))
     pieces = []
-    for piece in shorter.split_text(body):
+    for piece in _narrowed(splitter, room).split_text(body):
         head = headers.get(piece.split("\n", 1)[0].strip())
         pieces.append(f"{head}\n{piece}" if head else piece)
     return pieces
@@ -162,12 +156,12 @@ def _with_headings(document: Document, splitter: RecursiveCharacterTextSplitter)
     lets interfaces show it. The prefix counts towards the chunk size.
     """
     chunks: list[Document] = []
-    size, overlap = splitter._chunk_size, splitter._chunk_overlap
+    size = splitter._chunk_size
     for path, body in markdown_sections(document.page_content):
         section = HEADING_SEPARATOR.join(title for title in path if title)
         prefix = f"{section}\n" if section else ""
         room = max(size - len(prefix), 50)
-        part_splitter = splitter if not prefix else make_splitter(room, min(overlap, room // 2))
+        part_splitter = splitter if not prefix else _narrowed(splitter, room)
         for piece in _split_with_table_headers(body, part_splitter):
             metadata = {**document.metadata, **({"section": section} if section else {})}
             chunks.append(Document(page_content=prefix + piece, metadata=metadata))
