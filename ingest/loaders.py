@@ -104,6 +104,7 @@ _OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _CHINESE_ENCODINGS = {"gb2312", "gbk", "gb18030", "hz", "cp936"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]+")
 _CJK = re.compile(r"[\u4e00-\u9fff\u3000-\u303f\uff00-\uffef]+")
+_KANA = re.compile(r"[\u3041-\u3096\u30a1-\u30fa\u30fc]+")  # hiragana, katakana, the long-vowel mark
 _SAMPLE = 200_000  # characters looked at to judge an encoding; enough, and O(1) in the file's size
 
 
@@ -126,11 +127,21 @@ def decode_text(data: bytes) -> tuple[str, str]:
     try:
         text = data.decode("utf-8")
         encoding = "utf-8"
+        if "\x1b$" in text and text.isascii():
+            # ISO-2022-JP (old Japanese mail and text files): 7-bit, switched by escape sequences
+            text, encoding = _iso2022_jp(data) or (text, encoding)
     except UnicodeDecodeError:
         text, encoding = _decode_not_utf8(data)
     if not _looks_like_text(text):
         raise LoadError("binary data, not text")
     return text, encoding
+
+
+def _iso2022_jp(data: bytes) -> tuple[str, str] | None:
+    try:
+        return data.decode("iso2022_jp_2"), "iso2022_jp_2"
+    except UnicodeDecodeError:
+        return None
 
 
 def _decode_not_utf8(data: bytes) -> tuple[str, str]:
@@ -213,6 +224,9 @@ def _decode_mixed(data: bytes) -> tuple[str, str] | None:
 
 
 def _guess_legacy(data: bytes) -> tuple[str, str]:
+    japanese = _japanese(data)
+    if japanese is not None:
+        return japanese
     # Chinese first: strict GB18030 decoding of non-Chinese bytes fails or yields rare characters.
     # Then Traditional Chinese: read as GB18030, Big5 bytes give mojibake with kana and box-drawing
     # characters mixed in, and on a sentence or two the general detector guesses a Japanese code page.
@@ -235,6 +249,29 @@ def _guess_legacy(data: bytes) -> tuple[str, str]:
     if encoding.lower() in _CHINESE_ENCODINGS:
         encoding = "gb18030"
     return data.decode(encoding, errors="replace"), encoding
+
+
+def _japanese(data: bytes) -> tuple[str, str] | None:
+    """Japanese text in Shift-JIS or EUC-JP, told apart from Chinese by its kana.
+
+    Both decode as GB18030 or Big5 into plausible-looking ideographs (mojibake that passes the
+    Chinese test), so they are tried first. Written Japanese is a third or more kana; Chinese bytes
+    read as Shift-JIS give no full-width kana at all (its kana lead bytes 0x82/0x83 never occur in
+    GB2312 or Big5), and read as EUC-JP give kana only where the Chinese text itself held kana.
+    """
+    # (encoding, least kana share, least non-ASCII characters). A short Big5 string whose every
+    # character has a high second byte also reads as EUC-JP kana, so EUC-JP needs a longer text.
+    for encoding, share, length in (("cp932", 0.05, 1), ("euc_jp", 0.15, 12)):
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        sample = text[:_SAMPLE]
+        non_ascii = len(sample) - len(sample.encode("ascii", "ignore"))
+        kana = sum(len(run) for run in _KANA.findall(sample))
+        if kana and non_ascii >= length and kana / non_ascii >= share:
+            return text, encoding
+    return None
 
 
 def _mostly_common_cjk(text: str) -> bool:

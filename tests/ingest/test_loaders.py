@@ -254,6 +254,33 @@ def test_a_short_big5_text_is_read_as_traditional_chinese(text: str) -> None:
     assert decode_text(text.encode("big5")) == (text, "big5")
 
 
+JAPANESE = (
+    "東京本社の会議室は三階にあります。予約は社内システムから行ってください。\n"
+    "受付時間：午前九時から午後六時まで。"
+)
+
+
+@pytest.mark.parametrize("encoding", ["shift_jis", "cp932", "euc_jp", "iso2022_jp"])
+def test_japanese_legacy_encodings_are_not_read_as_chinese(tmp_path: Path, encoding: str) -> None:
+    """Shift-JIS and EUC-JP bytes also decode as GB18030 or Big5, into ideographs that pass for
+    Chinese: the file's kana tell them apart. ISO-2022-JP is 7-bit and passed for ASCII text."""
+    path = tmp_path / "guide.txt"
+    path.write_bytes(JAPANESE.encode(encoding))
+    assert load_file(path, "guide.txt")[0].page_content == JAPANESE
+
+
+def test_a_short_shift_jis_line_with_one_kana_is_japanese() -> None:
+    text = "就業規則：有給休暇は年十日。"
+    assert decode_text(text.encode("shift_jis"))[0] == text
+
+
+@pytest.mark.parametrize("encoding", ["gbk", "big5"])
+def test_chinese_with_kana_free_text_stays_chinese(encoding: str) -> None:
+    """Chinese bytes read as Shift-JIS give no full-width kana, so the Japanese check passes them by."""
+    text = "員工請假規則：請假須經主管核准，颱風停班依政府公告辦理。年假十五天。"
+    assert decode_text(text.encode(encoding))[0] == text
+
+
 def test_pdf_running_headers_and_footers_are_dropped_and_wrapped_lines_joined(tmp_path: Path) -> None:
     """A header and a page number printed on every page would go into every chunk (the first page
     keeps its copy); the body, wrapped at the page width by the PDF, comes back as one line."""
