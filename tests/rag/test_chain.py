@@ -18,6 +18,7 @@ from langchain_core.outputs import ChatGenerationChunk
 from ingest.pipeline import Ingestor
 from rag.answer_check import COPIES_EXAMPLE, RESTATES_QUESTION
 from rag.chain import build_rag_chain
+from rag.chinese_script import to_traditional
 from rag.config import PROJECT_ROOT
 from rag.prompts import answer_prompt, condense_prompt, read_prompt
 from rag.service import KnowledgeBaseService
@@ -112,6 +113,30 @@ def test_streaming_gives_sources_before_the_answer(service: KnowledgeBaseService
     assert keys.index("sources") < keys.index("answer")
     assert sum(1 for key in keys if key == "answer") > 1  # the answer arrives in pieces
     assert "".join(chunk.get("answer", "") for chunk in chunks) == "班车有 33 个座位 [1]。"
+
+
+def test_a_traditional_question_is_answered_in_traditional_script(service: KnowledgeBaseService) -> None:
+    """The model writes Simplified; the Traditional-script asker reads the answer converted as it
+    streams (sync and async alike), and the refusal in the same script."""
+    import asyncio
+
+    question = {"question": "員工每年有幾天年假？"}
+
+    def chain(settings: Any = None) -> Any:
+        model = FakeListChatModel(responses=["员工每年有十五天带薪年假，须在系统中申请 [1]。"])
+        return build_rag_chain(service.retriever(KB, k=2), model, settings or service.settings)
+
+    traditional = "員工每年有十五天帶薪年假，須在系統中申請 [1]。"
+    chunks = list(chain().stream(question))
+    assert "".join(chunk.get("answer", "") for chunk in chunks) == traditional
+    assert sum(1 for chunk in chunks if chunk.get("answer")) > 1  # still streamed in pieces
+    assert asyncio.run(chain().ainvoke(question))["answer"] == traditional
+    as_written = chain(service.settings.model_copy(update={"traditional_answers": False}))
+    assert as_written.invoke(question)["answer"] == "员工每年有十五天带薪年假，须在系统中申请 [1]。"
+    assert chain().invoke({"question": "员工每年有几天年假？"})["answer"].startswith("员工每年有十五天带薪")
+    refused = chain().invoke({"question": "火星基地的氧氣配額是多少？"})
+    refusal = read_prompt(service.settings.prompts_dir, "zh", "refusal")
+    assert refused["sources"] == [] and refused["answer"] == to_traditional(refusal) != refusal
 
 
 def test_language_setting_overrides_detection(service: KnowledgeBaseService) -> None:

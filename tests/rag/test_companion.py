@@ -33,6 +33,8 @@ def test_vectors_are_unit_length_and_match_across_languages(encoder: CompanionEn
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert vectors[0] @ vectors[1] > vectors[1] @ vectors[2]  # the translation is nearer than another topic
     assert encoder.encode([]).shape == (0, 512)
+    traditional, simplified = encoder.encode(["員工食堂在幾樓？", "员工食堂在几楼？"])
+    assert np.allclose(traditional, simplified, atol=1e-5)  # one script, as in the main embedder
     assert load_companion("none") is None
     assert load_companion("auto", object()) is None  # a model not measured with it: off
 

@@ -34,6 +34,12 @@ def test_m3e_lowercases_so_latin_terms_are_not_unknown_tokens(
     assert np.allclose(embeddings.embed_query("GPT BERT"), embeddings.embed_query("gpt bert"))
 
 
+def test_traditional_and_simplified_text_embed_alike(embeddings: SentenceTransformerEmbeddings) -> None:
+    traditional, simplified = "會議室預約請通過系統進行。", "会议室预约请通过系统进行。"
+    assert np.allclose(embeddings.embed_query(traditional), embeddings.embed_query(simplified))
+    assert np.allclose(*embeddings.embed_documents([traditional, simplified]))
+
+
 def test_unreachable_hub_model_falls_back_with_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -91,6 +97,7 @@ def test_packaged_multilingual_e5_matches_across_languages(tmp_path: Path) -> No
     similarities = [sum(a * b for a, b in zip(query, passage, strict=True)) for passage in passages]
     assert similarities[0] > similarities[1]
     assert abs(sum(value * value for value in query) - 1.0) < 1e-3  # normalised for cosine search
+    assert e5.embed_query("產假幾天？") == e5.embed_query("产假几天？")  # one script, as m3e's wrapper
 
 
 def test_int8_embedder_stays_close_to_float32(

@@ -30,6 +30,13 @@ def test_evidence_rank_ignores_whitespace_and_needs_every_span() -> None:
     assert evidence_rank(["delta"], texts) is None
 
 
+def test_evidence_answers_and_refusals_match_in_either_chinese_script() -> None:
+    """A question file written in Simplified script evaluates a Traditional knowledge base."""
+    assert evidence_rank(["班车有33个座位"], ["其他", "班車有 33 個座位"]) == 2
+    assert answer_is_correct("資料保留一百八十天", [["一百八十天"], ["资料"]])
+    assert is_refusal("知識庫中沒有找到相關信息。", [{"index": 1}])
+
+
 def test_answer_needs_one_alternative_of_every_group() -> None:
     groups = [["33", "三十三"], ["Q1"]]
     assert answer_is_correct("The Q1 bus has 33 seats.", groups)

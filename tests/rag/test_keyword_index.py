@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +21,10 @@ def test_tokenize_segments_chinese_and_drops_stop_words() -> None:
     tokens = tokenize("公司的班车有多少个座位？How many seats does the Q1 bus have, v2.3?")
     assert {"班车", "座位", "seats", "q1", "bus", "v2.3"} <= set(tokens)
     assert not {"的", "多少", "how", "the", "does"} & set(tokens)
+
+
+def test_traditional_and_simplified_chinese_tokenize_alike() -> None:
+    assert tokenize("會議室預約請通過系統進行") == tokenize("会议室预约请通过系统进行")
 
 
 def _ingest(ingestor: Ingestor, folder: Path, files: dict[str, str]) -> None:
@@ -76,6 +81,31 @@ def test_missing_or_stale_index_is_rebuilt_on_query(ingestor: Ingestor, tmp_path
     assert _sources(ingestor, index, "报销") == ["a.md"]
     other = _index(ingestor)  # another process's view: loads what is on disk
     assert _sources(ingestor, other, "报销") == ["a.md"]
+
+
+def test_either_script_finds_the_other(ingestor: Ingestor, tmp_path: Path) -> None:
+    _ingest(
+        ingestor,
+        tmp_path / "docs",
+        {"taipei.md": "臺北辦公室的會議室需要提前一天預約。", "beijing.md": "北京办公室的停车场在地下二层。"},
+    )
+    index = _index(ingestor)
+    assert _sources(ingestor, index, "会议室要提前多久预约")[0] == "taipei.md"
+    assert _sources(ingestor, index, "停車場在哪一層")[0] == "beijing.md"
+
+
+def test_an_index_built_by_an_older_tokenizer_is_rebuilt(ingestor: Ingestor, tmp_path: Path) -> None:
+    """Its tokens would not match a query's (Traditional text indexed unfolded), so it is not current."""
+    _ingest(ingestor, tmp_path / "docs", {"taipei.md": "臺北辦公室的會議室需要提前一天預約。"})
+    index = _index(ingestor)
+    state_file = keyword_folder(ingestor.settings.data_dir, KB) / "state.json"
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    assert state["tokenizer"] == keyword_index.TOKENIZER_VERSION
+    del state["tokenizer"]  # as kbqa wrote it before it had a version
+    state_file.write_text(json.dumps(state), encoding="utf-8")
+    assert not index.is_current()
+    assert _sources(ingestor, _index(ingestor), "会议室预约") == ["taipei.md"]  # rebuilt on query
+    assert json.loads(state_file.read_text(encoding="utf-8"))["tokenizer"] == keyword_index.TOKENIZER_VERSION
 
 
 def _add_chunk(ingestor: Ingestor, chunk_id: str, text: str) -> None:
