@@ -34,7 +34,7 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator
 from langchain_core.runnables.utils import AddableDict
 
 from rag.answer_check import check_answer
-from rag.chinese_script import TraditionalStream, is_traditional, to_traditional
+from rag.chinese_text import TraditionalStream, is_traditional, to_traditional
 from rag.config import Settings
 from rag.language import detect_language
 from rag.prompts import (

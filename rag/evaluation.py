@@ -7,7 +7,7 @@ spans that must all be retrieved, or null when the knowledge base does not hold 
 group).
 
 Metrics: a retrieval *hit* at rank r means the top r chunks contain every evidence span (whitespace
-ignored, Traditional and Simplified Chinese alike); hit@1/3/5/10 and MRR@10 over answerable questions.
+ignored, and Chinese script and letter width); hit@1/3/5/10 and MRR@10 over answerable questions.
 With an LLM: answer accuracy over answerable questions, the refusal rate over unanswerable ones (the
 answer cites nothing or says the knowledge base lacks it) and the false-refusal rate over answerable
 ones. Without (``--no-llm``) a refusal is the relevance gate returning nothing, which is exactly when
@@ -26,7 +26,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from rag.chinese_script import to_simplified
+from rag.chinese_text import fold
 from rag.prompts import read_prompt
 
 HIT_RANKS = (1, 3, 5, 10)
@@ -81,9 +81,9 @@ class QuestionResult:
 
 
 def _squash(text: str) -> str:
-    """Whitespace dropped and Chinese in Simplified script: spans, keywords and answers compare alike
-    whichever script the question file and the documents are written in."""
-    return _SPACE.sub("", to_simplified(text))
+    """Whitespace dropped and the text folded (``rag.chinese_text``): spans, keywords and answers
+    compare alike whichever script and width the question file and the documents are written in."""
+    return _SPACE.sub("", fold(text))
 
 
 def load_questions(path: Path) -> list[EvalQuestion]:
@@ -138,14 +138,14 @@ def _keyword_pattern(word: str) -> re.Pattern[str]:
 
 
 def answer_is_correct(answer: str, groups: Iterable[Iterable[str]]) -> bool:
-    answer = to_simplified(answer)
+    answer = fold(answer)
     return all(any(_keyword_pattern(word).search(answer) for word in group) for group in groups)
 
 
 def is_refusal(answer: str, sources: list[Any], refusal_texts: Iterable[str] = ()) -> bool:
     if not sources:
         return True
-    answer = to_simplified(answer)
+    answer = fold(answer)
     return any(marker in answer for marker in (*_REFUSAL_MARKERS, *refusal_texts))
 
 

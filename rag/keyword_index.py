@@ -1,12 +1,13 @@
 """The keyword (BM25) side of hybrid retrieval: one persisted index per knowledge base.
 
 Vector search misses exact terms (product codes, room names, numbers) and m3e-small is weak on them, so
-kbqa also keeps a BM25 index: Chinese text is folded to Simplified script (``rag.chinese_script``) and
-segmented with jieba (search mode, so 会议室 also yields 会议), Latin text split into lower-case words; stop
-words are dropped. The index is built from the chunks in Chroma — the one source of truth — saved under
-``data/keyword/<kb>/`` and rebuilt whenever ingestion changes the knowledge base; a query only loads it
-(once, and again when another process rebuilt it). If its chunk count ever disagrees with Chroma's (a
-run killed between the two writes), the next query rebuilds it, so it cannot stay stale.
+kbqa also keeps a BM25 index: text is folded (Simplified script, half-width letters:
+``rag.chinese_text``) and segmented with jieba (search mode, so 会议室 also yields 会议), Latin text split
+into lower-case words; stop words are dropped. The index is built from the chunks in Chroma — the one
+source of truth — saved under ``data/keyword/<kb>/`` and rebuilt whenever ingestion changes the
+knowledge base; a query only loads it (once, and again when another process rebuilt it). If its chunk
+count ever disagrees with Chroma's (a run killed between the two writes), the next query rebuilds it,
+so it cannot stay stale.
 
 Queries check freshness cheaply: two ``stat`` calls per query (the state file, whose inode and mtime
 change with every rebuild's atomic swap, and the stale marker), and Chroma's chunk count at most once
@@ -51,7 +52,7 @@ import bm25s
 import jieba
 import numpy as np
 
-from rag.chinese_script import to_simplified
+from rag.chinese_text import fold
 from rag.language import CJK
 from rag.token_cache import TokenCache, text_hash
 
@@ -80,7 +81,7 @@ _ZH_STOP = frozenset(
 _PAGE = 5000
 _STATE = "state.json"
 # Raised whenever ``tokenize`` changes: an index built by another tokenizer is rebuilt, since its
-# tokens would not match a query's (2: Traditional Chinese folded to Simplified).
+# tokens would not match a query's (2: text folded to Simplified script and half-width letters).
 TOKENIZER_VERSION = 2
 _VECTORS = "vectors.npy"
 _COMPANION = "companion.npy"
@@ -93,7 +94,7 @@ _Signature = tuple[int, int, int, int]  # the state file's inode, size, mtime an
 
 def tokenize(text: str) -> list[str]:
     tokens: list[str] = []
-    for piece in _WORDS.findall(to_simplified(text).lower()):
+    for piece in _WORDS.findall(fold(text).lower()):
         if CJK.match(piece):
             tokens.extend(word for word in jieba.cut_for_search(piece) if word not in _ZH_STOP)
         elif piece not in _EN_STOP:
@@ -186,7 +187,7 @@ class KeywordIndex:
             page = self.collection.get(include=include, limit=_PAGE, offset=offset)
             texts = [text or "" for text in page["documents"] or []]
             # keyed by the text as matched: a cached entry serves every script variant of the text
-            page_hashes = [text_hash(to_simplified(text)) for text in texts]
+            page_hashes = [text_hash(fold(text)) for text in texts]
             known = self.tokens.lookup(page_hashes)
             fresh = {
                 key: tokenize(text) for key, text in zip(page_hashes, texts, strict=True) if key not in known

@@ -29,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 
-from rag.chinese_script import to_simplified
+from rag.chinese_text import fold
 from rag.language import detect_language
 
 _LATIN_TERM = re.compile(
@@ -118,10 +118,10 @@ def unmentioned_term(question: str, passages: str, translation: str | None = Non
     An English question's acronym that its Chinese translation does not keep was translated: it is a
     word ("SMS", written 短信 in a Chinese passage), not a name (a Chinese translation keeps "SSML").
     """
-    # A Traditional-script passage writes 廣州 where the question writes 广州, and jieba's dictionary
-    # tags places in Simplified script only.
-    question, passages = to_simplified(question), to_simplified(passages)
-    translation = to_simplified(translation) if translation else translation
+    # A passage writes 廣州 or ｖ３ where the question writes 广州 or v3, and jieba's dictionary tags
+    # places in Simplified script only.
+    question, passages = fold(question), fold(passages)
+    translation = fold(translation) if translation else translation
     places = set(_places(question))
     by_category = _PLACE_CATEGORY.search(passages) is not None
     into_chinese = translation and detect_language(question) == "en" and detect_language(translation) == "zh"

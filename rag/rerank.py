@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from rag.chinese_script import to_simplified
+from rag.chinese_text import fold
 from rag.config import Settings
 from rag.embeddings import hub_reachable, limit_torch_threads
 
@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 
 
 class CrossEncoderReranker:
-    """Scores (query, passage) pairs; higher is more relevant. Both are read in Simplified script, as the
-    embedders read them (``rag.chinese_script``), so a script difference is not a relevance difference."""
+    """Scores (query, passage) pairs; higher is more relevant. Both are read folded, as the embedders
+    read them (``rag.chinese_text``), so a difference of script or width is not one of relevance."""
 
     def __init__(self, model: Any, name: str, *, batch_size: int = 16) -> None:
         self._model = model
@@ -31,8 +31,8 @@ class CrossEncoderReranker:
     def score(self, query: str, passages: list[str]) -> list[float]:
         if not passages:
             return []
-        query = to_simplified(query)
-        pairs = [(query, to_simplified(passage)) for passage in passages]
+        query = fold(query)
+        pairs = [(query, fold(passage)) for passage in passages]
         scores = self._model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False)
         return [float(score) for score in scores]
 

@@ -18,7 +18,7 @@ from langchain_core.outputs import ChatGenerationChunk
 from ingest.pipeline import Ingestor
 from rag.answer_check import COPIES_EXAMPLE, RESTATES_QUESTION
 from rag.chain import build_rag_chain
-from rag.chinese_script import to_traditional
+from rag.chinese_text import to_traditional
 from rag.config import PROJECT_ROOT
 from rag.prompts import answer_prompt, condense_prompt, read_prompt
 from rag.service import KnowledgeBaseService

@@ -34,10 +34,11 @@ def test_m3e_lowercases_so_latin_terms_are_not_unknown_tokens(
     assert np.allclose(embeddings.embed_query("GPT BERT"), embeddings.embed_query("gpt bert"))
 
 
-def test_traditional_and_simplified_text_embed_alike(embeddings: SentenceTransformerEmbeddings) -> None:
+def test_script_and_width_variants_embed_alike(embeddings: SentenceTransformerEmbeddings) -> None:
     traditional, simplified = "會議室預約請通過系統進行。", "会议室预约请通过系统进行。"
     assert np.allclose(embeddings.embed_query(traditional), embeddings.embed_query(simplified))
     assert np.allclose(*embeddings.embed_documents([traditional, simplified]))
+    assert np.allclose(embeddings.embed_query("ＡＰＩ限流"), embeddings.embed_query("API限流"))  # width too
 
 
 def test_unreachable_hub_model_falls_back_with_a_warning(

@@ -1,11 +1,14 @@
-"""Traditional and Simplified Chinese folded into one script wherever kbqa matches text."""
+"""Chinese text folded to one script and one width wherever kbqa matches it, and answers written back
+in the asker's script."""
 
 from __future__ import annotations
 
 import threading
 
-from rag.chinese_script import TraditionalStream, is_traditional, to_simplified, to_traditional
+from rag.chinese_text import TraditionalStream, fold, is_traditional, to_simplified, to_traditional
 from rag.citations import check_citations
+from rag.evaluation import answer_is_correct
+from rag.keyword_index import tokenize
 from rag.named_terms import unmentioned_term
 
 
@@ -23,6 +26,25 @@ def test_simplified_and_non_chinese_text_are_left_as_they_are() -> None:
     assert to_simplified(simplified) == simplified
     english = "The Q1 shuttle bus has 33 seats."
     assert to_simplified(english) is english
+
+
+def test_full_width_letters_and_digits_fold_to_ascii_and_chinese_punctuation_stays() -> None:
+    assert fold("ＡＰＩ ｖ３．２ 限流１００次，Ｗｉ－Ｆｉ　密码") == "API v3.2 限流100次，Wi-Fi 密码"
+    assert fold("會議室１２") == "会议室12"
+    english = "plain ASCII"
+    assert fold(english) is english
+
+
+def test_full_width_text_is_found_by_its_ascii_form() -> None:
+    """Before folding, BM25 dropped full-width letters and digits (no token at all), the named-terms
+    gate refused 'API v3' over passages writing ＡＰＩ ｖ３, and rag eval missed １５天 for 15 天."""
+    assert (
+        tokenize("ＡＰＩ ｖ３ 限流１００次")
+        == tokenize("API v3 限流100次")
+        == ["api", "v3", "限流", "100", "次"]
+    )
+    assert unmentioned_term("API v3 的限流是多少？", "ＡＰＩ ｖ３ 限流每分钟１００次") is None
+    assert answer_is_correct("年假１５天 [1]。", [["15 天", "十五天"]])
 
 
 def test_folding_is_safe_from_many_threads() -> None:

@@ -1,12 +1,14 @@
-"""Traditional and Simplified Chinese folded into one script, so either finds the other.
+"""Chinese text as kbqa matches it (one script, one width) and as it writes an answer back.
 
-A Taiwan or Hong Kong document writes 員工請假 where a mainland question writes 员工请假: jieba cuts
-different tokens, BM25 finds no shared term, and the named-terms gate (``rag.named_terms``) sees a
-question's 广州 missing from passages that say 廣州. Every text kbqa matches by its words (keyword
-index and query, named terms, citation overlap) is therefore compared in Simplified script; the
-stored chunk text stays exactly as the document wrote it. OpenCC's phrase-aware ``t2s`` conversion is
-used rather than a character table, which gets one-to-many characters wrong (乾隆 stays 乾隆, 乾燥 becomes
-干燥).
+A Taiwan or Hong Kong document writes 員工請假 where a mainland question writes 员工请假, and text typed
+with a full-width input method writes ＡＰＩ ｖ３ and １５天 where another writes API v3 and 15天: jieba
+and the BM25 tokenizer cut different tokens (full-width letters and digits none at all), and the
+named-terms gate (``rag.named_terms``) sees a question's 广州 or v3 missing from passages that write
+廣州 or ｖ３. Every text kbqa matches (what the embedders, the companion and the reranker read, keyword
+tokens, named terms, citation overlap, ``rag eval``'s evidence and keywords) therefore goes through
+``fold`` first; the stored chunk text stays exactly as the document wrote it. OpenCC's phrase-aware
+``t2s`` conversion is used rather than a character table, which gets one-to-many characters wrong
+(乾隆 stays 乾隆, 乾燥 becomes 干燥).
 """
 
 from __future__ import annotations
@@ -16,6 +18,20 @@ from functools import lru_cache
 import opencc
 
 from rag.language import CJK
+
+# Full-width letters, digits and the marks inside versions and compounds (３．２, Ｗｉ－Ｆｉ) to ASCII,
+# the ideographic space to a space. Full-width punctuation (，：？) is Chinese punctuation: left alone.
+_HALF_WIDTH = str.maketrans(
+    {chr(code + 0xFEE0): chr(code) for code in range(0x21, 0x7F) if chr(code).isalnum() or chr(code) in ".-_"}
+    | {"\u3000": " "}
+)
+
+
+def fold(text: str) -> str:
+    """``text`` as kbqa matches it: Simplified script, half-width letters and digits."""
+    if text.isascii():
+        return text
+    return to_simplified(text.translate(_HALF_WIDTH))
 
 
 @lru_cache(maxsize=1)
