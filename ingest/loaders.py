@@ -105,6 +105,7 @@ _CHINESE_ENCODINGS = {"gb2312", "gbk", "gb18030", "hz", "cp936"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]+")
 _CJK = re.compile(r"[\u4e00-\u9fff\u3000-\u303f\uff00-\uffef]+")
 _KANA = re.compile(r"[\u3041-\u3096\u30a1-\u30fa\u30fc]+")  # hiragana, katakana, the long-vowel mark
+_HALF_WIDTH_KANA = re.compile(r"[\uff61-\uff9f]+")
 _SAMPLE = 200_000  # characters looked at to judge an encoding; enough, and O(1) in the file's size
 
 
@@ -255,9 +256,11 @@ def _japanese(data: bytes) -> tuple[str, str] | None:
     """Japanese text in Shift-JIS or EUC-JP, told apart from Chinese by its kana.
 
     Both decode as GB18030 or Big5 into plausible-looking ideographs (mojibake that passes the
-    Chinese test), so they are tried first. Written Japanese is a third or more kana; Chinese bytes
-    read as Shift-JIS give no full-width kana at all (its kana lead bytes 0x82/0x83 never occur in
-    GB2312 or Big5), and read as EUC-JP give kana only where the Chinese text itself held kana.
+    Chinese test), so they are tried first. Written Japanese is a third or more kana. Chinese bytes
+    read as Shift-JIS give full-width kana only from GBK's extension characters (們 個 備 僅 start
+    with the kana lead bytes 0x82/0x83; GB2312 and Big5 never do), and then mostly half-width
+    katakana from the bytes around them, which Japanese text rarely uses; read as EUC-JP they give
+    kana only where the Chinese text itself held kana.
     """
     # (encoding, least kana share, least non-ASCII characters). A short Big5 string whose every
     # character has a high second byte also reads as EUC-JP kana, so EUC-JP needs a longer text.
@@ -269,7 +272,8 @@ def _japanese(data: bytes) -> tuple[str, str] | None:
         sample = text[:_SAMPLE]
         non_ascii = len(sample) - len(sample.encode("ascii", "ignore"))
         kana = sum(len(run) for run in _KANA.findall(sample))
-        if kana and non_ascii >= length and kana / non_ascii >= share:
+        half_width = sum(len(run) for run in _HALF_WIDTH_KANA.findall(sample))
+        if kana and non_ascii >= length and kana / non_ascii >= share and half_width <= kana:
             return text, encoding
     return None
 

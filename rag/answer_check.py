@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingest.splitter import HEADING_SEPARATOR
+from rag.chinese_text import fold
 from rag.citations import MARKER
 from rag.keyword_index import tokenize
 from rag.language import CJK
@@ -153,10 +154,19 @@ def withdrawal_reason(
 
     ``questions``: the user's question and the standalone query it was rewritten into (a follow-up
     is answered in the query's words). ``examples``: the text (passages and answer) of each worked
-    example the answer prompt showed.
+    example the answer prompt showed. All are compared folded (``rag.chinese_text``): the question
+    words and numerals below are Simplified, and a Traditional-script question gets its answer in
+    Traditional script.
     """
     if not answer.strip():
         return None
+    answer = fold(answer)
+    questions = [fold(question) for question in questions]
+    examples = [fold(example) for example in examples]
+    sources = [
+        {"text": fold(str(source.get("text") or "")), "section": fold(str(source.get("section") or ""))}
+        for source in sources
+    ]
     words = _words(answer)
     asked = set().union(*(_words(question) for question in questions))
     if _asks_for_value(questions) and _all_asked(words, asked, questions):

@@ -274,6 +274,18 @@ def test_a_short_shift_jis_line_with_one_kana_is_japanese() -> None:
     assert decode_text(text.encode("shift_jis"))[0] == text
 
 
+@pytest.mark.parametrize("text", ["設備維護", "僅限內部使用", "我們的個人設備"])
+def test_short_traditional_chinese_in_gbk_is_not_read_as_shift_jis(text: str) -> None:
+    """們 個 備 僅 are GBK extension characters whose lead byte is a Shift-JIS kana lead byte: read as
+    Shift-JIS they give a kana or two amid half-width katakana, which real Japanese text rarely has."""
+    assert decode_text(text.encode("gbk"))[0] == text
+
+
+def test_japanese_with_some_half_width_katakana_is_still_japanese() -> None:
+    text = "東京本社の会議室は三階にあります。ﾃｽﾄ用ｶﾅ"
+    assert decode_text(text.encode("cp932")) == (text, "cp932")
+
+
 @pytest.mark.parametrize("encoding", ["gbk", "big5"])
 def test_chinese_with_kana_free_text_stays_chinese(encoding: str) -> None:
     """Chinese bytes read as Shift-JIS give no full-width kana, so the Japanese check passes them by."""

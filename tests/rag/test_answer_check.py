@@ -136,3 +136,15 @@ def test_a_number_that_no_passage_holds_is_withdrawn() -> None:
 def test_a_number_the_passages_or_the_question_hold_stands(passage: str, answer: str) -> None:
     questions = ["How long, and until when in 2025?"]
     assert withdrawal_reason(answer, questions=questions, sources=[_source(passage)]) is None
+
+
+def test_a_traditional_script_answer_is_judged_as_its_simplified_form() -> None:
+    """The question words and numerals the checks know are Simplified; a Traditional-script question
+    is answered in Traditional script (rag.chain), so both are folded before judging."""
+    sources = [{"index": 1, "text": "採購金額超過一萬元的，須經部門負責人審批。"}]
+    restated = withdrawal_reason(
+        "員工每年有年假 [1]。", questions=["員工每年有幾天年假？"] * 2, sources=sources
+    )
+    assert restated == RESTATES_QUESTION
+    number = withdrawal_reason("超過 10000 元須審批 [1]。", questions=["多少錢要審批？"] * 2, sources=sources)
+    assert number is None  # 一萬 is 10000, as 一万 is
