@@ -34,7 +34,7 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator
 from langchain_core.runnables.utils import AddableDict
 
 from rag.answer_check import check_answer
-from rag.chinese_text import TraditionalStream, is_traditional, to_traditional
+from rag.chinese_text import TraditionalStream, script_of, to_traditional
 from rag.config import Settings
 from rag.language import detect_language
 from rag.prompts import (
@@ -123,19 +123,21 @@ class _RagSteps:
         return {**inputs, "language": language}
 
     def traditional(self, values: dict[str, Any]) -> bool:
-        """Whether the answer is written in Traditional script: the question is, and it is answered
-        in Chinese."""
-        return (
-            self.settings.traditional_answers
-            and values["language"] == "zh"
-            and is_traditional(values["question"])
-        )
+        """Whether the answer is written in Traditional script: it is in Chinese and the question is
+        written in Traditional script, or (a follow-up such as "那年假呢？" reads the same in both) the
+        latest earlier user message that shows a script is."""
+        if not self.settings.traditional_answers or values["language"] != "zh":
+            return False
+        earlier = [text for role, text in reversed(self._history(values)) if role == "user"]
+        scripts = (script_of(text) for text in [values["question"], *earlier])
+        return next((script for script in scripts if script), None) == "traditional"
 
     def script(self, values: dict[str, Any]) -> Callable[[str], str]:
         """The conversion of whole texts (the refusal) to the answer's script."""
         return to_traditional if self.traditional(values) else str
 
     def answer_text(self, values: dict[str, Any]) -> _AnswerText:
+        """Where the LLM's answer pieces go on their way out, converted to the answer's script."""
         return _AnswerText(TraditionalStream() if self.traditional(values) else None)
 
     def _history(self, values: dict[str, Any]) -> list[Any]:
@@ -287,6 +289,7 @@ class _AnswerText:
 
     @property
     def whole(self) -> str:
+        """The answer as sent, for the answer check."""
         return "".join(self.pieces)
 
 

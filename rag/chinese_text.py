@@ -14,6 +14,7 @@ tokens, named terms, citation overlap, ``rag eval``'s evidence and keywords) the
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 import opencc
 
@@ -58,13 +59,18 @@ def to_traditional(text: str) -> str:
     return _simplified_to_traditional().convert(text)
 
 
-def is_traditional(text: str) -> bool:
-    """Whether ``text`` is written in Traditional script: more of its characters change when it is
-    folded to Simplified than when it is converted to Traditional. Text that reads the same in both
-    (中文, 年假) counts as Simplified, the script the packaged model answers in."""
+@lru_cache(maxsize=1024)
+def script_of(text: str) -> Literal["traditional", "simplified"] | None:
+    """The script ``text`` is written in: the one whose conversion changes fewer of its characters.
+    None when both change as many (中文 and 年假 read the same in both scripts) or it has no Han
+    characters. Cached: a chat turn asks it of the same question several times."""
     if not CJK.search(text):
-        return False
-    return _changed(text, to_simplified(text)) > _changed(text, to_traditional(text))
+        return None
+    to_simplified_changes = _changed(text, to_simplified(text))
+    to_traditional_changes = _changed(text, to_traditional(text))
+    if to_simplified_changes == to_traditional_changes:
+        return None
+    return "traditional" if to_simplified_changes > to_traditional_changes else "simplified"
 
 
 def _changed(text: str, converted: str) -> int:

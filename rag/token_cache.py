@@ -1,10 +1,12 @@
 """Keyword tokens of every chunk text already tokenized, so a BM25 rebuild segments only new text.
 
 jieba is the slow part of a keyword-index rebuild (about 1.5 ms per 500-character Chinese chunk here:
-~2.5 minutes at 100k chunks), and every ingestion that changes one file rebuilds the whole index.
-Keyed by a hash of the text itself, an entry can never go stale: any text with that hash has those
-tokens. ``keep_only`` drops the entries of texts no longer in the knowledge base, so the file tracks
-the knowledge base's size.
+~2.5 minutes at 100k chunks), and every ingestion that changes one file rebuilds the whole index. Keyed
+by a hash of the text as matched (folded: ``rag.chinese_text``), an entry cannot go stale while the
+tokenizer stays the same: any text with that hash has those tokens. A change to what the tokenizer
+makes of a folded text must therefore also drop the stored tokens (``TokenCache.delete``, or a new
+table), not only raise ``rag.keyword_index.TOKENIZER_VERSION``. ``keep_only`` drops the entries of
+texts no longer in the knowledge base, so the file tracks the knowledge base's size.
 
 The same file keeps each text's companion-embedder vector (``rag.companion``) for the same reason: a
 rebuild encodes only texts it has not seen.

@@ -134,6 +134,15 @@ def test_a_traditional_question_is_answered_in_traditional_script(service: Knowl
     as_written = chain(service.settings.model_copy(update={"traditional_answers": False}))
     assert as_written.invoke(question)["answer"] == "员工每年有十五天带薪年假，须在系统中申请 [1]。"
     assert chain().invoke({"question": "员工每年有几天年假？"})["answer"].startswith("员工每年有十五天带薪")
+    follow_up = build_rag_chain(
+        service.retriever(KB, k=2),
+        FakeListChatModel(responses=["员工每年有几天带薪年假？", "每年十五天带薪年假 [1]。"]),
+        service.settings,
+    ).invoke(
+        {"question": "那年假呢？", "history": [("user", "員工食堂在幾樓？"), ("assistant", "三樓 [1]。")]}
+    )
+    # 那年假呢 reads the same in both scripts: the asker's earlier message decides
+    assert follow_up["answer"] == "每年十五天帶薪年假 [1]。"
     refused = chain().invoke({"question": "火星基地的氧氣配額是多少？"})
     refusal = read_prompt(service.settings.prompts_dir, "zh", "refusal")
     assert refused["sources"] == [] and refused["answer"] == to_traditional(refusal) != refusal

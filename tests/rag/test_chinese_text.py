@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from rag.chinese_text import TraditionalStream, fold, is_traditional, to_simplified, to_traditional
+from rag.chinese_text import TraditionalStream, fold, script_of, to_simplified, to_traditional
 from rag.citations import check_citations
 from rag.evaluation import answer_is_correct
 from rag.keyword_index import tokenize
@@ -52,10 +52,10 @@ def test_folding_is_safe_from_many_threads() -> None:
     text, expected = "會議室預約請通過系統進行。", "会议室预约请通过系统进行。"
     results: list[str] = []
 
-    def fold() -> None:
+    def convert() -> None:
         results.extend(to_simplified(text) for _ in range(200))
 
-    threads = [threading.Thread(target=fold) for _ in range(8)]
+    threads = [threading.Thread(target=convert) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -79,11 +79,11 @@ def test_a_citation_of_a_traditional_passage_is_checked_by_its_words() -> None:
 
 
 def test_the_script_of_a_question() -> None:
-    assert is_traditional("員工每年有幾天年假？")
-    assert not is_traditional("员工每年有几天年假？")
-    assert not is_traditional("年假几天")  # 几 is Simplified only
-    assert not is_traditional("中文")  # the same in both scripts: Simplified, the default
-    assert not is_traditional("How many days of leave?")
+    assert script_of("員工每年有幾天年假？") == "traditional"
+    assert script_of("员工每年有几天年假？") == "simplified"
+    assert script_of("年假几天") == "simplified"  # 几 is Simplified only
+    assert script_of("那婚假呢？") is None  # the same in both scripts
+    assert script_of("How many days of leave?") is None
     assert to_traditional("为了里面的发展") == "為了裡面的發展"  # Taiwan's standard characters
 
 
