@@ -37,7 +37,8 @@ SEPARATORS = [
 ]
 
 
-_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.M)
+# An optional closing run of "#" counts only after a space, as in CommonMark: "## Learning C#" is C#.
+_HEADING = re.compile(r"^(#{1,6})\s+(.+?)(?:\s+#+)?\s*$", re.M)
 _FENCE = re.compile(r"^\s*(```|~~~)")
 # A table row as the loaders write one: Markdown's "| a | b |", HTML's and Word's "a | b".
 _TABLE_ROW = re.compile(r"\S\s*\|\s*\S|^\s*\|")
@@ -78,7 +79,7 @@ def markdown_sections(text: str) -> list[tuple[list[str], str]]:
     (docs/BENCHMARKS.md, 2026-12-06).
     """
     sections: list[tuple[list[str], str]] = []
-    path: list[str] = []
+    open_headings: list[tuple[int, str]] = []  # (level, title) of the headings the line is under
     body: list[str] = []
     fenced = False
     for line in text.splitlines():
@@ -88,11 +89,14 @@ def markdown_sections(text: str) -> list[tuple[list[str], str]]:
         if heading is None:
             body.append(line)
             continue
-        sections.append((list(path), "\n".join(body)))
+        sections.append(([title for _, title in open_headings], "\n".join(body)))
         level = len(heading.group(1))
-        path = [*path[: level - 1], heading.group(2).strip()]
+        # A heading closes those at its level and below, whatever levels the document skips: a file
+        # of "##" sections has sibling sections, not each nested in the one before.
+        open_headings = [(open_level, title) for open_level, title in open_headings if open_level < level]
+        open_headings.append((level, heading.group(2).strip()))
         body = []
-    sections.append((list(path), "\n".join(body)))
+    sections.append(([title for _, title in open_headings], "\n".join(body)))
     kept: list[tuple[list[str], str]] = []
     for number, (section_path, section_body) in enumerate(sections):
         if not section_body.strip():

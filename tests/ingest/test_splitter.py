@@ -2,7 +2,7 @@ from itertools import pairwise
 
 from langchain_core.documents import Document
 
-from ingest.splitter import content_hash, make_splitter, split_documents
+from ingest.splitter import content_hash, make_splitter, markdown_sections, split_documents
 
 SENTENCES = [
     "知识库问答系统先把文档切成小块。",
@@ -113,3 +113,8 @@ def test_a_long_table_repeats_its_head_row_in_every_chunk() -> None:
         assert max(len(chunk.page_content) for chunk in chunks) <= 200
         shown = "".join(chunk.page_content for chunk in chunks)
         assert all(row.strip("| ") in shown for row in rows)  # nothing lost
+
+
+def test_a_heading_ending_in_a_hash_keeps_it_and_a_closing_run_is_dropped() -> None:
+    sections = markdown_sections("## Learning C#\n\nGenerics.\n\n## Setup ##\n\nInstall it.")
+    assert [path for path, _ in sections] == [["Learning C#"], ["Setup"]]
