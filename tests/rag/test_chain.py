@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.documents import Document
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
@@ -20,7 +21,7 @@ from rag.answer_check import COPIES_EXAMPLE, RESTATES_QUESTION
 from rag.chain import build_rag_chain
 from rag.chinese_text import to_traditional
 from rag.config import PROJECT_ROOT
-from rag.prompts import answer_prompt, condense_prompt, read_prompt
+from rag.prompts import answer_prompt, condense_prompt, format_context, read_prompt
 from rag.service import KnowledgeBaseService
 
 KB = "chain"
@@ -83,6 +84,16 @@ def test_prompt_holds_numbered_chunks_and_sources_match(service: KnowledgeBaseSe
         text = source["text"].removeprefix(f"{section}\n") if section else source["text"]
         assert f"[{source['index']}] 来源：{where}\n{text}" in human.content
     assert sources == sorted(sources, key=lambda source: -source["score"])
+
+
+def test_passages_reach_the_llm_folded_while_sources_keep_the_stored_text() -> None:
+    """The 0.5B answers worse from Traditional-script passages than from the same text in Simplified
+    (docs/BENCHMARKS.md), so it reads them folded, as retrieval does."""
+    stored = "休假制度 > 年假\n員工每年享有十五天帶薪年假，在ＨＲ系統申請。"
+    document = Document(page_content=stored, metadata={"source": "假期.md", "section": "休假制度 > 年假"})
+    context = format_context(PROJECT_ROOT / "prompts", "zh", [document])
+    assert context.endswith("(休假制度 > 年假)\n员工每年享有十五天带薪年假，在HR系统申请。")
+    assert document.page_content == stored
 
 
 def test_english_question_gets_the_english_template(service: KnowledgeBaseService) -> None:
