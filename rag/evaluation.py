@@ -6,8 +6,8 @@ spans that must all be retrieved, or null when the knowledge base does not hold 
 ``answer_keywords`` (groups of acceptable strings; a correct answer contains one string of every
 group).
 
-Metrics: a retrieval *hit* at rank r means the top r chunks contain every evidence span (whitespace
-ignored, and Chinese script and letter width); hit@1/3/5/10 and MRR@10 over answerable questions.
+Metrics: a retrieval *hit* at rank r means the top r chunks contain every evidence span (whitespace,
+Chinese script and letter width ignored); hit@1/3/5/10 and MRR@10 over answerable questions.
 With an LLM: answer accuracy over answerable questions, the refusal rate over unanswerable ones (the
 answer cites nothing or says the knowledge base lacks it) and the false-refusal rate over answerable
 ones. Without (``--no-llm``) a refusal is the relevance gate returning nothing, which is exactly when
