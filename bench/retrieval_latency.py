@@ -15,11 +15,12 @@ retrieval modes given (hybrid, vector), each pass ``--rounds`` times:
 * ``retriever``: ``KnowledgeBaseService.retriever(kb).invoke(q)``, gated, built per question as a chat
   builds it (collection lookups included): embed + vector search + BM25 + fusion + gate;
 * ``search``: ``KnowledgeBaseService.search(kb, q)`` (the ``query`` command's path, ungated);
-* ``http``: ``POST /v1/chat/completions`` (non-streaming, ``max_tokens`` 1) to ``python app.py``
-  started here over the same data, its LLM the fake OpenAI-compatible server of
-  ``tests/support/fake_openai.py`` answering at once. kbqa has no retrieval-only route, so this is
-  retrieval + the chat turn's own work + one instant LLM call (none when the gate refuses); the
-  fake LLM's own round trip is printed beside it.
+* ``http``: ``python app.py`` started here over the same data, its LLM the fake OpenAI-compatible
+  server of ``tests/support/fake_openai.py`` answering at once, asked two ways:
+  ``http search`` = ``POST /v1/knowledge_bases/KB/search`` (the ``search`` path above over HTTP), and
+  ``http chat`` = ``POST /v1/chat/completions`` (non-streaming, ``max_tokens`` 1): retrieval + the
+  chat turn's own work + one instant LLM call (none when the gate refuses); the fake LLM's own round
+  trip is printed beside it.
 
 Query translation and the reranker are off (``KBQA_QUERY_TRANSLATION=off``, ``KBQA_RERANKER_MODEL=none``):
 translation is an LLM call and the target is "without the reranker". Usage (from the project root)::
@@ -357,6 +358,13 @@ def over_http(settings: Settings, args: argparse.Namespace, mode: str, label: st
             }
             client.post(f"{llm.url}/chat/completions", json=body).raise_for_status()
 
+        def search(question: str) -> None:
+            response = client.post(f"{url}/v1/knowledge_bases/{KB}/search", json={"query": question})
+            response.raise_for_status()
+
+        for round_number in range(1, args.rounds + 1):
+            samples = timed(search, asked, args.warmup)
+            print(row(f"{label} http search #{round_number}", samples, load_average()), flush=True)
         for round_number in range(1, args.rounds + 1):
             samples = timed(chat, asked, args.warmup)
             share = sum(refused[-len(asked) :]) / len(asked)

@@ -39,6 +39,8 @@ from rag.api_schema import (
     KnowledgeBaseList,
     ModelCard,
     ModelList,
+    SearchRequest,
+    SearchResults,
 )
 from rag.chat import AnswerDelta, ChatEvent, ChatParams, ChatService, SourcesFound, TurnFinished
 from rag.config import Settings
@@ -165,11 +167,13 @@ def _validation_message(error: RequestValidationError) -> tuple[str, str | None]
         return "the request body is not valid JSON", None
     if first.get("type") == "model_attributes_type" and tuple(first.get("loc", ())) == ("body",):
         return "the request body must be a JSON object (send it with Content-Type: application/json)", None
+    loc = tuple(first.get("loc", ()))
+    if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+        loc = loc[1:]  # where the field was sent, not part of its name (a body field may be "query")
     location = [
         str(part)
-        for part in first.get("loc", ())
-        if part not in ("body", "query", "path")
-        and _FIELD_NAME.fullmatch(str(part))
+        for part in loc
+        if _FIELD_NAME.fullmatch(str(part))
         and str(part) not in ("str", "list", "int", "float", "bool", "dict", "none")
     ]
     param = ".".join(location) or None
@@ -360,6 +364,21 @@ def build_api(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatSer
         """The document's chunks go with it (an uploaded file is removed too)."""
         chunks = await asyncio.to_thread(knowledge.delete_document, kb, source)
         return {"deleted": True, "id": source, "chunks": chunks}
+
+    @v1.post("/knowledge_bases/{kb}/search", response_model=SearchResults, tags=kb_tags)
+    async def search(kb: str, body: SearchRequest) -> dict[str, Any]:
+        """Retrieval only, as `python -m rag query` prints it: the best chunks for a query, best first.
+
+        No LLM and no relevance gate, so a caller that feeds its own model (or an agent's tool)
+        gets the ranking with its scores and decides itself what is relevant enough.
+        """
+        if not body.query.strip():
+            raise ApiError(400, "query: must not be blank", code="invalid_request", param="query")
+        if len(body.query) > settings.max_message_chars:
+            message = f"the query is longer than {settings.max_message_chars} characters"
+            raise ApiError(400, message, code="message_too_long", param="query")
+        hits = await asyncio.to_thread(knowledge.search, kb, body.query, k=body.k)
+        return {"object": "list", "data": hits}
 
     @v1.get("/jobs", response_model=JobList, tags=["knowledge bases"])
     async def list_jobs(kb: str | None = None) -> dict[str, Any]:

@@ -189,6 +189,24 @@ class Deleted(BaseModel):
     chunks: int | None = None
 
 
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    query: Text = Field(min_length=1, description="The question or search text.")
+    k: int | None = Field(default=None, ge=1, le=50, description="How many chunks (default: KBQA_TOP_K).")
+
+
+class SearchHit(BaseModel):
+    text: str = Field(description="The chunk text exactly as stored.")
+    source: str | None = Field(description="The file, relative to its knowledge base.")
+    page: int | None = Field(description="PDF page (1-based), null for other formats.")
+    score: float
+
+
+class SearchResults(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[SearchHit]
+
+
 class JobProgress(BaseModel):
     done: int
     total: int

@@ -220,9 +220,47 @@ def test_openapi_documents_management_routes(url: str) -> None:
         "/v1/knowledge_bases/{kb}",
         "/v1/knowledge_bases/{kb}/documents",
         "/v1/knowledge_bases/{kb}/documents/{source}",
+        "/v1/knowledge_bases/{kb}/search",
         "/v1/jobs/{job_id}",
     ):
         assert path in paths, path
+
+
+def test_search_returns_the_query_commands_ranking(server: tuple[str, FakeLLM, KnowledgeBaseService]) -> None:
+    url, llm, service = server
+    asked = len(llm.calls)
+    response = httpx.post(f"{url}/v1/knowledge_bases/default/search", json={"query": "年假有几天？", "k": 2})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["object"] == "list"
+    assert body["data"] == service.search("default", "年假有几天？", k=2)
+    assert [hit["source"] for hit in body["data"]] == ["leave.md", "shuttle.txt"]
+    assert set(body["data"][0]) == {"text", "source", "page", "score"}
+    assert body["data"][0]["text"] == service.search("default", "年假", k=1)[0]["text"]
+    # Retrieval only: no LLM call, and no gate — an unrelated query still gets the ranking.
+    search_url = f"{url}/v1/knowledge_bases/default/search"
+    unrelated = httpx.post(search_url, json={"query": "quantum chromodynamics"})
+    assert unrelated.status_code == 200 and unrelated.json()["data"]
+    assert len(llm.calls) == asked
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "param"),
+    [
+        ("nosuchkb", {"query": "seats"}, 404, None),
+        ("default", {"query": "   "}, 400, "query"),
+        ("default", {"query": "seats", "k": 0}, 400, "k"),
+        ("default", {"query": "seats", "k": 51}, 400, "k"),
+        ("default", {"query": "x" * 2_001}, 400, "query"),
+        ("default", {}, 400, "query"),
+    ],
+)
+def test_bad_searches_are_refused(
+    url: str, path: str, body: dict[str, Any], status: int, param: str | None
+) -> None:
+    error = _assert_error(httpx.post(f"{url}/v1/knowledge_bases/{path}/search", json=body), status)
+    if param is not None:
+        assert error["param"] == param, error
 
 
 def test_web_ui_is_served_at_root(url: str) -> None:
