@@ -1,4 +1,4 @@
-"""Command line: ``python ingest/run.py DIR [--kb NAME] [--data-dir PATH] [--full] [--json]``.
+"""Command line: ``python ingest/run.py DIR [--kb NAME] [--data-dir PATH] [--config YAML] [--full] [--json]``.
 
 Exit codes: 0 when the knowledge base now mirrors the folder (even if some files failed), 1 when
 nothing at all could be ingested (an empty folder never empties a knowledge base: it is refused), 2
@@ -27,6 +27,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("folder", type=Path, help="folder of documents (searched recursively)")
     parser.add_argument("--kb", help="knowledge base name (default: the configured default_kb)")
     parser.add_argument("--data-dir", type=Path, help="where kbqa keeps its state (KBQA_DATA_DIR)")
+    parser.add_argument("--config", type=Path, help="YAML settings file (KBQA_CONFIG)")
     parser.add_argument("--full", action="store_true", help="re-read and re-embed every file")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     from rag.store import StoreError, validate_kb_name
 
     try:
-        settings = batch_job_settings(load_settings(data_dir=args.data_dir))
+        settings = batch_job_settings(load_settings(data_dir=args.data_dir, config=args.config))
         kb = validate_kb_name(settings.default_kb if args.kb is None else args.kb)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

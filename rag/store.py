@@ -7,6 +7,7 @@ would return silent garbage, so opening one with a mismatched model raises inste
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -159,22 +160,38 @@ def knowledge_base_exists(client: chromadb.ClientAPI, kb: str) -> bool:
     return find_collection(client, kb) is not None
 
 
-def _namesake(client: chromadb.ClientAPI, kb: str) -> str | None:
+def _names(client: chromadb.ClientAPI) -> list[str]:
+    return [c if isinstance(c, str) else c.name for c in client.list_collections()]
+
+
+def _namesake(client: chromadb.ClientAPI, kb: str, names: list[str] | None = None) -> str | None:
     """The knowledge base whose name differs from ``kb`` in letter case only, if there is one."""
-    for collection in client.list_collections():
-        name = collection if isinstance(collection, str) else collection.name
+    for name in _names(client) if names is None else names:
         if name != kb and name.casefold() == kb.casefold():
             return name
     return None
+
+
+def _likely_meant(client: chromadb.ClientAPI, kb: str) -> str | None:
+    """The existing name a mistyped ``kb`` most likely meant: its case variant, else the closest
+    spelling (a letter or two swapped, dropped or added), else None."""
+    names = _names(client)
+    namesake = _namesake(client, kb, names)
+    if namesake is not None:
+        return namesake
+    folded = {name.casefold(): name for name in names}
+    close = difflib.get_close_matches(kb.casefold(), list(folded), n=1, cutoff=0.75)
+    return folded[close[0]] if close else None
 
 
 def missing_knowledge_base(
     client: chromadb.ClientAPI, kb: str, advice: str = ""
 ) -> KnowledgeBaseNotFoundError:
     """The error for a name that is not there, naming the one the user most likely meant ("Default"
-    for "default"; Chroma's names are case-sensitive, people's memory of them is not), else ``advice``."""
-    namesake = _namesake(client, kb)
-    hint = f"; did you mean {namesake!r}?" if namesake else advice
+    for "default", "sample" for "sampel"; Chroma's names are case-sensitive, people's memory of them
+    is not), else ``advice``."""
+    meant = _likely_meant(client, kb)
+    hint = f"; did you mean {meant!r}?" if meant else advice
     return KnowledgeBaseNotFoundError(f"knowledge base {kb!r} does not exist{hint}")
 
 

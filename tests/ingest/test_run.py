@@ -78,3 +78,19 @@ def test_invalid_kb_name_exits_2(tmp_path: Path) -> None:
     result = _ingest(str(tmp_path / "docs"), "--kb", "a/b", data=tmp_path / "data")
     assert result.returncode == 2
     assert "invalid knowledge base name" in result.stderr
+
+
+def test_config_file_is_read_and_a_bad_one_exits_2(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "note.md").write_text("# 通知\n\n周五下午停电。", encoding="utf-8")
+    config = tmp_path / "kbqa.yaml"
+    config.write_text(TEST_PROFILE.read_text(encoding="utf-8") + "default_kb: fromyaml\n", encoding="utf-8")
+    result = _ingest(str(docs), "--config", str(config), data=tmp_path / "data")
+    assert result.returncode == 0, result.stderr
+    assert "knowledge base 'fromyaml'" in result.stdout
+
+    config.write_text("chunk_sise: 300\n", encoding="utf-8")
+    bad = _ingest(str(docs), "--config", str(config), data=tmp_path / "data")
+    assert bad.returncode == 2
+    assert "chunk_sise" in bad.stderr

@@ -92,6 +92,19 @@ def test_names_differing_only_in_case_are_one_knowledge_base_to_the_user(
     assert kb.lower() not in [info.name for info in list_knowledge_bases(client)]
 
 
+def test_a_misspelt_name_is_answered_with_the_one_meant(
+    store_settings: Settings, embeddings: SentenceTransformerEmbeddings, tmp_path: Path
+) -> None:
+    kb = _unique("handbook", tmp_path)
+    client = chroma_client(store_settings)
+    open_vector_store(client, kb, embeddings, create=True)
+    with pytest.raises(KnowledgeBaseNotFoundError, match=f"did you mean '{kb}'"):
+        knowledge_base_info(client, kb.replace("handbook", "handbok"))
+    with pytest.raises(KnowledgeBaseNotFoundError) as unrelated:
+        knowledge_base_info(client, "zz-nothing-like-it")
+    assert "did you mean" not in str(unrelated.value)
+
+
 @pytest.mark.parametrize(
     "name", ["ab", "-bad", "bad-", "has space", "a/b", "../x", "名字", "x" * 64, "", "1.2.3.4"]
 )
