@@ -152,7 +152,8 @@ class _RagSteps:
             return None
         language = values["language"]
         prompt = condense_prompt(self.settings.prompts_dir, language)
-        return prompt.partial(history=format_history(history, language)) | self.rewriter | StrOutputParser()
+        shown = format_history(history, language, self.settings.history_message_chars)
+        return prompt.partial(history=shown) | self.rewriter | StrOutputParser()
 
     def searcher(self, values: dict[str, Any]) -> BaseRetriever:
         """The retriever, told the follow-up as typed after the user's previous message when there is

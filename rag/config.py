@@ -258,6 +258,12 @@ class Settings(BaseSettings):
     history_turns: int = Field(
         default=6, ge=0, description="Earlier messages used to condense a follow-up into a standalone query."
     )
+    history_message_chars: int = Field(
+        default=500,
+        ge=20,
+        description="Longest part of each earlier message the follow-up rewrite sees (its start and end): "
+        "long pasted messages must not push the rewrite past the LLM's context window.",
+    )
     followup_context: bool = Field(
         default=True,
         description="A follow-up is also searched as typed after the user's previous message, fused with "

@@ -59,10 +59,25 @@ def answer_prompt(prompts_dir: Path, language: str) -> ChatPromptTemplate:
     )
 
 
-def format_history(history: Sequence[Sequence[str]], language: str) -> str:
-    """(role, text) turns as the condense prompt shows them: one line each, the speaker named."""
+def format_history(history: Sequence[Sequence[str]], language: str, max_chars: int | None = None) -> str:
+    """(role, text) turns as the condense prompt shows them: one line each, the speaker named.
+
+    With ``max_chars``, a longer message keeps only its start and end around " … ": a pasted email
+    or a long answer in the history would otherwise push the rewrite prompt past the LLM's context
+    window, and every later turn of that conversation would fail; what a follow-up refers to is
+    almost always near a message's start (its subject) or end (its conclusion).
+    """
     speakers = _SPEAKERS.get(language, _SPEAKERS["en"])
-    return "\n".join(f"{speakers.get(role, role)}: {' '.join(text.split())}" for role, text in history)
+    return "\n".join(
+        f"{speakers.get(role, role)}: {_clipped(' '.join(text.split()), max_chars)}" for role, text in history
+    )
+
+
+def _clipped(text: str, max_chars: int | None) -> str:
+    if max_chars is None or len(text) <= max_chars:
+        return text
+    head = max_chars // 2
+    return f"{text[:head]} … {text[len(text) - (max_chars - head) :]}"
 
 
 @lru_cache(maxsize=8)

@@ -345,6 +345,20 @@ def test_a_follow_up_is_also_searched_after_the_message_it_follows(service: Know
     assert [source["source"] for source in alone.invoke(question)["sources"]] == ["leave.md"]
 
 
+def test_a_long_earlier_message_reaches_the_rewrite_clipped(service: KnowledgeBaseService) -> None:
+    """A pasted email in the history must not push the follow-up rewrite past the LLM's context: the
+    rewrite sees each earlier message's start and end only."""
+    pasted = "邮件开头：食堂的问题。" + "无关的内容。" * 1_000 + "邮件结尾：请问几点开门？"
+    history = [("user", pasted), ("assistant", "员工食堂在三楼 [1]。")]
+    recorder = PromptRecorder()
+    chain = service.chain(KB, FakeListChatModel(responses=["食堂几点开门？", "资料没有写 [1]。"]), k=1)
+    chain.invoke({"question": "那里呢？", "history": history}, config={"callbacks": [recorder]})
+    rewrite = recorder.calls[0][-1].content
+    assert "邮件开头" in rewrite and "请问几点开门" in rewrite and "员工食堂在三楼" in rewrite
+    limit = service.settings.history_message_chars
+    assert len(rewrite) < len(pasted) / 5 and len(rewrite) < 4 * limit
+
+
 def test_follow_up_rewrite_examples_come_as_earlier_turns(tmp_path: Path) -> None:
     """``condense.examples.json`` (none ships: measured no better with the 0.5B) becomes finished
     exchanges before the follow-up's own turn; a malformed file is named."""
