@@ -65,6 +65,9 @@ log = logging.getLogger(__name__)
 
 # Called after each file with (files done, files in all, that file's source).
 ProgressCallback = Callable[[int, int, str], None]
+# Called as the embedder works with the number of chunks embedded so far in this run: one large file
+# (a 300-page PDF) is minutes of embedding on a CPU, and a per-file count would sit still meanwhile.
+ChunkProgressCallback = Callable[[int], None]
 # Files read (loaded and split) ahead of the one being embedded; bounds the memory parsing may hold.
 _READ_AHEAD = 4
 
@@ -310,6 +313,7 @@ class Ingestor:
         origin: str = FOLDER,
         progress: bool = True,
         on_file: ProgressCallback | None = None,
+        on_chunks: ChunkProgressCallback | None = None,
         refresh_keyword_index: bool = True,
     ) -> IngestSummary:
         """Add or update these (path, source) files in ``kb``; other documents of ``kb`` are untouched.
@@ -326,6 +330,7 @@ class Ingestor:
                 origin=origin,
                 progress=progress,
                 on_file=on_file,
+                on_chunks=on_chunks,
                 refresh_keyword_index=refresh_keyword_index,
             )
 
@@ -339,6 +344,7 @@ class Ingestor:
         progress: bool,
         on_file: ProgressCallback | None,
         refresh_keyword_index: bool,
+        on_chunks: ChunkProgressCallback | None = None,
     ) -> IngestSummary:
         """Read files ahead in a thread, gather their chunks into batches, write each batch at once.
 
@@ -366,7 +372,20 @@ class Ingestor:
             summary.added += recovered.added
             summary.failed += recovered.failed
             summary.chunks_written += recovered.chunks_written
-        vectors = ReusingEmbeddings(self.embeddings)
+        # Files count as done when their chunks are written, not when read: the bar then moves as the
+        # work does, and its note counts chunks while a large file is embedded.
+        bar = tqdm(total=len(files), desc=f"ingest {kb}", unit="file", disable=not progress)
+        embedded = 0
+        latest = ""
+
+        def chunks_embedded(count: int) -> None:
+            nonlocal embedded
+            embedded += count
+            bar.set_postfix_str(f"{latest}, {embedded} chunks embedded", refresh=True)
+            if on_chunks is not None:
+                on_chunks(embedded)
+
+        vectors = ReusingEmbeddings(self.embeddings, on_embedded=chunks_embedded)
         target = _BatchTarget(
             kb,
             open_vector_store(self.client, kb, vectors, create=True),  # type: ignore[arg-type]
@@ -384,14 +403,14 @@ class Ingestor:
             nonlocal done
             for source in waiting:
                 done += 1
+                bar.update(1)
                 if on_file is not None:
                     on_file(done, len(files), source)
             waiting.clear()
 
-        reads = self._read_ahead(files, known, full=full)
-        bar = tqdm(reads, total=len(files), desc=f"ingest {kb}", unit="file", disable=not progress)
-        for read in bar:
-            bar.set_postfix_str(read.source[-40:], refresh=False)
+        for read in self._read_ahead(files, known, full=full):
+            latest = read.source[-40:]
+            bar.set_postfix_str(f"{latest}, {embedded} chunks embedded", refresh=False)
             waiting.append(read.source)
             if read.chunks is not None:
                 batch.append(read)
@@ -406,6 +425,7 @@ class Ingestor:
         if batch:
             self._write_batch(batch, target, summary, full=full, origin=origin)
         report()
+        bar.close()
         if refresh_keyword_index:
             self._refresh_keyword_index(kb, summary, force=full)
         summary.seconds = time.monotonic() - started

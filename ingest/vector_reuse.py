@@ -11,20 +11,26 @@ nothing about retrieval changes. The memory is cleared per batch (``forget``), s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
 _LOOKUP_PAGE = 500  # content hashes per Chroma lookup (keeps the query's $in list reasonable)
+# Texts per call to the model between two progress reports, in the model's own batches: large
+# enough that the model still sorts a good share of texts by length, small enough that a 300-page
+# PDF's thousand chunks show progress every few seconds on a CPU.
+_BATCHES_PER_REPORT = 16
 
 
 class ReusingEmbeddings(Embeddings):
     """The wrapped embedder, plus vectors it has seen in this batch; its identity is the wrapped one's."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, on_embedded: Callable[[int], None] | None = None) -> None:
+        """``on_embedded(n)`` is told each time n more texts went through the model."""
         self.inner = inner
+        self.on_embedded = on_embedded
         self._known: dict[str, list[float]] = {}
 
     def __getattr__(self, name: str) -> Any:
@@ -33,9 +39,17 @@ class ReusingEmbeddings(Embeddings):
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         missing = [text for text in dict.fromkeys(texts) if text not in self._known]
-        if missing:
-            self._known.update(zip(missing, self.inner.embed_documents(missing), strict=True))
+        step = len(missing) if self.on_embedded is None else _BATCHES_PER_REPORT * self._batch_size()
+        for start in range(0, len(missing), max(step, 1)):
+            part = missing[start : start + step]
+            self._known.update(zip(part, self.inner.embed_documents(part), strict=True))
+            if self.on_embedded is not None:
+                self.on_embedded(len(part))
         return [self._known[text] for text in texts]
+
+    def _batch_size(self) -> int:
+        size = getattr(self.inner, "batch_size", None)
+        return size if isinstance(size, int) and size > 0 else 32
 
     def embed_query(self, text: str) -> list[float]:
         return self.inner.embed_query(text)

@@ -208,9 +208,10 @@ class SearchResults(BaseModel):
 
 
 class JobProgress(BaseModel):
-    done: int
-    total: int
-    current: str | None
+    done: int = Field(description="Files finished.")
+    total: int = Field(description="Files in the job.")
+    current: str | None = Field(description="The file being read and indexed; null when queued or finished.")
+    chunks_embedded: int = Field(description="Chunks embedded so far (a large file is many).")
 
 
 class IngestJobInfo(BaseModel):

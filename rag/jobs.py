@@ -16,10 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ingest.pipeline import IngestSummary, ProgressCallback
+from ingest.pipeline import IngestSummary
 
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
-IngestWork = Callable[[ProgressCallback], IngestSummary]
 
 
 @dataclass
@@ -29,7 +28,8 @@ class IngestJob:
     files: list[str]
     status: JobStatus = "queued"
     done: int = 0
-    current: str | None = None
+    current: str | None = None  # the file being read and indexed
+    chunks_embedded: int = 0
     summary: dict[str, Any] | None = None
     error: str | None = None
     created_at: float = field(default_factory=time.time)
@@ -47,12 +47,35 @@ class IngestJob:
             "kb": self.kb,
             "status": self.status,
             "files": list(self.files),
-            "progress": {"done": self.done, "total": total, "current": self.current},
+            "progress": {
+                "done": self.done,
+                "total": total,
+                "current": self.current,
+                "chunks_embedded": self.chunks_embedded,
+            },
             "summary": self.summary,
             "error": self.error,
             "created_at": int(self.created_at),
             "finished_at": int(self.finished_at) if self.finished_at else None,
         }
+
+
+@dataclass
+class JobReporter:
+    """What the ingestion tells a running job: each file done, and chunks embedded so far."""
+
+    job: IngestJob
+
+    def file_done(self, done: int, total: int, source: str) -> None:
+        self.job.done = done
+        # files are read and reported in order, so the next one is the one being worked on now
+        self.job.current = self.job.files[done] if done < len(self.job.files) else None
+
+    def chunks_embedded(self, count: int) -> None:
+        self.job.chunks_embedded = count
+
+
+IngestWork = Callable[[JobReporter], IngestSummary]
 
 
 class IngestJobs:
@@ -92,13 +115,10 @@ class IngestJobs:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     def _run(self, job: IngestJob, work: IngestWork) -> None:
+        job.current = job.files[0] if job.files else None
         job.status = "running"
-
-        def progress(done: int, total: int, source: str) -> None:
-            job.done, job.current = done, source
-
         try:
-            summary = work(progress)
+            summary = work(JobReporter(job))
         except Exception as error:  # a job must end in a state a client can read, whatever happened
             job.status, job.error = "failed", f"{type(error).__name__}: {error}"
         else:

@@ -24,12 +24,12 @@ from langchain_core.runnables import Runnable
 
 from ingest.loaders import LOADERS, is_supported
 from ingest.manifest import FOLDER, UPLOAD
-from ingest.pipeline import Ingestor, ProgressCallback
+from ingest.pipeline import Ingestor
 from rag.chain import build_rag_chain, make_translator
 from rag.companion import CompanionEncoder, load_companion
 from rag.config import Settings
 from rag.embeddings import SentenceTransformerEmbeddings, load_embeddings
-from rag.jobs import IngestJob, IngestJobs
+from rag.jobs import IngestJob, IngestJobs, JobReporter
 from rag.keyword_index import KeywordIndex, keyword_folder
 from rag.locking import IngestionLock
 from rag.rerank import CrossEncoderReranker, load_reranker
@@ -357,12 +357,19 @@ class KnowledgeBaseService:
         for partial, final in staged:
             partial.replace(final)
         targets = [(final, final.name) for _, final in staged]
-        return self.jobs.submit(kb, names, lambda progress: self._ingest_uploads(kb, targets, progress))
+        return self.jobs.submit(kb, names, lambda report: self._ingest_uploads(kb, targets, report))
 
-    def _ingest_uploads(self, kb: str, files: list[tuple[Path, str]], progress: ProgressCallback) -> Any:
+    def _ingest_uploads(self, kb: str, files: list[tuple[Path, str]], report: JobReporter) -> Any:
         """Ingest the stored uploads; one that could not be ingested (an empty or broken file) is not
         kept: it would be in no document list, and so beyond the reach of a delete."""
-        summary = self.ingestor.ingest_files(files, kb, origin=UPLOAD, progress=False, on_file=progress)
+        summary = self.ingestor.ingest_files(
+            files,
+            kb,
+            origin=UPLOAD,
+            progress=False,
+            on_file=report.file_done,
+            on_chunks=report.chunks_embedded,
+        )
         failed = {source for source, _ in summary.failed}
         if failed:
             kept = self.ingestor.manifest.records(kb)

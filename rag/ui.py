@@ -174,7 +174,12 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
             return
         while not job.finished:
             total = len(job.files)
-            step = f"reading and indexing {job.current}" if job.current else "waiting for its turn"
+            if job.status == "queued":
+                step = "waiting for its turn"
+            else:
+                step = f"reading and indexing {job.current or 'the files'}"
+                if job.chunks_embedded:
+                    step += f" ({_chunks(job.chunks_embedded)} embedded so far)"
             yield f"Ingesting into '{kb}': {job.done} of {total} file(s) done; {step}…", None, None
             knowledge.jobs.wait(job.id, timeout_s=0.5)
         kept = None

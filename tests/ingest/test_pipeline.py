@@ -370,6 +370,34 @@ def test_small_files_share_one_embedding_call(ingestor: Ingestor, tmp_path: Path
     assert len(counting.calls) == 12
 
 
+def test_a_large_file_reports_its_chunks_as_they_are_embedded(ingestor: Ingestor, tmp_path: Path) -> None:
+    """A 300-page PDF is minutes of embedding: progress must move inside the file, not only after it."""
+    manual = tmp_path / "manual.txt"
+    manual.write_text(
+        "\n\n".join(
+            f"Section {n}: the pump model P{n} runs at {n * 10} litres per minute." * 3 for n in range(40)
+        ),
+        encoding="utf-8",
+    )
+    counted, counting = _counting_ingestor(ingestor)
+    counting.batch_size = 1  # the model's batch: 16 of them between two reports
+    files_done: list[tuple[int, int, str]] = []
+    embedded: list[int] = []
+    summary = counted.ingest_files(
+        [(manual, "manual.txt")],
+        "pipeline-progress",
+        progress=False,
+        on_file=lambda *p: files_done.append(p),
+        on_chunks=embedded.append,
+    )
+    chunks = summary.chunks_written
+    assert chunks > 32
+    assert embedded == [*range(16, chunks, 16), chunks]  # a report every 16 chunks, then the last
+    calls = [len(call) for call in counting.calls]
+    assert calls == [16] * (len(embedded) - 1) + [chunks - 16 * (len(embedded) - 1)]
+    assert files_done == [(1, 1, "manual.txt")]
+
+
 def test_moved_file_takes_its_vectors_from_the_store(ingestor: Ingestor, tmp_path: Path) -> None:
     folder = tmp_path / "docs"
     _write_corpus(folder)

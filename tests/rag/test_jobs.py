@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from ingest.pipeline import IngestSummary, ProgressCallback
-from rag.jobs import IngestJobs
+from ingest.pipeline import IngestSummary
+from rag.jobs import IngestJobs, JobReporter
 
 
 def test_job_reports_progress_and_summary() -> None:
@@ -13,18 +13,29 @@ def test_job_reports_progress_and_summary() -> None:
     release = threading.Event()
     halfway = threading.Event()
 
-    def work(progress: ProgressCallback) -> IngestSummary:
-        progress(1, 2, "a.md")
+    started = threading.Event()
+    go_on = threading.Event()
+
+    def work(report: JobReporter) -> IngestSummary:
+        started.set()
+        go_on.wait(10)
+        report.chunks_embedded(3)
+        report.file_done(1, 2, "a.md")
+        report.chunks_embedded(4)
         halfway.set()
         release.wait(10)
-        progress(2, 2, "b.md")
+        report.file_done(2, 2, "b.md")
         return IngestSummary(kb="kb", added=["a.md", "b.md"], chunks_written=5)
 
     job = jobs.submit("kb", ["a.md", "b.md"], work)
+    assert started.wait(10)
+    first = jobs.get(job.id).as_dict()
+    assert first["status"] == "running"
+    assert first["progress"] == {"done": 0, "total": 2, "current": "a.md", "chunks_embedded": 0}
+    go_on.set()
     assert halfway.wait(10)
     running = jobs.get(job.id).as_dict()
-    assert running["status"] == "running"
-    assert running["progress"] == {"done": 1, "total": 2, "current": "a.md"}
+    assert running["progress"] == {"done": 1, "total": 2, "current": "b.md", "chunks_embedded": 4}
     release.set()
     done = jobs.wait(job.id, 10).as_dict()
     assert done["status"] == "succeeded" and done["summary"]["chunks_written"] == 5
@@ -35,10 +46,10 @@ def test_job_reports_progress_and_summary() -> None:
 def test_failures_end_the_job_as_failed_with_a_reason() -> None:
     jobs = IngestJobs()
 
-    def crash(_: ProgressCallback) -> IngestSummary:
+    def crash(_: JobReporter) -> IngestSummary:
         raise OSError("disk full")
 
-    def all_bad(_: ProgressCallback) -> IngestSummary:
+    def all_bad(_: JobReporter) -> IngestSummary:
         return IngestSummary(kb="kb", failed=[("x.pdf", "the PDF is encrypted")])
 
     crashed = jobs.wait(jobs.submit("kb", ["a.md"], crash).id, 10)
@@ -56,7 +67,7 @@ def test_jobs_run_one_at_a_time() -> None:
     overlap = False
     lock = threading.Lock()
 
-    def work(_: ProgressCallback) -> IngestSummary:
+    def work(_: JobReporter) -> IngestSummary:
         nonlocal active, overlap
         with lock:
             active += 1
