@@ -34,7 +34,7 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator
 from langchain_core.runnables.utils import AddableDict
 
 from rag.answer_check import check_answer
-from rag.chinese_text import TraditionalStream, script_of, to_traditional
+from rag.chinese_text import TraditionalStream, fold, script_of, to_traditional
 from rag.config import Settings
 from rag.language import detect_language
 from rag.prompts import (
@@ -65,12 +65,28 @@ def _first_line(text: str) -> str:
     return next((line.strip() for line in text.strip().splitlines() if line.strip()), "")
 
 
-def _standalone(text: str, fallback: str) -> str:
-    """The rewritten question, or the original when the model returned nothing usable."""
+def _standalone(text: str, fallback: str, earlier: Iterable[str] = ()) -> str:
+    """The rewritten question, or the original when the model returned nothing usable.
+
+    A rewrite that only repeats an earlier question of the user's is not usable: the small model
+    often answers "And in Beijing?" after a question about Hangzhou with the Hangzhou question
+    itself, which then gets the Hangzhou answer (and "Beijing", which no document mentions, is never
+    checked). The follow-up as typed, searched after the previous message too, keeps the new part.
+    """
     line = _first_line(text)
     for prefix in ("独立的问题：", "独立问题：", "Standalone question:", "Question:"):
         line = line.removeprefix(prefix).strip()
-    return line if 2 <= len(line) <= 4 * len(fallback) + 200 else fallback
+    if not 2 <= len(line) <= 4 * len(fallback) + 200:
+        return fallback
+    said = _comparable(line)
+    if said != _comparable(fallback) and any(said == _comparable(question) for question in earlier):
+        return fallback
+    return line
+
+
+def _comparable(text: str) -> str:
+    """The question's letters, digits and characters only, folded: punctuation and spacing differ freely."""
+    return "".join(char for char in fold(text).casefold() if char.isalnum())
 
 
 @lru_cache(maxsize=8)
@@ -145,6 +161,10 @@ class _RagSteps:
         turns = self.settings.history_turns
         return list(values.get("history") or [])[-turns:] if turns else []
 
+    def asked_before(self, values: dict[str, Any]) -> list[str]:
+        """The user's earlier questions in the history the rewrite sees."""
+        return [text for role, text in self._history(values) if role == "user"]
+
     def condenser(self, values: dict[str, Any]) -> Runnable | None:
         """The follow-up rewriter (prompt → LLM → text) when there is a history, else None."""
         history = self._history(values)
@@ -191,7 +211,9 @@ class _RagSteps:
         condense = self.condenser(values)
         query = values["question"]
         if condense is not None:
-            query = _standalone(condense.invoke({"question": query}, config), query)
+            query = _standalone(
+                condense.invoke({"question": query}, config), query, self.asked_before(values)
+            )
         values["query"] = query
         yield AddableDict(query=query)
         values["documents"] = self.searcher(values).invoke(query, config)
@@ -220,7 +242,8 @@ class _RagSteps:
         condense = self.condenser(values)
         query = values["question"]
         if condense is not None:
-            query = _standalone(await condense.ainvoke({"question": query}, config), query)
+            rewrite = await condense.ainvoke({"question": query}, config)
+            query = _standalone(rewrite, query, self.asked_before(values))
         values["query"] = query
         yield AddableDict(query=query)
         values["documents"] = await self.searcher(values).ainvoke(query, config)

@@ -12,7 +12,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -212,14 +212,16 @@ def _print_sources(sources: list[dict[str, Any]]) -> None:
         print(f"  [{source['index']}] {where}  (score {source['score']:.2f})")
 
 
-def _answer(chain: Any, question: str, *, stream: bool) -> dict[str, Any]:
+def _answer(
+    chain: Any, question: str, *, stream: bool, history: Sequence[tuple[str, str]] = ()
+) -> dict[str, Any]:
     """Run the chain once; with ``stream`` print the answer as it arrives."""
     from rag.answer_check import final_answer
 
     answer: list[str] = []
     sources: list[dict[str, Any]] = []
     withdrawn: dict[str, str] | None = None
-    for chunk in chain.stream({"question": question}):
+    for chunk in chain.stream({"question": question, "history": list(history)}):
         if "sources" in chunk:
             sources = chunk["sources"]
         if "answer" in chunk:
@@ -241,7 +243,9 @@ def _chain(args: argparse.Namespace, settings: Settings, service: Any = None) ->
     service = service or _service(settings)
     kb = _kb(args, settings)
     service.retriever(kb)  # fail on an unknown knowledge base before contacting the LLM
-    return service.chain(kb, chat_model(settings), k=args.top_k)
+    # the follow-up rewrite and the translation as the API asks them: deterministic and short
+    condense = chat_model(settings, temperature=0.0, max_tokens=96)
+    return service.chain(kb, chat_model(settings), k=args.top_k, condense_llm=condense)
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
@@ -253,17 +257,29 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
-    chain = _chain(args, settings)
-    print("Ask a question about your documents (empty line or Ctrl-D to quit).")
+    return chat_loop(_chain(args, settings))
+
+
+def chat_loop(chain: Any, read: Callable[[str], str] = input) -> int:
+    """One conversation: each question is answered with the earlier turns as its history, so a
+    follow-up ("那成都呢？") is rewritten from them as in the web UI and the API; ``new`` starts over."""
+    print("Ask a question about your documents; follow-ups refer to earlier answers.")
+    print("'new' starts a new conversation; an empty line or Ctrl-D quits.")
+    history: list[tuple[str, str]] = []
     while True:
         try:
-            question = input("\n> ").strip()
+            question = read("\n> ").strip()
         except (EOFError, KeyboardInterrupt):
             print()
             return 0
         if not question or question in {"quit", "exit"}:
             return 0
-        _answer(chain, question, stream=True)
+        if question == "new":
+            history.clear()
+            print("(new conversation)")
+            continue
+        result = _answer(chain, question, stream=True, history=history)
+        history += [("user", question), ("assistant", result["answer"])]
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:

@@ -345,6 +345,21 @@ def test_a_follow_up_is_also_searched_after_the_message_it_follows(service: Know
     assert [source["source"] for source in alone.invoke(question)["sources"]] == ["leave.md"]
 
 
+def test_a_rewrite_that_repeats_an_earlier_question_is_not_used(service: KnowledgeBaseService) -> None:
+    """The 0.5B often "rewrites" "And the library?" into the previous question itself, which would get
+    the previous answer; the follow-up as typed is searched instead."""
+    history = [("user", "员工食堂在几楼？"), ("assistant", "员工食堂在三楼 [1]。")]
+    question = {"question": "那图书馆呢？", "history": history}
+    repeated = service.chain(KB, FakeListChatModel(responses=["员工食堂在几楼?", "?"]), k=1)
+    assert repeated.invoke(question)["query"] == "那图书馆呢？"
+    rewritten = service.chain(KB, FakeListChatModel(responses=["图书馆在几楼？", "?"]), k=1)
+    assert rewritten.invoke(question)["query"] == "图书馆在几楼？"
+    # asking the same question again is not a failed rewrite
+    again = {"question": "员工食堂在几楼？", "history": history}
+    same = service.chain(KB, FakeListChatModel(responses=["员工食堂在几楼？", "?"]), k=1)
+    assert same.invoke(again)["query"] == "员工食堂在几楼？"
+
+
 def test_a_long_earlier_message_reaches_the_rewrite_clipped(service: KnowledgeBaseService) -> None:
     """A pasted email in the history must not push the follow-up rewrite past the LLM's context: the
     rewrite sees each earlier message's start and end only."""

@@ -185,3 +185,24 @@ def test_ask_refuses_unrelated_question_without_an_llm(cli: tuple[Runner, Path])
     answer = json.loads(result.stdout)
     assert answer["sources"] == []
     assert "does not contain" in answer["answer"]
+
+
+def test_chat_keeps_the_conversation_for_follow_ups(capsys: pytest.CaptureFixture[str]) -> None:
+    from rag.cli import chat_loop
+
+    class RecordingChain:
+        def __init__(self) -> None:
+            self.inputs: list[dict[str, object]] = []
+
+        def stream(self, inputs: dict[str, object]) -> list[dict[str, object]]:
+            self.inputs.append(inputs)
+            return [{"sources": []}, {"answer": f"answer {len(self.inputs)}"}]
+
+    chain = RecordingChain()
+    typed = iter(["杭州班车有多少座位？", "那成都呢？", "new", "年假几天？", ""])
+    assert chat_loop(chain, read=lambda _: next(typed)) == 0
+    assert [i["question"] for i in chain.inputs] == ["杭州班车有多少座位？", "那成都呢？", "年假几天？"]
+    assert chain.inputs[0]["history"] == []
+    assert chain.inputs[1]["history"] == [("user", "杭州班车有多少座位？"), ("assistant", "answer 1")]
+    assert chain.inputs[2]["history"] == []  # "new" started over
+    assert "answer 2" in capsys.readouterr().out
