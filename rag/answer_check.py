@@ -171,8 +171,10 @@ def withdrawal_reason(
     asked = set().union(*(_words(question) for question in questions))
     if _asks_for_value(questions) and _all_asked(words, asked, questions):
         return RESTATES_QUESTION
-    sections = [str(source.get("section") or "") for source in sources]
     squashed = _squashed(answer)
+    if squashed and any(_squashed(question) == squashed for question in questions):
+        return RESTATES_QUESTION  # the question given back (a URL, a code, a bare term), whatever it asks
+    sections = [str(source.get("section") or "") for source in sources]
     if any(_squashed(section) == squashed for section in sections if section) or (
         HEADING_SEPARATOR in answer and words <= asked | set().union(*(_words(s) for s in sections))
     ):

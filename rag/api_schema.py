@@ -36,9 +36,21 @@ class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: Text | list[TextPart] | None = None
 
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_parts_only(cls, content: Any) -> Any:
+        """An image or audio part is named as such, not reported as "should be a valid string"."""
+        if isinstance(content, list):
+            for part in content:
+                kind = part.get("type") if isinstance(part, dict) else None
+                if isinstance(kind, str) and kind != "text":
+                    raise ValueError(f"only text content parts are supported, not {kind!r}")
+        return content
+
     def text(self) -> str:
         if isinstance(self.content, list):
-            return "".join(part.text for part in self.content)
+            # separate parts are separate lines (as vLLM joins them), not one run-on word
+            return "\n".join(part.text for part in self.content)
         return self.content or ""
 
 

@@ -188,7 +188,10 @@ class ChatService:
             finish_reason=recorder.finish_reason,
             usage=Usage(recorder.prompt_tokens, recorder.completion_tokens),
             sources=sources,
-            citations=[check.as_dict() for check in check_citations("".join(answer), sources)],
+            # a withdrawn answer's citations would judge text the client is told to replace
+            citations=[]
+            if withdrawn
+            else [check.as_dict() for check in check_citations("".join(answer), sources)],
             withdrawn=withdrawn,
         )
 

@@ -37,6 +37,12 @@ PROCUREMENT = _source("采购流程 > 审批\n采购金额超过五万元须经�
         ),
         ("On the support hotline, which key do I press for billing?", "[1]."),
         ("What is the per-second request limit?", "Based on the context, the per-second request limit [2]."),
+        # the question given back word for word, though it has no question word
+        (
+            "https://api.starvoice.example.com/v2/asr?lang=zh",
+            "https://api.starvoice.example.com/v2/asr?lang=zh [1].",
+        ),
+        ("采购审批", "采购审批。"),
     ],
 )
 def test_an_answer_that_only_restates_the_question_is_withdrawn(question: str, answer: str) -> None:

@@ -166,10 +166,11 @@ def test_a_withdrawn_answer_is_replaced_or_flagged(server: tuple[str, FakeLLM, K
         "original": hollow,
         "replacement": content,
     }
+    assert body["citations"] == [] and body["sources"]  # the passages searched, none judged cited
     chunks = _sse_events(_chat(url, stream=True))[:-1]
     deltas = [chunk["choices"][0]["delta"].get("content", "") for chunk in chunks]
     assert "".join(deltas) == hollow
-    assert chunks[-1]["withdrawn"] == body["withdrawn"]
+    assert chunks[-1]["withdrawn"] == body["withdrawn"] and chunks[-1]["citations"] == []
     llm.set_answers(ANSWER)
     assert _chat(url).json()["withdrawn"] is None
 

@@ -261,6 +261,19 @@ def test_an_invalid_field_is_named_as_openai_names_it(url: str, body: Any, param
     assert error["message"].startswith(f"{param}: "), error
 
 
+def test_an_image_part_is_refused_by_name(url: str) -> None:
+    case = _chat(400, "image", _say([{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]))
+    error = assert_openai_error(httpx.post(f"{url}{CHAT}", timeout=60, **case.kwargs), 400)
+    assert "only text content parts are supported, not 'image_url'" in error["message"], error
+
+
+def test_text_parts_are_separate_lines() -> None:
+    from rag.api_schema import ChatMessage
+
+    parts = [{"type": "text", "text": "How many seats does"}, {"type": "text", "text": "the bus have?"}]
+    assert ChatMessage(role="user", content=parts).text() == "How many seats does\nthe bus have?"
+
+
 def test_a_body_that_is_not_json_says_how_to_send_it(url: str) -> None:
     form = httpx.post(f"{url}{CHAT}", data={"model": "kbqa", "messages": "hi"}, timeout=60)
     assert "Content-Type: application/json" in assert_openai_error(form, 400)["message"]
