@@ -13,7 +13,7 @@ import re
 from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from rag.language import detect_language
+from rag.language import passage_language
 
 HEADING_SEPARATOR = " > "  # between the titles of a chunk's heading path ("休假制度 > 年假")
 # Coarse to fine: paragraphs, lines, sentence ends (zh then en), clause marks, words, characters.
@@ -195,5 +195,5 @@ def split_documents(
         chunk.metadata["content_hash"] = content_hash(chunk.page_content)
         # Lets retrieval ask whether a knowledge base holds passages in a language at all, and find
         # the best one in it (rag.retrieval's language coverage).
-        chunk.metadata["language"] = detect_language(chunk.page_content)
+        chunk.metadata["language"] = passage_language(chunk.page_content)
     return chunks

@@ -53,7 +53,7 @@ from pydantic import ConfigDict
 
 from rag.companion import CompanionEncoder
 from rag.keyword_index import KeywordIndex
-from rag.language import detect_language
+from rag.language import detect_language, passage_language
 from rag.named_terms import unmentioned_term
 from rag.rerank import CrossEncoderReranker
 
@@ -70,7 +70,7 @@ class _Candidate:
 
     @property
     def language(self) -> str:
-        return str(self.document.metadata.get("language") or detect_language(self.document.page_content))
+        return str(self.document.metadata.get("language") or passage_language(self.document.page_content))
 
 
 class KnowledgeBaseRetriever(BaseRetriever):
