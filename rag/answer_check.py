@@ -194,6 +194,18 @@ def withdrawal_reason(
     return None
 
 
+# The refusal sentences the answer prompts ask the model for (``prompts/*/answer.system.txt``) and
+# kbqa's own (``prompts/*/refusal.txt``) begin with these, in either script once folded.
+_MODEL_REFUSALS = ("not in the knowledge base", "知识库中没有", "the knowledge base does not contain")
+
+
+def reads_as_refusal(answer: str) -> bool:
+    """The model answered with the refusal sentence its prompt gives it: it found no answer in the
+    passages it was shown, so they back nothing (the UI says so instead of presenting them as sources)."""
+    start = fold(answer).strip().lower()[:60]
+    return any(marker in start for marker in _MODEL_REFUSALS)
+
+
 def final_answer(streamed: str, withdrawn: Mapping[str, str] | None) -> str:
     """What a turn answers: the refusal replacing a withdrawn answer, else the streamed text."""
     return withdrawn["replacement"] if withdrawn else streamed.strip()
