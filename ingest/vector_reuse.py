@@ -38,7 +38,11 @@ class ReusingEmbeddings(Embeddings):
         return getattr(self.inner, name)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        missing = [text for text in dict.fromkeys(texts) if text not in self._known]
+        # Longest first, as the model orders one call's texts itself (padding each of its batches to
+        # texts of about the same length); sorted here, the slices between reports keep that order.
+        missing = sorted(
+            (text for text in dict.fromkeys(texts) if text not in self._known), key=len, reverse=True
+        )
         step = len(missing) if self.on_embedded is None else _BATCHES_PER_REPORT * self._batch_size()
         for start in range(0, len(missing), max(step, 1)):
             part = missing[start : start + step]
