@@ -372,9 +372,6 @@ class Ingestor:
             summary.added += recovered.added
             summary.failed += recovered.failed
             summary.chunks_written += recovered.chunks_written
-        # Files count as done when their chunks are written, not when read: the bar then moves as the
-        # work does, and its note counts chunks while a large file is embedded.
-        bar = tqdm(total=len(files), desc=f"ingest {kb}", unit="file", disable=not progress)
         embedded = 0
         latest = ""
 
@@ -408,24 +405,29 @@ class Ingestor:
                     on_file(done, len(files), source)
             waiting.clear()
 
-        for read in self._read_ahead(files, known, full=full):
-            latest = read.source[-40:]
-            bar.set_postfix_str(f"{latest}, {embedded} chunks embedded", refresh=False)
-            waiting.append(read.source)
-            if read.chunks is not None:
-                batch.append(read)
-                batch_chunks += len(read.chunks)
-            else:
-                self._record_without_chunks(read, kb, summary, origin)
-            if batch_chunks >= self.settings.ingest_batch_chunks:
+        # Files count as done when their chunks are written, not when read: the bar then moves as the
+        # work does, and its note counts chunks while a large file is embedded.
+        bar = tqdm(total=len(files), desc=f"ingest {kb}", unit="file", disable=not progress)
+        try:
+            for read in self._read_ahead(files, known, full=full):
+                latest = read.source[-40:]
+                bar.set_postfix_str(f"{latest}, {embedded} chunks embedded", refresh=False)
+                waiting.append(read.source)
+                if read.chunks is not None:
+                    batch.append(read)
+                    batch_chunks += len(read.chunks)
+                else:
+                    self._record_without_chunks(read, kb, summary, origin)
+                if batch_chunks >= self.settings.ingest_batch_chunks:
+                    self._write_batch(batch, target, summary, full=full, origin=origin)
+                    batch, batch_chunks = [], 0
+                if not batch:
+                    report()
+            if batch:
                 self._write_batch(batch, target, summary, full=full, origin=origin)
-                batch, batch_chunks = [], 0
-            if not batch:
-                report()
-        if batch:
-            self._write_batch(batch, target, summary, full=full, origin=origin)
-        report()
-        bar.close()
+            report()
+        finally:
+            bar.close()  # also when a file's batch fails: the error is not printed into the bar
         if refresh_keyword_index:
             self._refresh_keyword_index(kb, summary, force=full)
         summary.seconds = time.monotonic() - started

@@ -37,6 +37,8 @@ from rag.citations import MARKER
 from rag.keyword_index import tokenize
 from rag.language import CJK
 
+# A question that asks whether what it says is so: its own words, confirmed, answer it.
+_CONFIRMATION = re.compile(r"[?？吗嗎呢]\W*$")
 # Question words: a question holding one asks for a value the answer has to add.
 _ASKS_FOR_VALUE = re.compile(
     r"几|多少|什么|哪|谁|何时|怎么|怎样|如何|多久|多长|多大|多远|多高|多重"
@@ -172,8 +174,10 @@ def withdrawal_reason(
     if _asks_for_value(questions) and _all_asked(words, asked, questions):
         return RESTATES_QUESTION
     squashed = _squashed(answer)
-    if squashed and any(_squashed(question) == squashed for question in questions):
-        return RESTATES_QUESTION  # the question given back (a URL, a code, a bare term), whatever it asks
+    if squashed and any(_squashed(q) == squashed for q in questions if not _CONFIRMATION.search(q)):
+        # the question given back (a URL, a code, a bare term); "年假是5天？" answered "年假是5天 [1]。"
+        # confirms it, which is an answer
+        return RESTATES_QUESTION
     sections = [str(source.get("section") or "") for source in sources]
     if any(_squashed(section) == squashed for section in sections if section) or (
         HEADING_SEPARATOR in answer and words <= asked | set().union(*(_words(s) for s in sections))
@@ -200,10 +204,11 @@ _MODEL_REFUSALS = ("not in the knowledge base", "知识库中没有", "the knowl
 
 
 def reads_as_refusal(answer: str) -> bool:
-    """The model answered with the refusal sentence its prompt gives it: it found no answer in the
-    passages it was shown, so they back nothing (the UI says so instead of presenting them as sources)."""
-    start = fold(answer).strip().lower()[:60]
-    return any(marker in start for marker in _MODEL_REFUSALS)
+    """The model answered with the refusal sentence its prompt gives it, and nothing else: it found no
+    answer in the passages it was shown, so they back nothing. An answer that starts so but goes on
+    to cite a passage ("知识库中没有2024年的数据，但2023年的是5天 [1]。") answers in part, and is not one."""
+    text = fold(answer).strip().lower()
+    return text.startswith(_MODEL_REFUSALS) and not MARKER.search(text)
 
 
 def final_answer(streamed: str, withdrawn: Mapping[str, str] | None) -> str:

@@ -489,6 +489,7 @@ async def _complete(events: AsyncIterator[ChatEvent], completion_id: str, create
         "sources": _public_sources(finished.sources),
         "citations": finished.citations,
         "withdrawn": finished.withdrawn,
+        "refused": finished.refused,
     }
 
 
@@ -528,7 +529,12 @@ async def _stream(
                 yield _sse(chunk({"content": event.text}))
             elif isinstance(event, TurnFinished):
                 sources = _public_sources(event.sources)
-                extra = {"sources": sources, "citations": event.citations, "withdrawn": event.withdrawn}
+                extra = {
+                    "sources": sources,
+                    "citations": event.citations,
+                    "withdrawn": event.withdrawn,
+                    "refused": event.refused,
+                }
                 yield _sse(chunk({}, event.finish_reason, **extra))
                 if include_usage:
                     usage_chunk = chunk({}, usage=event.usage.as_dict())

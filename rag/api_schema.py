@@ -138,8 +138,13 @@ class ChatCompletion(BaseModel):
     citations: list[Citation] = Field(description="kbqa extension: each [n] in the answer, checked.")
     withdrawn: Withdrawal | None = Field(
         default=None,
-        description="kbqa extension: set when the model's answer was replaced by the refusal; the "
-        "citations are those of the original.",
+        description="kbqa extension: set when the model's answer was replaced by the refusal (its "
+        "citations are then not checked: empty).",
+    )
+    refused: bool = Field(
+        default=False,
+        description="kbqa extension: the answer is a refusal (no relevant passage, the model's own refusal "
+        "sentence, or a withdrawn answer); the sources are then the passages searched, not backing.",
     )
 
 

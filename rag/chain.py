@@ -162,8 +162,10 @@ class _RagSteps:
         return list(values.get("history") or [])[-turns:] if turns else []
 
     def asked_before(self, values: dict[str, Any]) -> list[str]:
-        """The user's earlier questions in the history the rewrite sees."""
-        return [text for role, text in self._history(values) if role == "user"]
+        """The user's previous question, which a failed rewrite of a follow-up repeats; an older one
+        may be what "back to the first question" rightly rewrites into."""
+        asked = [text for role, text in self._history(values) if role == "user"]
+        return asked[-1:]
 
     def condenser(self, values: dict[str, Any]) -> Runnable | None:
         """The follow-up rewriter (prompt → LLM → text) when there is a history, else None."""

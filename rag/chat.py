@@ -16,7 +16,7 @@ import openai
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
 
-from rag.answer_check import final_answer
+from rag.answer_check import final_answer, reads_as_refusal
 from rag.citations import check_citations
 from rag.llm import LLMProvider, LLMRequestError, LLMUnavailableError
 from rag.service import KnowledgeBaseService
@@ -73,6 +73,9 @@ class TurnFinished:
     citations: list[dict[str, Any]] = field(default_factory=list)  # rag.citations verdicts per [n]
     # The streamed answer answered nothing (rag.answer_check): {"reason", "original", "replacement"}.
     withdrawn: dict[str, str] | None = None
+    # The turn's answer is a refusal: no passage passed the gate, the model wrote its refusal
+    # sentence, or the answer was withdrawn. Its sources were searched; they back nothing.
+    refused: bool = False
 
     def final_answer(self, streamed: str) -> str:
         return final_answer(streamed, self.withdrawn)
@@ -193,6 +196,7 @@ class ChatService:
             if withdrawn
             else [check.as_dict() for check in check_citations("".join(answer), sources)],
             withdrawn=withdrawn,
+            refused=not sources or withdrawn is not None or reads_as_refusal("".join(answer)),
         )
 
     def _prepare(self, kb: str, params: ChatParams) -> Any:

@@ -237,15 +237,17 @@ def _answer(
     return {"answer": final_answer("".join(answer), withdrawn), "sources": sources, "withdrawn": withdrawn}
 
 
-def _chain(args: argparse.Namespace, settings: Settings, service: Any = None) -> Any:
-    from rag.llm import chat_model
+def _chain(args: argparse.Namespace, settings: Settings, service: Any = None, llm: Any = None) -> Any:
+    """The RAG chain; ``llm`` (an ``LLMProvider``) is shared so the server's model is asked for once."""
+    from rag.llm import LLMProvider
 
     service = service or _service(settings)
     kb = _kb(args, settings)
     service.retriever(kb)  # fail on an unknown knowledge base before contacting the LLM
+    llm = llm or LLMProvider(settings)
     # the follow-up rewrite and the translation as the API asks them: deterministic and short
-    condense = chat_model(settings, temperature=0.0, max_tokens=96)
-    return service.chain(kb, chat_model(settings), k=args.top_k, condense_llm=condense)
+    condense = llm.chat_model(temperature=0.0, max_tokens=96)
+    return service.chain(kb, llm.chat_model(), k=args.top_k, condense_llm=condense)
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
@@ -299,10 +301,11 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     translate = None
     answer = None
     if not args.no_llm:
-        from rag.llm import chat_model
+        from rag.llm import LLMProvider
 
-        chain = _chain(args, settings, service)
-        translate = service.translator(chat_model(settings, temperature=0.0, max_tokens=96))
+        llm = LLMProvider(settings)
+        chain = _chain(args, settings, service, llm)
+        translate = service.translator(llm.chat_model(temperature=0.0, max_tokens=96))
 
         def answer(question: str) -> dict[str, Any]:
             return _answer(chain, question, stream=False)

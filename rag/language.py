@@ -11,30 +11,40 @@ _LATIN = re.compile(r"[A-Za-z]+")
 # The words that frame a sentence rather than name things: a question's language is theirs. English
 # questions quote Chinese terms ("What is 调休?") and Chinese ones English terms ("RAG 是什么？");
 # the terms say nothing about which language the asker reads.
-_ENGLISH_FRAME_WORDS = (
-    "what which who whom whose when where why how is are was were am do does did can could "
-    "should would will shall may might must the a an of to in on at for with from by about and "
-    "or not no there this that these those it its i you we they he she my your our their me us "
-    "them"
+_ENGLISH_QUESTION_WORDS = (
+    "what which who whom whose when where why how is are was were am do does did can could should "
+    "would will shall may might must"
 )
-_ENGLISH_FRAME = frozenset(_ENGLISH_FRAME_WORDS.split())
+_ENGLISH_FRAME = frozenset(
+    (
+        _ENGLISH_QUESTION_WORDS + " the an of to in on at for with from by about and or not no there "
+        "this that these those it its you we they he she my your our their me us them"
+    ).split()
+)
+_ENGLISH_QUESTION = re.compile(rf"^\W*(?:{'|'.join(_ENGLISH_QUESTION_WORDS.split())})\s", re.IGNORECASE)
+# Only words that are frame words wherever they stand: single characters such as 在 or 会 also sit
+# inside terms (在职证明, 会议室), which an English question may quote.
 _CHINESE_FRAME = re.compile(  # Simplified and Traditional forms
-    r"[什甚][么麼]|怎[么麼样樣]|如何|[为為]什[么麼]|多少|哪|[几幾]|[谁誰]|[吗嗎]|呢|吧|的|了|是|在|有|和|[与與]|或|"
-    r"[请請]|能|可以|需要|要|[会會]|不|[没沒]|把|被|[给給]|[对對]|[从從]|到|按"
+    r"[什甚][么麼]|怎[么麼样樣]|如何|[为為]什[么麼]|多少|哪|[几幾]|[谁誰]|[吗嗎]|呢|吧|的|了|是|可以|需要|[请請]问"
 )
+_ENGLISH_WORD = re.compile(r"[A-Za-z][a-z]+")  # not an acronym ("IT", "OA") nor a letter ("A股")
 
 
 def detect_language(text: str) -> str:
-    """A question's language, 'zh' or 'en': that of the words that frame it, else of most of its text.
+    """A question's language, 'zh' or 'en': that of the words that frame it, else ``passage_language``.
 
-    Frame words (English "what", "is", "the"...; Chinese 什么, 是, 的, 吗...) decide when one side has
-    more of them; otherwise it is ``passage_language``.
+    Chinese frame words (什么, 是, 的, 吗...) win when there are at least as many as English ones
+    ("RAG 是什么？", '"Do not reply" 是什么意思？'); English wins when the question opens with a
+    question word ("What is 调休?", "Is 在职证明 needed?") or, failing that, holds two or more of its
+    frame words ("the", "of", "my"...) and more than Chinese ones. Keyword queries ("IT部门电话",
+    "On-call 轮值制度") have neither and go by their characters.
     """
-    words = _LATIN.findall(text)
-    english = sum(word.lower() in _ENGLISH_FRAME for word in words)
     chinese = len(_CHINESE_FRAME.findall(text))
-    if english != chinese:
-        return "en" if english > chinese else "zh"
+    english = sum(word.lower() in _ENGLISH_FRAME for word in _ENGLISH_WORD.findall(text))
+    if chinese and chinese >= english:
+        return "zh"
+    if _ENGLISH_QUESTION.match(text) or english >= 2:
+        return "en"
     return passage_language(text)
 
 

@@ -15,7 +15,6 @@ from typing import Any
 import gradio as gr
 
 from ingest.loaders import LOADERS
-from rag.answer_check import reads_as_refusal
 from rag.chat import AnswerDelta, ChatParams, ChatService, SourcesFound, TurnFinished
 from rag.config import Settings
 from rag.llm import LLMRequestError, LLMUnavailableError
@@ -85,13 +84,13 @@ def shown_answer(streamed: str, finished: TurnFinished) -> str:
     return f"{finished.final_answer(streamed)}{_WITHDRAWN_NOTE}{why}.)*"
 
 
-def shown_sources(finished: TurnFinished, streamed: str = "") -> str:
+def shown_sources(finished: TurnFinished) -> str:
     """The sources panel once the turn is over. A withdrawn answer's citations are not shown: the
     chat no longer holds the text they were checked on, so "unsupported [1]" would point at nothing.
     Nor are passages the model itself found no answer in presented as the answer's sources."""
     if finished.withdrawn:
         note = "*The answer was withdrawn: these passages were searched, and none answers the question.*"
-    elif reads_as_refusal(streamed):
+    elif finished.refused:
         note = "*These passages were searched; the model found no answer in them.*"
     else:
         return format_sources(finished.sources, finished.citations)
@@ -157,7 +156,7 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
                     yield history, gr.skip(), gr.skip()
                 elif isinstance(event, TurnFinished):
                     history[-1]["content"] = shown_answer(answer, event)
-                    yield history, shown_sources(event, answer), gr.skip()
+                    yield history, shown_sources(event), gr.skip()
         except (LLMUnavailableError, LLMRequestError, StoreError, ValueError) as error:
             history[-1]["content"] = f"{_ERROR}{error}"
             yield history, _NO_ANSWER, gr.skip()

@@ -10,6 +10,7 @@ from rag.answer_check import (
     INVENTED_NUMBER,
     RESTATES_QUESTION,
     check_answer,
+    reads_as_refusal,
     withdrawal_reason,
 )
 from rag.config import PROJECT_ROOT
@@ -58,6 +59,8 @@ def test_an_answer_that_only_restates_the_question_is_withdrawn(question: str, a
         ("可以带宠物进办公室吗？", "可以。"),  # a yes/no question: repeating its verb answers it
         ("Is the canteen open on Sundays?", "Yes, the canteen is open on Sundays [1]."),
         ("年终奖一般在几月份发放？", "知识库中没有找到相关信息。"),  # a refusal is no restatement
+        ("年假是5天？", "年假是5天 [1]。"),  # a confirmation in the question's own words
+        ("The bus leaves at 8:05?", "The bus leaves at 8:05 [1]."),
     ],
 )
 def test_real_answers_stand(question: str, answer: str) -> None:
@@ -154,3 +157,18 @@ def test_a_traditional_script_answer_is_judged_as_its_simplified_form() -> None:
     assert restated == RESTATES_QUESTION
     number = withdrawal_reason("超過 10000 元須審批 [1]。", questions=["多少錢要審批？"] * 2, sources=sources)
     assert number is None  # 一萬 is 10000, as 一万 is
+
+
+@pytest.mark.parametrize(
+    ("answer", "refused"),
+    [
+        ("知识库中没有找到相关信息。", True),
+        ("知識庫中沒有找到相關信息。", True),  # Traditional script, as a Traditional question gets it
+        ("Not in the knowledge base; it does not contain this information.", True),
+        ("知识库中没有2024年的数据，但2023年的年假是5天 [1]。", False),  # answers in part
+        ("The 2024 rates are not in the knowledge base, but the 2023 rate is 5% [1].", False),
+        ("The shuttle bus has 33 seats [1].", False),
+    ],
+)
+def test_the_models_own_refusal_is_told_from_answers(answer: str, refused: bool) -> None:
+    assert reads_as_refusal(answer) is refused

@@ -166,7 +166,7 @@ def test_a_withdrawn_answer_is_replaced_or_flagged(server: tuple[str, FakeLLM, K
         "original": hollow,
         "replacement": content,
     }
-    assert body["citations"] == [] and body["sources"]  # the passages searched, none judged cited
+    assert body["citations"] == [] and body["sources"] and body["refused"] is True  # searched, none cited
     chunks = _sse_events(_chat(url, stream=True))[:-1]
     deltas = [chunk["choices"][0]["delta"].get("content", "") for chunk in chunks]
     assert "".join(deltas) == hollow
@@ -183,8 +183,18 @@ def test_stream_without_usage_option_sends_no_usage(url: str) -> None:
 
 def test_unrelated_question_is_refused_with_no_sources(url: str) -> None:
     body = _chat(url, messages=[{"role": "user", "content": "法国的首都是哪里？"}]).json()
-    assert body["sources"] == []
+    assert body["sources"] == [] and body["refused"] is True
     assert "知识库中没有找到" in body["choices"][0]["message"]["content"]
+
+
+def test_the_models_own_refusal_is_flagged(server: tuple[str, FakeLLM, KnowledgeBaseService]) -> None:
+    url, llm, _ = server
+    llm.set_answers("Not in the knowledge base; it does not contain this information.")
+    body = _chat(url).json()
+    assert body["refused"] is True and body["sources"]  # searched, backing nothing
+    assert _sse_events(_chat(url, stream=True))[-2]["refused"] is True
+    llm.set_answers(ANSWER)
+    assert _chat(url).json()["refused"] is False
 
 
 def test_follow_up_is_condensed_before_retrieval(server: tuple[str, FakeLLM, KnowledgeBaseService]) -> None:

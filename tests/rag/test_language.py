@@ -18,6 +18,15 @@ from rag.language import detect_language, passage_language
         ("iPhone 15 Pro Max 多少钱", "zh"),
         ('"Do not reply" 是什么意思？', "zh"),
         ("星帆告警规则上限", "zh"),
+        ("Is 在职证明 needed?", "en"),
+        # keyword queries whose English is an acronym, a letter or a term, not a frame
+        ("IT部门电话", "zh"),
+        ("IT 支持电话", "zh"),
+        ("A股代码", "zh"),
+        ("On-call 轮值制度", "zh"),
+        ("No.5 文件", "zh"),
+        ("To B 业务介绍", "zh"),
+        ("什麼是 OA 系統？", "zh"),
         ("", "en"),
     ],
 )
