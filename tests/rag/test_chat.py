@@ -97,4 +97,5 @@ def test_a_withdrawn_answer_is_reported_with_its_replacement(chat: tuple[ChatSer
     assert finished.withdrawn["original"] == streamed == "The shuttle bus has [1] seats."
     assert finished.final_answer(streamed) == finished.withdrawn["replacement"]
     assert "does not contain" in finished.final_answer(streamed)
-    assert [check["index"] for check in finished.citations] == [1]  # checked on what was streamed
+    # no verdicts on text the client is told to replace; the passages were searched and back nothing
+    assert finished.citations == [] and finished.refused and finished.sources
