@@ -203,6 +203,12 @@ def withdrawal_reason(
 _MODEL_REFUSALS = ("not in the knowledge base", "知识库中没有", "the knowledge base does not contain")
 
 
+def is_refusal_turn(streamed: str, sources: Sequence[Any], withdrawn: Mapping[str, str] | None) -> bool:
+    """A turn that refused: no passage passed the gate, the answer was withdrawn, or the model wrote
+    its refusal sentence. The API, the web UI and ``ask --json`` all report it from here."""
+    return not sources or withdrawn is not None or reads_as_refusal(streamed)
+
+
 def reads_as_refusal(answer: str) -> bool:
     """The model answered with the refusal sentence its prompt gives it, and nothing else: it found no
     answer in the passages it was shown, so they back nothing. An answer that starts so but goes on

@@ -16,7 +16,7 @@ import openai
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
 
-from rag.answer_check import final_answer, reads_as_refusal
+from rag.answer_check import final_answer, is_refusal_turn
 from rag.citations import check_citations
 from rag.llm import LLMProvider, LLMRequestError, LLMUnavailableError
 from rag.service import KnowledgeBaseService
@@ -196,7 +196,7 @@ class ChatService:
             if withdrawn
             else [check.as_dict() for check in check_citations("".join(answer), sources)],
             withdrawn=withdrawn,
-            refused=not sources or withdrawn is not None or reads_as_refusal("".join(answer)),
+            refused=is_refusal_turn("".join(answer), sources, withdrawn),
         )
 
     def _prepare(self, kb: str, params: ChatParams) -> Any:

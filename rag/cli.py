@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask = commands.add_parser("ask", help="answer a question from the knowledge base, with sources")
     ask.add_argument("question")
     _kb_args(ask)
-    ask.add_argument("--json", action="store_true", help='print {"answer", "sources", "withdrawn"} when done')
+    ask.add_argument(
+        "--json", action="store_true", help='print {"answer", "sources", "withdrawn", "refused"} when done'
+    )
 
     chat = commands.add_parser("chat", help="ask questions interactively")
     _kb_args(chat)
@@ -216,7 +218,7 @@ def _answer(
     chain: Any, question: str, *, stream: bool, history: Sequence[tuple[str, str]] = ()
 ) -> dict[str, Any]:
     """Run the chain once; with ``stream`` print the answer as it arrives."""
-    from rag.answer_check import final_answer
+    from rag.answer_check import final_answer, is_refusal_turn
 
     answer: list[str] = []
     sources: list[dict[str, Any]] = []
@@ -234,7 +236,13 @@ def _answer(
         if withdrawn:
             print(f"\n(withdrawn: the answer {withdrawn['reason']})\n{withdrawn['replacement']}")
         _print_sources(sources)
-    return {"answer": final_answer("".join(answer), withdrawn), "sources": sources, "withdrawn": withdrawn}
+    streamed = "".join(answer)
+    return {
+        "answer": final_answer(streamed, withdrawn),
+        "sources": sources,
+        "withdrawn": withdrawn,
+        "refused": is_refusal_turn(streamed, sources, withdrawn),
+    }
 
 
 def _chain(args: argparse.Namespace, settings: Settings, service: Any = None, llm: Any = None) -> Any:

@@ -111,6 +111,7 @@ def test_answer_holds_the_fact_and_cites_the_right_file(ask: Any, question: str)
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert any(fact in answer["answer"] for fact in expected["expected"]), answer["answer"]
+    assert answer["refused"] is False
     sources = answer["sources"]
     assert sources and [s["index"] for s in sources] == list(range(1, len(sources) + 1))
     # Small numbers in brackets are citation markers; the 0.5B model also brackets facts ("[8021]").
@@ -135,5 +136,5 @@ def test_question_outside_the_knowledge_base_is_refused(ask: Any) -> None:
     result = ask("法国的首都是哪里？", "--json")
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
-    assert answer["sources"] == []
+    assert answer["sources"] == [] and answer["refused"] is True
     assert "知识库中没有找到" in answer["answer"]

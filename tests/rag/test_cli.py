@@ -183,7 +183,7 @@ def test_ask_refuses_unrelated_question_without_an_llm(cli: tuple[Runner, Path])
     )
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
-    assert answer["sources"] == []
+    assert answer["sources"] == [] and answer["refused"] is True
     assert "does not contain" in answer["answer"]
 
 
