@@ -204,8 +204,9 @@ _MODEL_REFUSALS = ("not in the knowledge base", "知识库中没有", "the knowl
 
 
 def is_refusal_turn(streamed: str, sources: Sequence[Any], withdrawn: Mapping[str, str] | None) -> bool:
-    """A turn that refused: no passage passed the gate, the answer was withdrawn, or the model wrote
-    its refusal sentence. The API, the web UI and ``ask --json`` all report it from here."""
+    """A turn whose answer holds nothing from the documents: no passage passed the gate (or, for a
+    greeting, none was searched), the answer was withdrawn, or the model wrote its refusal sentence.
+    The API, the web UI and ``ask --json`` all report it from here."""
     return not sources or withdrawn is not None or reads_as_refusal(streamed)
 
 

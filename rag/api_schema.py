@@ -143,8 +143,9 @@ class ChatCompletion(BaseModel):
     )
     refused: bool = Field(
         default=False,
-        description="kbqa extension: the answer is a refusal (no relevant passage, the model's own refusal "
-        "sentence, or a withdrawn answer); the sources are then the passages searched, not backing.",
+        description="kbqa extension: the answer holds nothing from the documents: a refusal (no relevant "
+        "passage, the model's own refusal sentence, or a withdrawn answer; the sources are then the passages "
+        "searched, not backing), or the line a bare greeting or thanks gets.",
     )
 
 

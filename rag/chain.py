@@ -46,6 +46,7 @@ from rag.prompts import (
     quote_untrusted,
     read_prompt,
 )
+from rag.small_talk import small_talk
 
 
 def source_dict(index: int, document: Document) -> dict[str, Any]:
@@ -206,10 +207,23 @@ class _RagSteps:
     def answer_inputs(values: dict[str, Any]) -> dict[str, Any]:
         return {**values, "question": quote_untrusted(values["query"])}
 
+    def small_talk_reply(self, values: dict[str, Any], kind: str) -> Iterator[AddableDict]:
+        """A greeting or thanks gets its line (``prompts/LANG/KIND.txt``): no rewrite, no search, no
+        LLM, no sources."""
+        values.update(query=values["question"], documents=[], sources=[], context="")
+        for key in ("query", "documents", "sources", "context"):
+            yield AddableDict({key: values[key]})
+        yield AddableDict(
+            answer=self.script(values)(read_prompt(self.settings.prompts_dir, values["language"], kind))
+        )
+
     def run(self, chunks: Iterator[dict[str, Any]], config: RunnableConfig) -> Iterator[AddableDict]:
         values = self.start(_merged(chunks))
         yield AddableDict({key: value for key, value in values.items() if key != "language"})
         yield AddableDict(language=values["language"])
+        if (kind := small_talk(values["question"])) is not None:
+            yield from self.small_talk_reply(values, kind)
+            return
         condense = self.condenser(values)
         query = values["question"]
         if condense is not None:
@@ -241,6 +255,10 @@ class _RagSteps:
         values = self.start(_merged([chunk async for chunk in chunks]))
         yield AddableDict({key: value for key, value in values.items() if key != "language"})
         yield AddableDict(language=values["language"])
+        if (kind := small_talk(values["question"])) is not None:
+            for chunk in self.small_talk_reply(values, kind):
+                yield chunk
+            return
         condense = self.condenser(values)
         query = values["question"]
         if condense is not None:

@@ -73,8 +73,8 @@ class TurnFinished:
     citations: list[dict[str, Any]] = field(default_factory=list)  # rag.citations verdicts per [n]
     # The streamed answer answered nothing (rag.answer_check): {"reason", "original", "replacement"}.
     withdrawn: dict[str, str] | None = None
-    # The turn's answer is a refusal: no passage passed the gate, the model wrote its refusal
-    # sentence, or the answer was withdrawn. Its sources were searched; they back nothing.
+    # The turn's answer holds nothing from the documents (rag.answer_check.is_refusal_turn): its
+    # sources, if any, were searched and back nothing.
     refused: bool = False
 
     def final_answer(self, streamed: str) -> str:

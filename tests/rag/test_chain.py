@@ -345,6 +345,20 @@ def test_a_follow_up_is_also_searched_after_the_message_it_follows(service: Know
     assert [source["source"] for source in alone.invoke(question)["sources"]] == ["leave.md"]
 
 
+def test_a_greeting_gets_its_line_without_search_or_llm(service: KnowledgeBaseService) -> None:
+    """ "你好" scores above the relevance gate against policy text; searched and sent to the LLM, it
+    got the refusal beside three unrelated sources. It gets a greeting, and no LLM call is made."""
+    recorder = PromptRecorder()
+    chain = service.chain(KB, FakeListChatModel(responses=["an LLM answer"]), k=2)
+    history = [("user", "员工食堂在几楼？"), ("assistant", "三楼 [1]。")]
+    greeted = chain.invoke({"question": "你好！"}, config={"callbacks": [recorder]})
+    assert greeted["answer"] == read_prompt(PROJECT_ROOT / "prompts", "zh", "greeting")
+    assert greeted["sources"] == [] and greeted["documents"] == []
+    thanked = chain.invoke({"question": "Thanks!", "history": history}, config={"callbacks": [recorder]})
+    assert thanked["answer"] == read_prompt(PROJECT_ROOT / "prompts", "en", "thanks")
+    assert recorder.calls == []  # neither a rewrite nor an answer was asked of the LLM
+
+
 def test_a_rewrite_that_repeats_an_earlier_question_is_not_used(service: KnowledgeBaseService) -> None:
     """The 0.5B often "rewrites" "And the library?" into the previous question itself, which would get
     the previous answer; the follow-up as typed is searched instead."""

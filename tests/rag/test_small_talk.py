@@ -1,0 +1,28 @@
+"""Greetings and thanks: recognised only when they are the whole message."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.small_talk import small_talk
+
+
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        ("你好", "greeting"),
+        ("您好！", "greeting"),
+        ("Hello!", "greeting"),
+        ("hey there 👋", "greeting"),
+        ("Good morning.", "greeting"),
+        ("谢谢！", "thanks"),
+        ("謝謝", "thanks"),  # Traditional script
+        ("Thank you very much!", "thanks"),
+        ("你好，年假有几天？", None),  # a question after the greeting: answered from the documents
+        ("Hello World 示例代码在哪里？", None),
+        ("How do I say thanks to the team?", None),
+        ("", None),
+    ],
+)
+def test_small_talk_is_the_whole_message(message: str, kind: str | None) -> None:
+    assert small_talk(message) == kind
