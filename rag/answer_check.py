@@ -37,8 +37,13 @@ from rag.citations import MARKER
 from rag.keyword_index import tokenize
 from rag.language import CJK
 
-# A question that asks whether what it says is so: its own words, confirmed, answer it.
-_CONFIRMATION = re.compile(r"[?？吗嗎呢]\W*$")
+# A sentence that ends as a question does.
+_ENDS_AS_QUESTION = re.compile(r"[?？吗嗎呢]\W*$")
+# A question that states something to confirm ("年假是5天？", "The bus leaves at 8:05?"): its own
+# words, said back as a statement, answer it. "VPN地址？" states nothing.
+_STATES_SOMETHING = re.compile(
+    r"\d|是|有|\b(?:is|are|was|were|has|have|does|do|did|can|will)\b", re.IGNORECASE
+)
 # Question words: a question holding one asks for a value the answer has to add.
 _ASKS_FOR_VALUE = re.compile(
     r"几|多少|什么|哪|谁|何时|怎么|怎样|如何|多久|多长|多大|多远|多高|多重"
@@ -174,9 +179,7 @@ def withdrawal_reason(
     if _asks_for_value(questions) and _all_asked(words, asked, questions):
         return RESTATES_QUESTION
     squashed = _squashed(answer)
-    if squashed and any(_squashed(q) == squashed for q in questions if not _CONFIRMATION.search(q)):
-        # the question given back (a URL, a code, a bare term); "年假是5天？" answered "年假是5天 [1]。"
-        # confirms it, which is an answer
+    if squashed and any(_squashed(q) == squashed for q in questions if _echoes(answer, q)):
         return RESTATES_QUESTION
     sections = [str(source.get("section") or "") for source in sources]
     if any(_squashed(section) == squashed for section in sections if section) or (
@@ -210,12 +213,30 @@ def is_refusal_turn(streamed: str, sources: Sequence[Any], withdrawn: Mapping[st
     return not sources or withdrawn is not None or reads_as_refusal(streamed)
 
 
+_REFUSAL_WRAPPING = re.compile(
+    r"^(?:[\s\"'“”‘’「」『』*_>]|抱歉[，,]?|对不起[，,]?|(?:i'?m )?sorry[,，]?(?: but)?)+"
+)
+_GOES_ON = re.compile(r"但|不过|\bbut\b|\bhowever\b")
+_REFUSAL_LENGTH = 70  # characters: the refusal sentences are 13-66; more is an answer
+
+
 def reads_as_refusal(answer: str) -> bool:
     """The model answered with the refusal sentence its prompt gives it, and nothing else: it found no
-    answer in the passages it was shown, so they back nothing. An answer that starts so but goes on
-    to cite a passage ("知识库中没有2024年的数据，但2023年的是5天 [1]。") answers in part, and is not one."""
-    text = fold(answer).strip().lower()
-    return text.startswith(_MODEL_REFUSALS) and not MARKER.search(text)
+    answer in the passages it was shown, so they back nothing. Quotes, bold and a short apology
+    around it do not matter; an answer that starts so but goes on ("知识库中没有2024年的数据，但2023年
+    的是5天 [1]。") answers in part, and is not one."""
+    text = _REFUSAL_WRAPPING.sub("", fold(answer).strip().lower())
+    if not text.startswith(_MODEL_REFUSALS) or _GOES_ON.search(text):
+        return False
+    return not MARKER.search(text) or len(MARKER.sub("", text)) <= _REFUSAL_LENGTH
+
+
+def _echoes(answer: str, question: str) -> bool:
+    """Whether an answer in the question's own words gives it back rather than confirming it: it is
+    itself a question, or the question states nothing to confirm (a URL, a code, a bare term)."""
+    return bool(_ENDS_AS_QUESTION.search(answer)) or not (
+        _ENDS_AS_QUESTION.search(question) and _STATES_SOMETHING.search(question)
+    )
 
 
 def final_answer(streamed: str, withdrawn: Mapping[str, str] | None) -> str:

@@ -158,9 +158,23 @@ class _RagSteps:
         return _AnswerText(TraditionalStream() if self.traditional(values) else None)
 
     def _history(self, values: dict[str, Any]) -> list[Any]:
-        """The last ``history_turns`` messages before the question (none when that is 0)."""
+        """The last ``history_turns`` messages before the question (none when that is 0), less small
+        talk: after "你好" and its greeting, "年假有几天？" is a first question, not a follow-up."""
         turns = self.settings.history_turns
-        return list(values.get("history") or [])[-turns:] if turns else []
+        if not turns:
+            return []
+        kept: list[Any] = []
+        skip_reply = False
+        for role, text in values.get("history") or []:
+            if role == "user":
+                skip_reply = small_talk(text) is not None
+                if skip_reply:
+                    continue
+            elif skip_reply:
+                skip_reply = False
+                continue
+            kept.append((role, text))
+        return kept[-turns:]
 
     def asked_before(self, values: dict[str, Any]) -> list[str]:
         """The user's previous question, which a failed rewrite of a follow-up repeats; an older one

@@ -21,7 +21,9 @@ _ENGLISH_FRAME = frozenset(
         "this that these those it its you we they he she my your our their me us them"
     ).split()
 )
-_ENGLISH_QUESTION = re.compile(rf"^\W*(?:{'|'.join(_ENGLISH_QUESTION_WORDS.split())})\s", re.IGNORECASE)
+_ENGLISH_QUESTION = re.compile(  # "What is", "What's", "Where’s"
+    rf"^\W*(?:{'|'.join(_ENGLISH_QUESTION_WORDS.split())})(?:['’]s)?\s", re.IGNORECASE
+)
 # Only words that are frame words wherever they stand: single characters such as 在 or 会 also sit
 # inside terms (在职证明, 会议室), which an English question may quote.
 _CHINESE_FRAME = re.compile(  # Simplified and Traditional forms

@@ -17,11 +17,12 @@ SmallTalk = Literal["greeting", "thanks"]
 
 _GREETINGS = (
     "你好 您好 你们好 大家好 你好啊 你好呀 嗨 哈喽 哈啰 在吗 在不在 早 早上好 上午好 中午好 下午好 "
-    "晚上好 hi hello hey hiya hellothere heythere goodmorning goodafternoon goodevening greetings"
+    "晚上好 早上好呀 下午好呀 晚上好呀 hi hello hey hiya hithere hellothere heythere goodmorning "
+    "goodafternoon goodevening greetings"
 )
 _THANKS = (
     "谢谢 谢谢你 谢谢您 多谢 感谢 感谢你 非常感谢 谢了 好的谢谢 "
-    "thanks thankyou thanksalot thankyousomuch thankyouverymuch thx"
+    "thanks thankyou thanku thanksalot thankssomuch thankyousomuch thankyouverymuch thx"
 )
 _PHRASES: dict[SmallTalk, frozenset[str]] = {
     "greeting": frozenset(_GREETINGS.split()),

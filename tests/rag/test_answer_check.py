@@ -44,6 +44,10 @@ PROCUREMENT = _source("采购流程 > 审批\n采购金额超过五万元须经�
             "https://api.starvoice.example.com/v2/asr?lang=zh [1].",
         ),
         ("采购审批", "采购审批。"),
+        ("Is the canteen open on Sundays?", "Is the canteen open on Sundays?"),  # itself a question
+        ("食堂周日开门吗？", "食堂周日开门吗？"),
+        ("VPN地址？", "VPN地址 [1]"),  # states nothing to confirm
+        ("OA 系统？", "OA 系统"),
     ],
 )
 def test_an_answer_that_only_restates_the_question_is_withdrawn(question: str, answer: str) -> None:
@@ -165,7 +169,12 @@ def test_a_traditional_script_answer_is_judged_as_its_simplified_form() -> None:
         ("知识库中没有找到相关信息。", True),
         ("知識庫中沒有找到相關信息。", True),  # Traditional script, as a Traditional question gets it
         ("Not in the knowledge base; it does not contain this information.", True),
+        ("“知识库中没有找到相关信息。”", True),  # quoted, as the Chinese prompt shows it
+        ("抱歉，知识库中没有找到相关信息。", True),
+        ("**Not in the knowledge base.**", True),
+        ("知识库中没有找到相关信息 [1]。", True),
         ("知识库中没有2024年的数据，但2023年的年假是5天 [1]。", False),  # answers in part
+        ("知识库中没有2024年的数据，但2023年的年假是5天。", False),
         ("The 2024 rates are not in the knowledge base, but the 2023 rate is 5% [1].", False),
         ("The shuttle bus has 33 seats [1].", False),
     ],

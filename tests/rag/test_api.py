@@ -190,9 +190,12 @@ def test_unrelated_question_is_refused_with_no_sources(url: str) -> None:
 def test_a_greeting_is_answered_with_a_greeting(url: str) -> None:
     body = _chat(url, messages=[{"role": "user", "content": "你好"}]).json()
     assert body["choices"][0]["message"]["content"].startswith("你好！")
-    assert body["sources"] == [] and body["citations"] == []
+    assert (
+        body["sources"] == [] and body["citations"] == [] and body["refused"] is True
+    )  # nothing from the documents
     chunks = _sse_events(_chat(url, messages=[{"role": "user", "content": "Hi!"}], stream=True))[:-1]
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks).startswith("Hello!")
+    assert chunks[-1]["sources"] == [] and chunks[-1]["refused"] is True
 
 
 def test_the_models_own_refusal_is_flagged(server: tuple[str, FakeLLM, KnowledgeBaseService]) -> None:

@@ -184,7 +184,8 @@ def test_instruction_like_sentences_are_omitted_from_passages() -> None:
 def test_streamed_keys_arrive_in_order_and_async_agrees_with_sync(service: KnowledgeBaseService) -> None:
     import asyncio
 
-    question = {"question": "员工每年有几天年假？", "history": [("user", "你好"), ("assistant", "你好！")]}
+    history = [("user", "员工食堂在几楼？"), ("assistant", "三楼 [1]。")]
+    question = {"question": "员工每年有几天年假？", "history": history}
 
     def chain() -> Any:
         # The first answer rewrites the follow-up (condense), the second answers.
@@ -357,6 +358,14 @@ def test_a_greeting_gets_its_line_without_search_or_llm(service: KnowledgeBaseSe
     thanked = chain.invoke({"question": "Thanks!", "history": history}, config={"callbacks": [recorder]})
     assert thanked["answer"] == read_prompt(PROJECT_ROOT / "prompts", "en", "thanks")
     assert recorder.calls == []  # neither a rewrite nor an answer was asked of the LLM
+
+    # after a greeting, the next question is a first question: no rewrite, no "你好" searched with it
+    after = service.chain(KB, FakeListChatModel(responses=["十五天 [1]。"]), k=2)
+    greeting = [("user", "你好"), ("assistant", greeted["answer"])]
+    asked = after.invoke(
+        {"question": "员工每年有几天年假？", "history": greeting}, config={"callbacks": [recorder]}
+    )
+    assert len(recorder.calls) == 1 and asked["query"] == "员工每年有几天年假？"
 
 
 def test_a_rewrite_that_repeats_an_earlier_question_is_not_used(service: KnowledgeBaseService) -> None:

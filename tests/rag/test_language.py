@@ -19,6 +19,8 @@ from rag.language import detect_language, passage_language
         ('"Do not reply" 是什么意思？', "zh"),
         ("星帆告警规则上限", "zh"),
         ("Is 在职证明 needed?", "en"),
+        ("What's 调休?", "en"),
+        ("Where’s the 食堂?", "en"),
         # keyword queries whose English is an acronym, a letter or a term, not a frame
         ("IT部门电话", "zh"),
         ("IT 支持电话", "zh"),

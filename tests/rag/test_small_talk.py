@@ -15,6 +15,7 @@ from rag.small_talk import small_talk
         ("Hello!", "greeting"),
         ("hey there 👋", "greeting"),
         ("Good morning.", "greeting"),
+        ("Hi there!", "greeting"),
         ("谢谢！", "thanks"),
         ("謝謝", "thanks"),  # Traditional script
         ("Thank you very much!", "thanks"),
