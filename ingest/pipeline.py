@@ -375,10 +375,13 @@ class Ingestor:
         embedded = 0
         latest = ""
 
+        def note(*, refresh: bool) -> None:
+            bar.set_postfix_str(f"{latest}, {embedded} chunks embedded", refresh=refresh)
+
         def chunks_embedded(count: int) -> None:
             nonlocal embedded
             embedded += count
-            bar.set_postfix_str(f"{latest}, {embedded} chunks embedded", refresh=True)
+            note(refresh=True)
             if on_chunks is not None:
                 on_chunks(embedded)
 
@@ -411,7 +414,7 @@ class Ingestor:
         try:
             for read in self._read_ahead(files, known, full=full):
                 latest = read.source[-40:]
-                bar.set_postfix_str(f"{latest}, {embedded} chunks embedded", refresh=False)
+                note(refresh=False)
                 waiting.append(read.source)
                 if read.chunks is not None:
                     batch.append(read)

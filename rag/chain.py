@@ -34,7 +34,7 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator
 from langchain_core.runnables.utils import AddableDict
 
 from rag.answer_check import check_answer
-from rag.chinese_text import TraditionalStream, fold, script_of, to_traditional
+from rag.chinese_text import TraditionalStream, bare, script_of, to_traditional
 from rag.config import Settings
 from rag.language import detect_language
 from rag.prompts import (
@@ -79,15 +79,10 @@ def _standalone(text: str, fallback: str, earlier: Iterable[str] = ()) -> str:
         line = line.removeprefix(prefix).strip()
     if not 2 <= len(line) <= 4 * len(fallback) + 200:
         return fallback
-    said = _comparable(line)
-    if said != _comparable(fallback) and any(said == _comparable(question) for question in earlier):
+    said = bare(line)
+    if said != bare(fallback) and any(said == bare(question) for question in earlier):
         return fallback
     return line
-
-
-def _comparable(text: str) -> str:
-    """The question's letters, digits and characters only, folded: punctuation and spacing differ freely."""
-    return "".join(char for char in fold(text).casefold() if char.isalnum())
 
 
 @lru_cache(maxsize=8)

@@ -35,6 +35,12 @@ def fold(text: str) -> str:
     return to_simplified(text.translate(_HALF_WIDTH))
 
 
+def bare(text: str) -> str:
+    """``text`` folded and case-folded, letters, digits and characters only: how two short phrases
+    compare when script, width, case, spacing and punctuation may differ freely."""
+    return "".join(char for char in fold(text).casefold() if char.isalnum())
+
+
 @lru_cache(maxsize=1)
 def _traditional_to_simplified() -> opencc.OpenCC:
     return opencc.OpenCC("t2s")

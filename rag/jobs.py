@@ -28,7 +28,6 @@ class IngestJob:
     files: list[str]
     status: JobStatus = "queued"
     done: int = 0
-    current: str | None = None  # the file being read and indexed
     chunks_embedded: int = 0
     summary: dict[str, Any] | None = None
     error: str | None = None
@@ -38,6 +37,12 @@ class IngestJob:
     @property
     def finished(self) -> bool:
         return self.status in ("succeeded", "failed")
+
+    @property
+    def current(self) -> str | None:
+        """The file being read and indexed: files are read and reported in order, so while the job
+        runs it is the first one not done."""
+        return self.files[self.done] if self.status == "running" and self.done < len(self.files) else None
 
     def as_dict(self) -> dict[str, Any]:
         total = len(self.files)
@@ -68,8 +73,6 @@ class JobReporter:
 
     def file_done(self, done: int, total: int, source: str) -> None:
         self.job.done = done
-        # files are read and reported in order, so the next one is the one being worked on now
-        self.job.current = self.job.files[done] if done < len(self.job.files) else None
 
     def chunks_embedded(self, count: int) -> None:
         self.job.chunks_embedded = count
@@ -115,7 +118,6 @@ class IngestJobs:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     def _run(self, job: IngestJob, work: IngestWork) -> None:
-        job.current = job.files[0] if job.files else None
         job.status = "running"
         try:
             summary = work(JobReporter(job))
@@ -130,7 +132,6 @@ class IngestJobs:
                 job.status = "failed"
                 job.error = "; ".join(f"{source}: {reason}" for source, reason in summary.failed)
         finally:
-            job.current = None
             job.finished_at = time.time()
 
     def _forget_old(self) -> None:

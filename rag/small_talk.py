@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from rag.chinese_text import fold
+from rag.chinese_text import bare
 
 SmallTalk = Literal["greeting", "thanks"]
 
@@ -32,5 +32,5 @@ _PHRASES: dict[SmallTalk, frozenset[str]] = {
 
 def small_talk(message: str) -> SmallTalk | None:
     """The kind of small talk ``message`` is, ignoring case, script, spacing and punctuation; else None."""
-    bare = "".join(char for char in fold(message).casefold() if char.isalnum())
-    return next((kind for kind, phrases in _PHRASES.items() if bare in phrases), None)
+    said = bare(message)
+    return next((kind for kind, phrases in _PHRASES.items() if said in phrases), None)

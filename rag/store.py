@@ -164,9 +164,9 @@ def _names(client: chromadb.ClientAPI) -> list[str]:
     return [c if isinstance(c, str) else c.name for c in client.list_collections()]
 
 
-def _namesake(client: chromadb.ClientAPI, kb: str, names: list[str] | None = None) -> str | None:
+def _namesake(names: list[str], kb: str) -> str | None:
     """The knowledge base whose name differs from ``kb`` in letter case only, if there is one."""
-    for name in _names(client) if names is None else names:
+    for name in names:
         if name != kb and name.casefold() == kb.casefold():
             return name
     return None
@@ -176,7 +176,7 @@ def _likely_meant(client: chromadb.ClientAPI, kb: str) -> str | None:
     """The existing name a mistyped ``kb`` most likely meant: its case variant, else the closest
     spelling (a letter or two swapped, dropped or added), else None."""
     names = _names(client)
-    namesake = _namesake(client, kb, names)
+    namesake = _namesake(names, kb)
     if namesake is not None:
         return namesake
     folded = {name.casefold(): name for name in names}
@@ -204,7 +204,7 @@ def open_vector_store(
     if collection is None:
         if not create:
             raise missing_knowledge_base(client, kb, "; ingest documents into it first")
-        namesake = _namesake(client, kb)
+        namesake = _namesake(_names(client), kb)
         if namesake is not None:
             # a second knowledge base a typo apart would split one collection of documents in two
             # (and, on a case-insensitive disk, share the keyword index's folder)
