@@ -28,7 +28,7 @@ from rag.chain import build_rag_chain
 from rag.config import load_settings
 from rag.evaluation import evaluate, load_questions
 from rag.language import detect_language
-from rag.llm import chat_model
+from rag.llm import REWRITE_SAMPLING, chat_model
 from rag.service import KnowledgeBaseService
 
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     service = KnowledgeBaseService(settings)
     llm = chat_model(settings)
     # A translation missing from the cache is asked of the LLM once, as answering would, and kept.
-    fill = service.translator(chat_model(settings, temperature=0.0, max_tokens=96))
+    fill = service.translator(chat_model(settings, **REWRITE_SAMPLING))
     sets: dict[str, tuple[list[Any], Any]] = {}  # every file read and translation at hand first
     for name in args.sets:
         questions = load_questions(EVAL / f"{name}.jsonl")

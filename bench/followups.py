@@ -24,7 +24,7 @@ from typing import Any
 from rag.answer_check import final_answer
 from rag.config import PROJECT_ROOT, load_settings
 from rag.evaluation import answer_is_correct, evidence_rank, is_refusal, rank_metrics
-from rag.llm import chat_model
+from rag.llm import REWRITE_SAMPLING, chat_model
 from rag.prompts import read_prompt
 from rag.service import KnowledgeBaseService
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     service = KnowledgeBaseService(settings)
     answer_llm = chat_model(settings)
-    condense_llm = chat_model(settings, temperature=0.0, max_tokens=96)
+    condense_llm = chat_model(settings, **REWRITE_SAMPLING)
     chain = service.chain(args.kb, answer_llm, condense_llm=condense_llm)
     search = service.retriever(args.kb, k=10, gated=False)
     conversations = [

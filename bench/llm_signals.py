@@ -35,7 +35,7 @@ from rag.chain import _answer_prompt
 from rag.config import Settings, load_settings
 from rag.evaluation import EvalQuestion, evidence_rank, load_questions, rank_metrics
 from rag.language import detect_language
-from rag.llm import chat_model, list_models
+from rag.llm import REWRITE_SAMPLING, chat_model, list_models
 from rag.prompts import format_context, quote_untrusted, read_prompt
 from rag.service import KnowledgeBaseService
 
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     model = list_models(args.llm, settings.llm_api_key)[0]
     client = OpenAI(base_url=args.llm, api_key=settings.llm_api_key, timeout=settings.llm_timeout_s)
     first_token = chat_model(settings).bind(logprobs=True, top_logprobs=20, max_tokens=1)
-    translator = service.translator(chat_model(settings, temperature=0.0, max_tokens=96))
+    translator = service.translator(chat_model(settings, **REWRITE_SAMPLING))
     rows: list[dict] = []
     for name in args.sets:
         questions: list[EvalQuestion] = load_questions(EVAL / f"{name}.jsonl")

@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from rag.config import PROJECT_ROOT, load_settings
 from rag.evaluation import EvalQuestion, evidence_rank, load_questions, rank_metrics
@@ -48,17 +49,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sets", nargs="+", help="question files under bench/eval, without .jsonl")
     parser.add_argument("--kb", default="evalset")
     parser.add_argument("--fill", metavar="LLM_URL", help="ask this LLM server for missing translations")
+    parser.add_argument(
+        "--ranks", type=Path, metavar="JSON", help="write each question's evidence rank by id (to diff runs)"
+    )
     args = parser.parse_args(argv)
     settings = load_settings()
     service = KnowledgeBaseService(settings)
     fill = None
     if args.fill:
-        from rag.llm import chat_model
+        from rag.llm import REWRITE_SAMPLING, chat_model
 
         llm = settings.model_copy(update={"llm_base_url": args.fill})
-        fill = service.translator(chat_model(llm, temperature=0.0, max_tokens=96))
+        fill = service.translator(chat_model(llm, **REWRITE_SAMPLING))
     print(f"{'set':<22} {'n':>4} {'hit@1':>6} {'hit@3':>6} {'hit@5':>6} {'hit@10':>6} {'mrr@10':>6}")
     pooled: list[tuple[str, int | None]] = []
+    by_id: dict[str, int | None] = {}
     for name in args.sets:
         questions = [q for q in load_questions(EVAL / f"{name}.jsonl") if q.answerable]
         cached = translations(name, questions, fill)
@@ -68,11 +73,14 @@ def main(argv: list[str] | None = None) -> int:
             for q in questions
         ]
         pooled += ranks
+        by_id.update((q.id, rank) for q, (_, rank) in zip(questions, ranks, strict=True))
         print(row(name, [rank for _, rank in ranks]), flush=True)
     if len(args.sets) > 1:
         print(row("all", [rank for _, rank in pooled]))
         for kind in TYPES:
             print(row(f"  {kind}", [rank for t, rank in pooled if t == kind]))
+    if args.ranks:
+        args.ranks.write_text(json.dumps(by_id, indent=0), encoding="utf-8")
     return 0
 
 

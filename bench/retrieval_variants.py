@@ -26,7 +26,7 @@ from rag.config import PROJECT_ROOT, load_settings
 from rag.embeddings import load_embeddings
 from rag.evaluation import evaluate, load_questions
 from rag.language import detect_language
-from rag.llm import chat_model
+from rag.llm import REWRITE_SAMPLING, chat_model
 from rag.service import KnowledgeBaseService
 
 CORPUS = PROJECT_ROOT / "bench" / "eval" / "corpus"
@@ -72,7 +72,7 @@ def shared_translator(llm_url: str | None, cache_file: Path | None) -> Callable[
     ask = None
     if llm_url:
         settings = load_settings(llm_base_url=llm_url)
-        ask = make_translator(chat_model(settings, temperature=0.0, max_tokens=96), settings.prompts_dir)
+        ask = make_translator(chat_model(settings, **REWRITE_SAMPLING), settings.prompts_dir)
 
     def translate(question: str) -> str | None:
         if question not in cached:

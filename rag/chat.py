@@ -212,7 +212,7 @@ class ChatService:
         answer = self.llm.chat_model(
             temperature=params.temperature, max_tokens=params.max_tokens, top_p=params.top_p, stop=params.stop
         )
-        condense = self.llm.chat_model(temperature=0.0, max_tokens=96)
+        condense = self.llm.rewrite_model()
         return answer, condense
 
 

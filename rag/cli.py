@@ -253,9 +253,7 @@ def _chain(args: argparse.Namespace, settings: Settings, service: Any = None, ll
     kb = _kb(args, settings)
     service.retriever(kb)  # fail on an unknown knowledge base before contacting the LLM
     llm = llm or LLMProvider(settings)
-    # the follow-up rewrite and the translation as the API asks them: deterministic and short
-    condense = llm.chat_model(temperature=0.0, max_tokens=96)
-    return service.chain(kb, llm.chat_model(), k=args.top_k, condense_llm=condense)
+    return service.chain(kb, llm.chat_model(), k=args.top_k, condense_llm=llm.rewrite_model())
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
@@ -313,7 +311,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
         llm = LLMProvider(settings)
         chain = _chain(args, settings, service, llm)
-        translate = service.translator(llm.chat_model(temperature=0.0, max_tokens=96))
+        translate = service.translator(llm.rewrite_model())
 
         def answer(question: str) -> dict[str, Any]:
             return _answer(chain, question, stream=False)

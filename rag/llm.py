@@ -82,6 +82,11 @@ class _HashableTimeout(httpx.Timeout):
         return hash((self.connect, self.read, self.write, self.pool))
 
 
+REWRITE_SAMPLING: dict[str, object] = {"temperature": 0.0, "max_tokens": 96}
+"""How the follow-up rewrite and the query translation are asked: deterministic, and short (each is
+one question; a model that rambles on is cut off rather than waited for)."""
+
+
 class LLMProvider:
     """Chat models for the configured server, built per request so each can carry its own sampling.
 
@@ -123,6 +128,10 @@ class LLMProvider:
         if not models:
             raise LLMUnavailableError(f"the LLM server at {self.base_url} serves no model")
         return self._model or models[0]
+
+    def rewrite_model(self) -> ChatOpenAI:
+        """The model for the follow-up rewrite and the query translation (``REWRITE_SAMPLING``)."""
+        return self.chat_model(**REWRITE_SAMPLING)
 
     def chat_model(self, **overrides: object) -> ChatOpenAI:
         """``overrides`` are ChatOpenAI fields (temperature, max_tokens, top_p, stop, ...); None = default.

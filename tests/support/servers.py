@@ -16,6 +16,8 @@ import uvicorn
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
+from rag.llm import REWRITE_SAMPLING
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -70,6 +72,9 @@ class FakeLLM:
     def chat_model(self, **params: Any) -> GenericFakeChatModel:
         self.calls.append(params)
         return GenericFakeChatModel(messages=self._answers)
+
+    def rewrite_model(self) -> GenericFakeChatModel:
+        return self.chat_model(**REWRITE_SAMPLING)
 
 
 @dataclass(frozen=True)
