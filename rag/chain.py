@@ -219,8 +219,8 @@ class _RagSteps:
     def small_talk_reply(self, values: dict[str, Any], kind: str) -> Iterator[AddableDict]:
         """A greeting or thanks gets its line (``prompts/LANG/KIND.txt``): no rewrite, no search, no
         LLM, no sources."""
-        values.update(query=values["question"], documents=[], sources=[], context="")
-        for key in ("query", "documents", "sources", "context"):
+        values.update(query=values["question"], documents=[], sources=[], context="", small_talk=kind)
+        for key in ("query", "documents", "sources", "context", "small_talk"):
             yield AddableDict({key: values[key]})
         yield AddableDict(
             answer=self.script(values)(read_prompt(self.settings.prompts_dir, values["language"], kind))

@@ -76,6 +76,7 @@ class TurnFinished:
     # The turn's answer holds nothing from the documents (rag.answer_check.is_refusal_turn): its
     # sources, if any, were searched and back nothing.
     refused: bool = False
+    small_talk: str | None = None  # "greeting" or "thanks": answered with its line, nothing searched
 
     def final_answer(self, streamed: str) -> str:
         return final_answer(streamed, self.withdrawn)
@@ -165,6 +166,7 @@ class ChatService:
         sources: list[dict[str, Any]] = []
         answer: list[str] = []
         withdrawn: dict[str, str] | None = None
+        small_talk: str | None = None
         query = question
         try:
             async for part in chain.astream(
@@ -178,6 +180,7 @@ class ChatService:
                     answer.append(part["answer"])
                     yield AnswerDelta(part["answer"])
                 withdrawn = part.get("withdrawn", withdrawn)
+                small_talk = part.get("small_talk", small_talk)
         except (openai.APIConnectionError, openai.APITimeoutError) as error:
             message = f"the LLM server at {self.llm.base_url} did not answer: {error}"
             raise LLMUnavailableError(message) from error
@@ -197,6 +200,7 @@ class ChatService:
             else [check.as_dict() for check in check_citations("".join(answer), sources)],
             withdrawn=withdrawn,
             refused=is_refusal_turn("".join(answer), sources, withdrawn),
+            small_talk=small_talk,
         )
 
     def _prepare(self, kb: str, params: ChatParams) -> Any:

@@ -1,4 +1,4 @@
-"""Greetings and thanks, answered with a line of their own instead of a search.
+"""Greetings, thanks, goodbyes and a bare "ok", answered with a line of their own instead of a search.
 
 "你好" or "thanks!" is no question about the documents: searched, it finds passages that merely
 score above the relevance gate (multilingual-e5 puts "你好" at 0.87 to a policy paragraph), and the
@@ -13,7 +13,7 @@ from typing import Literal
 
 from rag.chinese_text import bare
 
-SmallTalk = Literal["greeting", "thanks"]
+SmallTalk = Literal["greeting", "thanks", "farewell", "acknowledgement"]
 
 _GREETINGS = (
     "你好 您好 你们好 大家好 你好啊 你好呀 嗨 哈喽 哈啰 在吗 在不在 早 早上好 上午好 中午好 下午好 "
@@ -22,11 +22,21 @@ _GREETINGS = (
 )
 _THANKS = (
     "谢谢 谢谢你 谢谢您 多谢 感谢 感谢你 非常感谢 谢了 好的谢谢 "
-    "thanks thankyou thanku thanksalot thankssomuch thankyousomuch thankyouverymuch thx"
+    "thanks thankyou thanku thanksalot thankssomuch thankyousomuch thankyouverymuch thx okthanks "
+    "okthankyou greatthanks thanksbye 谢谢再见 好的感谢"
+)
+_FAREWELLS = "再见 再会 拜拜 拜 回头见 下次见 bye byebye goodbye bye-bye seeyou seeya seeyoulater cya"
+# What a user types after an answer that needs no reply of substance; searched, "ok" found passages
+# that merely scored above the gate and the model wrote a refusal beside them.
+_ACKNOWLEDGEMENTS = (
+    "好的 好 好吧 好滴 嗯 嗯嗯 哦 噢 收到 明白 明白了 知道了 了解 了解了 懂了 行 可以 没问题 "
+    "ok okay okok k kk alright allright gotit understood cool great nice fine sure noted"
 )
 _PHRASES: dict[SmallTalk, frozenset[str]] = {
     "greeting": frozenset(_GREETINGS.split()),
     "thanks": frozenset(_THANKS.split()),
+    "farewell": frozenset(phrase.replace("-", "") for phrase in _FAREWELLS.split()),
+    "acknowledgement": frozenset(_ACKNOWLEDGEMENTS.split()),
 }
 
 

@@ -87,7 +87,10 @@ def shown_answer(streamed: str, finished: TurnFinished) -> str:
 def shown_sources(finished: TurnFinished) -> str:
     """The sources panel once the turn is over. A withdrawn answer's citations are not shown: the
     chat no longer holds the text they were checked on, so "unsupported [1]" would point at nothing.
-    Nor are passages the model itself found no answer in presented as the answer's sources."""
+    Nor are passages the model itself found no answer in presented as the answer's sources, and a
+    greeting's reply, for which nothing was searched, says nothing about the knowledge base."""
+    if finished.small_talk:
+        return ""
     if finished.withdrawn:
         note = "*The answer was withdrawn: these passages were searched, and none answers the question.*"
     elif finished.refused:

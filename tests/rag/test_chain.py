@@ -357,6 +357,8 @@ def test_a_greeting_gets_its_line_without_search_or_llm(service: KnowledgeBaseSe
     assert greeted["sources"] == [] and greeted["documents"] == []
     thanked = chain.invoke({"question": "Thanks!", "history": history}, config={"callbacks": [recorder]})
     assert thanked["answer"] == read_prompt(PROJECT_ROOT / "prompts", "en", "thanks")
+    acknowledged = chain.invoke({"question": "好的", "history": history}, config={"callbacks": [recorder]})
+    assert acknowledged["answer"] == read_prompt(PROJECT_ROOT / "prompts", "zh", "acknowledgement")
     assert recorder.calls == []  # neither a rewrite nor an answer was asked of the LLM
 
     # after a greeting, the next question is a first question: no rewrite, no "你好" searched with it

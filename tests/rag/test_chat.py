@@ -99,3 +99,12 @@ def test_a_withdrawn_answer_is_reported_with_its_replacement(chat: tuple[ChatSer
     assert "does not contain" in finished.final_answer(streamed)
     # no verdicts on text the client is told to replace; the passages were searched and back nothing
     assert finished.citations == [] and finished.refused and finished.sources
+
+
+def test_a_greeting_turn_says_it_was_small_talk(chat: tuple[ChatService, FakeLLM]) -> None:
+    """The UI must tell "nothing was searched" from "nothing relevant was found"."""
+    service, _ = chat
+    finished = _events(service, KB, [("user", "Hello!")])[-1]
+    assert finished.small_talk == "greeting" and finished.sources == []
+    asked = _events(service, KB, [("user", "How many seats does the shuttle bus have?")])[-1]
+    assert asked.small_talk is None

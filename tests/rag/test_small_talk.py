@@ -1,4 +1,4 @@
-"""Greetings and thanks: recognised only when they are the whole message."""
+"""Small talk (greetings, thanks, goodbyes, "ok"): recognised only when it is the whole message."""
 
 from __future__ import annotations
 
@@ -19,6 +19,13 @@ from rag.small_talk import small_talk
         ("谢谢！", "thanks"),
         ("謝謝", "thanks"),  # Traditional script
         ("Thank you very much!", "thanks"),
+        ("OK, thanks!", "thanks"),
+        ("Bye!", "farewell"),
+        ("再见～", "farewell"),
+        ("ok", "acknowledgement"),
+        ("好的。", "acknowledgement"),
+        ("Got it.", "acknowledgement"),
+        ("可以吗？", None),
         ("你好，年假有几天？", None),  # a question after the greeting: answered from the documents
         ("Hello World 示例代码在哪里？", None),
         ("How do I say thanks to the team?", None),

@@ -50,3 +50,6 @@ def test_passages_of_a_refusal_are_shown_as_searched_not_as_sources() -> None:
     assert "a.md" in shown
     answered = shown_sources(TurnFinished("stop", Usage(), [source]))
     assert answered.startswith("**[1] a.md")
+    greeted = TurnFinished("stop", Usage(), [], refused=True, small_talk="greeting")
+    assert shown_sources(greeted) == ""  # nothing was searched, so no "holds no relevant passage"
+    assert "no passage relevant" in shown_sources(TurnFinished("stop", Usage(), [], refused=True))
