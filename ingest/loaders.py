@@ -572,10 +572,12 @@ def load_docx(path: Path, limits: LoadLimits) -> list[Document]:
         document = docx.Document(str(path))
     except Exception as error:  # PackageNotFoundError, KeyError for a missing part, lxml errors
         raise LoadError(f"not a readable DOCX ({type(error).__name__}: {error})") from error
-    text = "\n\n".join(part for part in _docx_blocks(document.element.body) if part.strip())
+    levels = _docx_heading_levels(document.styles.element)
+    text = "\n\n".join(part for part in _docx_blocks(document.element.body, levels) if part.strip())
     if len(text) > limits.max_chars:
         raise limits.too_much_text(len(text))
-    return [Document(page_content=_require_text(text))]
+    title = _docx_title(document.element.body, document.styles.element)
+    return [Document(page_content=_require_text(text), metadata={"title": title} if title else {})]
 
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
@@ -594,13 +596,91 @@ def _docx_text(element: Any) -> str:
     return "".join(parts)
 
 
-def _docx_blocks(body: Any) -> Iterator[str]:
+# A built-in heading style's name: "heading 2" (the name Word stores whatever the UI language),
+# and the names a localised template may store instead ("Heading 2", "标题 2").
+_HEADING_STYLE_NAME = re.compile(r"^(?:heading|标题)\s*([1-9])$", re.IGNORECASE)
+_TITLE_STYLE = {"title", "标题"}
+_BODY_OUTLINE_LEVEL = 9  # w:outlineLvl 0-8 are heading levels 1-9; 9 is body text
+
+
+def _outline_level(properties: Any) -> int | None:
+    """A ``w:pPr``'s own heading level (1-9), 0 where it says body text, None where it says nothing."""
+    outline = None if properties is None else properties.find(f"{_W}outlineLvl")
+    value = None if outline is None else outline.get(f"{_W}val", "")
+    if value is None or not value.isdigit():
+        return None
+    return 0 if int(value) >= _BODY_OUTLINE_LEVEL else int(value) + 1
+
+
+def _docx_heading_levels(styles: Any) -> dict[str, int]:
+    """Heading level of each paragraph style that makes a heading, by style id.
+
+    A heading is marked by its style, not by its look: the built-in "heading N" styles, a style with
+    an outline level (what Word's navigation pane shows), and a custom style based on either. Style
+    ids are no guide: a Chinese Word names "heading 1"'s id "1".
+    """
+    found: dict[str, tuple[int | None, str | None]] = {}
+    for style in styles.iterchildren(f"{_W}style"):
+        if style.get(f"{_W}type") != "paragraph" or not style.get(f"{_W}styleId"):
+            continue
+        level = _outline_level(style.find(f"{_W}pPr"))
+        name = style.find(f"{_W}name")
+        by_name = _HEADING_STYLE_NAME.match(name.get(f"{_W}val", "") if name is not None else "")
+        if level is None and by_name:
+            level = int(by_name.group(1))
+        based = style.find(f"{_W}basedOn")
+        found[style.get(f"{_W}styleId")] = (level, based.get(f"{_W}val") if based is not None else None)
+
+    def level_of(style_id: str, seen: frozenset[str] = frozenset()) -> int:
+        level, based = found[style_id]
+        if level is not None:
+            return level
+        if based in found and based not in seen:
+            return level_of(based, seen | {style_id})
+        return 0
+
+    return {style_id: level for style_id in found if (level := level_of(style_id))}
+
+
+def _style_id(paragraph: Any) -> str:
+    style = paragraph.find(f"{_W}pPr/{_W}pStyle")
+    return style.get(f"{_W}val", "") if style is not None else ""
+
+
+def _docx_heading(paragraph: Any, levels: dict[str, int]) -> int:
+    """The paragraph's heading level (0: not a heading); its own outline level wins over its style's."""
+    own = _outline_level(paragraph.find(f"{_W}pPr"))
+    return own if own is not None else levels.get(_style_id(paragraph), 0)
+
+
+def _docx_title(body: Any, styles: Any) -> str:
+    """The text of the first paragraph in Word's "Title" style: kept as the document's title, as a
+    Markdown file's front-matter title is (it stays in the text too)."""
+    title_ids = {
+        style.get(f"{_W}styleId")
+        for style in styles.iterchildren(f"{_W}style")
+        if (name := style.find(f"{_W}name")) is not None and name.get(f"{_W}val", "").lower() in _TITLE_STYLE
+    }
+    for paragraph in body.iter(f"{_W}p"):
+        if _style_id(paragraph) in title_ids and (text := " ".join(_docx_text(paragraph).split())):
+            return text
+    return ""
+
+
+def _docx_blocks(body: Any, levels: dict[str, int]) -> Iterator[str]:
     """Paragraphs and tables in document order (a table stays under the heading it follows); a table
     row as "cell | cell", each cell once however many grid columns it spans, nested tables in
-    their cell's text."""
+    their cell's text.
+
+    A heading paragraph is written as a Markdown heading ("## 年假"), so the splitter gives a
+    Word file's chunks their section path as it does a Markdown file's.
+    """
     for child in body.iterchildren():
         if child.tag == f"{_W}p":
-            yield _docx_text(child)
+            text = _docx_text(child)
+            level = _docx_heading(child, levels)
+            title = " ".join(text.split())
+            yield f"{'#' * min(level, 6)} {title}" if level and title else text
         elif child.tag == f"{_W}tbl":
             for row in child.iterchildren(f"{_W}tr"):
                 cells = [
@@ -611,13 +691,13 @@ def _docx_blocks(body: Any) -> Iterator[str]:
                     yield " | ".join(cells)
         elif child.tag == f"{_W}sdt":  # a content control around whole paragraphs or tables
             for content in child.iterchildren(f"{_W}sdtContent"):
-                yield from _docx_blocks(content)
+                yield from _docx_blocks(content, levels)
 
 
 _HTML_BLOCKS = [
     "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption", "figure",
     "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol", "p",
-    "pre", "section", "table", "tr", "ul", "title", "caption",
+    "pre", "section", "table", "ul", "title", "caption",
 ]  # fmt: skip
 _HTML_CELLS = ["td", "th"]
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
@@ -639,26 +719,70 @@ def _declared_html_text(data: bytes) -> str | None:
         return None
 
 
+_HTML_HEADINGS = ["h1", "h2", "h3", "h4", "h5", "h6"]
+_HTML_NOT_TEXT = ["script", "style", "noscript", "template", "svg"]
+_HTML_PAGE_PARTS = ["article", "main", "section"]  # a <header> inside one of these heads its text
+
+
+def _html_content(roots: list[Any], *, drop_site_parts: bool) -> str:
+    """The text of ``roots``, a line per block.
+
+    Line breaks where the layout breaks (blocks, <br>), none inside a line: "拨打<b>客服</b>电话
+    <span>400</span>-<span>800</span>" stays one line that a search for "400-800" can match. A table
+    row is one line of "cell | cell", as Word tables are loaded. An <h2> is written "## …", so the
+    splitter gives the page's chunks their section path as it does a Markdown file's. With
+    ``drop_site_parts``, navigation and the page-wide header and footer are left out.
+    """
+    from bs4 import NavigableString
+
+    texts = []
+    for root in roots:
+        for tag in root.find_all(_HTML_NOT_TEXT):
+            tag.decompose()
+        if drop_site_parts:
+            site_parts = [*root.find_all("nav"), *root.find_all(attrs={"role": "navigation"})]
+            site_parts += [
+                tag for tag in root.find_all(["header", "footer"]) if not tag.find_parent(_HTML_PAGE_PARTS)
+            ]
+            for tag in site_parts:
+                if not tag.decomposed:
+                    tag.decompose()
+        # A line break in the page's source is a space, as a browser shows it (outside <pre>).
+        for node in root.find_all(string=True):
+            if type(node) is NavigableString and node.find_parent(["pre", "textarea"]) is None:
+                node.replace_with(NavigableString(re.sub(r"\s+", " ", node)))
+        for tag in root.find_all(_HTML_HEADINGS):
+            heading = " ".join(tag.get_text("").split())
+            if heading and tag.find_parent(_HTML_CELLS) is None:
+                tag.clear()
+                tag.append(f"{'#' * int(tag.name[1])} {heading}")
+        for tag in root.find_all(_HTML_CELLS):
+            tag.append(" | ")
+        for tag in root.find_all("tr"):  # rows on consecutive lines: the splitter knows them as a table
+            tag.append("\n")
+        for tag in root.find_all(_HTML_BLOCKS):
+            tag.insert_before("\n")
+            tag.append("\n")
+        lines = [" ".join(line.split()).removesuffix(" |").strip() for line in root.get_text("").splitlines()]
+        texts.append("\n".join(lines))
+    return re.sub(r"\n{3,}", "\n\n", "\n\n".join(texts)).strip()
+
+
 def load_html(path: Path, limits: LoadLimits) -> list[Document]:
     from bs4 import BeautifulSoup
 
     data = path.read_bytes()
     text = _declared_html_text(data) or decode_text(data)[0]
     soup = BeautifulSoup(text, "html.parser")
-    for tag in soup(["script", "style", "noscript", "template", "svg"]):
-        tag.decompose()
     title = soup.title.get_text(strip=True) if soup.title else ""
     body = soup.body or soup
-    # Line breaks where the layout breaks (blocks, <br>), none inside a line: "拨打<b>客服</b>电话
-    # <span>400</span>-<span>800</span>" stays one line that a search for "400-800" can match. A
-    # table row is one line of "cell | cell", as Word tables are loaded.
-    for tag in body.find_all(_HTML_CELLS):
-        tag.append(" | ")
-    for tag in body.find_all(_HTML_BLOCKS):
-        tag.insert_before("\n")
-        tag.append("\n")
-    lines = [" ".join(line.split()).removesuffix(" |").strip() for line in body.get_text("").splitlines()]
-    content = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    # A page's own text is in its <main> where it marks one; elsewhere the site's menus and
+    # copyright lines would be chunks of every page, found for questions about navigation.
+    mains = [main for main in body.find_all("main") if main.find_parent("main") is None]
+    content = _html_content(mains or [body], drop_site_parts=True)
+    if not content:  # a page whose only text sits in a <header> or <nav> keeps it
+        again = BeautifulSoup(text, "html.parser")
+        content = _html_content([again.body or again], drop_site_parts=False)
     if len(content) > limits.max_chars:
         raise limits.too_much_text(len(content))
     metadata = {"title": title} if title else {}

@@ -8,6 +8,7 @@ leaves a row that the next run re-indexes or, if the file is gone, cleans up.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,11 +24,16 @@ CREATE TABLE IF NOT EXISTS kbqa_files (
     mtime_ns INTEGER NOT NULL,
     chunks INTEGER NOT NULL DEFAULT 0,
     origin TEXT NOT NULL DEFAULT 'folder',
+    reading TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (kb, source)
 )
 """
-# Databases written before uploads existed lack the origin column.
-_ADD_ORIGIN = "ALTER TABLE kbqa_files ADD COLUMN origin TEXT NOT NULL DEFAULT 'folder'"
+# Columns that databases written by an earlier kbqa lack: uploads came later, and so did recording
+# how a file was read (a file read before that has reading '', which no current reading equals).
+_ADDED_COLUMNS = {
+    "origin": "ALTER TABLE kbqa_files ADD COLUMN origin TEXT NOT NULL DEFAULT 'folder'",
+    "reading": "ALTER TABLE kbqa_files ADD COLUMN reading TEXT NOT NULL DEFAULT ''",
+}
 
 FOLDER = "folder"  # mirrored from an ingested folder: removed when gone from that folder
 UPLOAD = "upload"  # uploaded through the API or UI: kept until deleted there
@@ -41,6 +47,7 @@ class FileRecord:
     mtime_ns: int
     chunks: int
     origin: str = FOLDER
+    reading: str = ""  # how the file was turned into chunks (ingest.pipeline.reading_key)
 
 
 class Manifest:
@@ -52,8 +59,9 @@ class Manifest:
         with self._connect() as connection:
             connection.execute(_SCHEMA)
             columns = {row[1] for row in connection.execute("PRAGMA table_info(kbqa_files)")}
-            if "origin" not in columns:
-                connection.execute(_ADD_ORIGIN)
+            for column, statement in _ADDED_COLUMNS.items():
+                if column not in columns:
+                    connection.execute(statement)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -67,7 +75,7 @@ class Manifest:
     def records(self, kb: str) -> dict[str, FileRecord]:
         with self._connect() as connection:
             rows = connection.execute(
-                "SELECT source, sha256, size, mtime_ns, chunks, origin FROM kbqa_files WHERE kb = ? "
+                "SELECT source, sha256, size, mtime_ns, chunks, origin, reading FROM kbqa_files WHERE kb = ? "
                 "ORDER BY source",
                 (kb,),
             ).fetchall()
@@ -80,9 +88,9 @@ class Manifest:
         """Write rows in one transaction: a batch of files is marked pending (or done) all at once."""
         with self._connect() as connection:
             connection.executemany(
-                "INSERT OR REPLACE INTO kbqa_files (kb, source, sha256, size, mtime_ns, chunks, origin) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(kb, r.source, r.sha256, r.size, r.mtime_ns, r.chunks, r.origin) for r in records],
+                "INSERT OR REPLACE INTO kbqa_files (kb, source, sha256, size, mtime_ns, chunks, origin, "
+                "reading) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(kb, *dataclasses.astuple(record)) for record in records],
             )
 
     def remove(self, kb: str, source: str) -> None:

@@ -4,7 +4,9 @@ Duplicate policy, stated: a knowledge base mirrors its folder. Unchanged files (
 or same content hash) are skipped without parsing; a changed file's chunks are replaced through
 LangChain's ``index(cleanup="incremental")``, which re-embeds only chunks that really changed; a file
 gone from the folder has its chunks deleted; chunk ids are content hashes, so nothing is ever stored
-twice. A file that fails to load is reported and keeps the chunks of its last good version.
+twice. A file that fails to load is reported and keeps the chunks of its last good version. A file
+read by an earlier kbqa, or with other chunk settings, is read again (``reading_key``): its unchanged
+chunks keep their vectors, so only what reads differently is embedded.
 
 Crash safety: a run may be killed at any instant and the next run ends in the state one clean run
 would have left. Every write holds the knowledge base's ingestion lock (``rag.locking``), so runs never
@@ -91,6 +93,13 @@ class IngestSummary:
     chunks_deleted: int = 0
     seconds: float = 0.0
 
+    def absorb(self, other: IngestSummary) -> None:
+        """Count a nested run's work (uploads ingested again) as this run's."""
+        for name in ("added", "updated", "unchanged", "deleted", "failed", "skipped"):
+            getattr(self, name).extend(getattr(other, name))
+        self.chunks_written += other.chunks_written
+        self.chunks_deleted += other.chunks_deleted
+
     @property
     def ingested_any(self) -> bool:
         return bool(self.added or self.updated or self.unchanged or self.deleted)
@@ -133,6 +142,20 @@ class _BatchTarget:
     manager: SQLRecordManager
     vectors: ReusingEmbeddings
     keyword_index: KeywordIndex
+
+
+READING_VERSION = 2
+"""Raise it when a loader or the splitter turns an unchanged file into different chunks (version 2:
+Word and HTML headings name their chunks' sections, an HTML page's menus and site header and footer
+are left out, its table rows kept together), so knowledge bases ingested before get the new reading
+at their next ingestion instead of only after ``--full``."""
+
+
+def reading_key(settings: Settings) -> str:
+    """How files are turned into chunks now: the reading version and the chunk settings. A file whose
+    manifest row records another key is read again even when its bytes did not change."""
+    headings = "headings" if settings.chunk_headings else "plain"
+    return f"v{READING_VERSION} {settings.chunk_size}/{settings.chunk_overlap} {headings}"
 
 
 def record_manager(settings: Settings, kb: str) -> SQLRecordManager:
@@ -245,6 +268,7 @@ class Ingestor:
         self.splitter = make_splitter(settings.chunk_size, settings.chunk_overlap)
         self.limits = LoadLimits.from_settings(settings)
         self.manifest = Manifest(settings.index_db)
+        self.reading = reading_key(settings)
         # the keyword-index rebuild keeps the companion's vectors too (rag.companion)
         self.companion = load_companion(settings.companion_model, embeddings)
 
@@ -357,21 +381,22 @@ class Ingestor:
         summary = IngestSummary(kb=kb)
         ours = {source for _, source in files}
         lost_uploads = [item for item in self._forget_records_without_chunks(kb) if item[1] not in ours]
-        if lost_uploads:
-            # no folder run would bring the uploads back: their files are only in the upload folder
-            log.warning("ingesting the %d uploaded document(s) of %s again", len(lost_uploads), kb)
-            recovered = self._ingest_files(
-                lost_uploads,
-                kb,
-                full=True,
-                origin=UPLOAD,
-                progress=progress,
-                on_file=None,
-                refresh_keyword_index=False,
-            )
-            summary.added += recovered.added
-            summary.failed += recovered.failed
-            summary.chunks_written += recovered.chunks_written
+        # No folder run brings uploads back or reads them again: their files are only in the upload
+        # folder, so the ingestion that finds them lost or read by an earlier kbqa does it.
+        for uploads, full_again in ((lost_uploads, True), (self._uploads_read_before(kb, ours), False)):
+            if uploads:
+                log.warning("ingesting the %d uploaded document(s) of %s again", len(uploads), kb)
+                summary.absorb(
+                    self._ingest_files(
+                        uploads,
+                        kb,
+                        full=full_again,
+                        origin=UPLOAD,
+                        progress=progress,
+                        on_file=None,
+                        refresh_keyword_index=False,
+                    )
+                )
         embedded = 0
         latest = ""
 
@@ -482,6 +507,18 @@ class Ingestor:
         self.forget_knowledge_base(kb)
         return stored
 
+    def _uploads_read_before(self, kb: str, ours: set[str]) -> list[tuple[Path, str]]:
+        """(path, source) of the stored uploads of ``kb`` that were read another way than files are now."""
+        uploads = self.settings.uploads_dir / kb
+        return [
+            (uploads / source, source)
+            for source, record in sorted(self.manifest.records(kb).items())
+            if record.origin == UPLOAD
+            and record.reading != self.reading
+            and source not in ours
+            and (uploads / source).is_file()
+        ]
+
     def lock(self, kb: str) -> IngestionLock:
         return IngestionLock(self.settings.data_dir, kb)
 
@@ -530,7 +567,7 @@ class Ingestor:
         try:
             stat = path.stat()
             read = _FileRead(path, source, previous, None, stat.st_size, stat.st_mtime_ns)
-            if not full and previous and previous.sha256:
+            if not full and previous and previous.sha256 and previous.reading == self.reading:
                 if (previous.size, previous.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
                     return read
                 read.sha = file_sha256(path)
@@ -559,7 +596,10 @@ class Ingestor:
         previous = read.previous
         if previous is not None and read.sha is not None:
             self.manifest.put(
-                kb, FileRecord(read.source, read.sha, read.size, read.mtime_ns, previous.chunks, origin)
+                kb,
+                FileRecord(
+                    read.source, read.sha, read.size, read.mtime_ns, previous.chunks, origin, self.reading
+                ),
             )
         summary.unchanged.append(read.source)
 
@@ -574,7 +614,11 @@ class Ingestor:
         kb = target.kb
         target.keyword_index.mark_stale()
         self.manifest.put_many(
-            kb, [FileRecord(r.source, None, r.size, r.mtime_ns, len(r.chunks or ()), origin) for r in batch]
+            kb,
+            [
+                FileRecord(r.source, None, r.size, r.mtime_ns, len(r.chunks or ()), origin, self.reading)
+                for r in batch
+            ],
         )
         chunks = [chunk for read in batch for chunk in read.chunks or ()]
         if not full:  # --full means "embed again", so stored vectors are not reused then
@@ -597,7 +641,10 @@ class Ingestor:
                 summary.chunks_deleted += self._delete_orphans(read.source, target.store, target.manager)
         self.manifest.put_many(
             kb,
-            [FileRecord(r.source, r.sha, r.size, r.mtime_ns, len(r.chunks or ()), origin) for r in batch],
+            [
+                FileRecord(r.source, r.sha, r.size, r.mtime_ns, len(r.chunks or ()), origin, self.reading)
+                for r in batch
+            ],
         )
         summary.chunks_written += result["num_added"] + result["num_updated"]
         summary.chunks_deleted += result["num_deleted"]

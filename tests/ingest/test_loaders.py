@@ -10,6 +10,7 @@ from pypdf import PdfReader, PdfWriter
 from reportlab.lib.pagesizes import A4
 
 from ingest.loaders import LoadError, decode_text, is_supported, load_file, unwrap_lines
+from ingest.splitter import make_splitter, split_documents
 from tests.support.sample_docs import CJK_FONT, FONT_SIZE, MARGIN, wrap_text, write_docx, write_pdf
 
 ZH = "知识库问答系统把文档切成小块。每个块都会计算向量！检索时取回最相关的几块？"
@@ -220,7 +221,7 @@ def test_html_inline_markup_does_not_break_a_line_and_table_rows_stay_rows(tmp_p
     )
     lines = load_file(path, "contact.html")[0].page_content.splitlines()
     for line in (
-        "联系我们",
+        "# 联系我们",
         "请拨打客服电话400-800-1234",
         "姓名 | 分机",
         "张三 | 8001",
@@ -228,6 +229,98 @@ def test_html_inline_markup_does_not_break_a_line_and_table_rows_stay_rows(tmp_p
         "second line",
     ):
         assert line in lines
+    assert lines.index("张三 | 8001") == lines.index("姓名 | 分机") + 1  # a table's rows are one run
+
+
+def _html_text(tmp_path: Path, html: str) -> str:
+    (tmp_path / "page.html").write_text(html, encoding="utf-8")
+    return load_file(tmp_path / "page.html", "page.html")[0].page_content
+
+
+def test_html_source_line_breaks_are_spaces_and_pre_keeps_its_lines(tmp_path: Path) -> None:
+    text = _html_text(
+        tmp_path,
+        "<html><body><p>The shuttle leaves\n   at 18:00 from\n gate B.</p>\n<table>\n"
+        "  <tr>\n <th>Line</th>\n <th>Time</th></tr>\n  <tr><td>H1</td><td>8:00</td></tr>\n"
+        "  <tr><td>H2</td><td>8:10</td></tr>\n</table><pre>kbqa ingest\n  --full</pre></body></html>",
+    )
+    assert "The shuttle leaves at 18:00 from gate B." in text
+    assert "Line | Time\nH1 | 8:00\nH2 | 8:10" in text
+    assert "kbqa ingest\n--full" in text
+
+
+def test_html_headings_name_the_sections_of_chunks(tmp_path: Path) -> None:
+    path = tmp_path / "policy.html"
+    path.write_text(
+        "<html><body><h1>差旅<b>制度</b></h1><p>总则。</p><h2>住宿</h2><p>上海每晚 600 元。</p>"
+        "<h2>交通</h2><p>高铁二等座。</p></body></html>",
+        encoding="utf-8",
+    )
+    documents = load_file(path, "policy.html")
+    assert documents[0].page_content.splitlines()[0] == "# 差旅制度"
+    # The chunks are cut as the page reads, each naming the section it starts in (measured: split
+    # by section, with or without the path in the text, cost answers; docs/BENCHMARKS.md).
+    chunks = split_documents(documents, make_splitter(15, 0))
+    assert [(chunk.metadata.get("section"), chunk.page_content) for chunk in chunks] == [
+        ("差旅制度", "差旅制度\n\n总则。\n\n住宿"),
+        ("差旅制度 > 住宿", "上海每晚 600 元。"),
+        ("差旅制度 > 交通", "交通\n\n高铁二等座。"),
+    ]
+    unnamed = split_documents(documents, make_splitter(15, 0), headings=False)  # KBQA_CHUNK_HEADINGS=false
+    assert [chunk.page_content for chunk in unnamed] == [chunk.page_content for chunk in chunks]
+    assert not any("section" in chunk.metadata for chunk in unnamed)
+
+
+def test_html_site_navigation_header_and_footer_are_left_out(tmp_path: Path) -> None:
+    """The site's menu and copyright line are not the page's text; an article's own header is."""
+    text = _html_text(
+        tmp_path,
+        "<html><body><header><a>Xinghe intranet</a></header><nav><a>Home</a> <a>HR</a></nav>"
+        '<div role="navigation">Breadcrumbs</div><article><header><h1>Parking</h1><p>Updated May</p>'
+        "</header><p>Parking costs 10 yuan a day.</p></article><footer>© 2024 Xinghe</footer></body></html>",
+    )
+    assert "Parking costs 10 yuan a day." in text and "# Parking" in text and "Updated May" in text
+    for site_text in ("Xinghe intranet", "Home", "Breadcrumbs", "© 2024"):
+        assert site_text not in text
+    main = "<html><body><div>Menu item</div><main><p>Only this.</p></main></body></html>"
+    assert _html_text(tmp_path, main) == "Only this."
+    header_only = "<html><body><header><p>Office hours 9-18.</p></header></body></html>"
+    assert _html_text(tmp_path, header_only) == "Office hours 9-18."
+
+
+def test_docx_headings_name_the_sections_of_chunks(tmp_path: Path) -> None:
+    """Word marks a heading by its style: built-in "heading N", an outline level, or a custom style
+    based on one; the "Title" style names the document."""
+    import docx
+    from docx.enum.style import WD_STYLE_TYPE
+    from docx.oxml import parse_xml
+
+    w = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+    document = docx.Document()
+    document.add_paragraph("员工手册", style="Title")
+    document.add_heading("休假制度", level=1)
+    document.add_paragraph("年假 5 天。")
+    custom = document.styles.add_style("我的小节", WD_STYLE_TYPE.PARAGRAPH)
+    custom.base_style = document.styles["Heading 2"]
+    document.add_paragraph("婚假", style=custom)
+    document.add_paragraph("婚假 13 天。")
+    document.element.body.insert(
+        len(document.element.body) - 1,
+        parse_xml(f'<w:p {w}><w:pPr><w:outlineLvl w:val="0"/></w:pPr><w:r><w:t>报销制度</w:t></w:r></w:p>'),
+    )
+    document.add_paragraph("发票须在 30 天内提交。")
+    path = tmp_path / "handbook.docx"
+    document.save(str(path))
+    [loaded] = load_file(path, "handbook.docx")
+    assert loaded.metadata["title"] == "员工手册"
+    assert "# 休假制度\n\n年假 5 天。\n\n## 婚假\n\n婚假 13 天。\n\n# 报销制度" in loaded.page_content
+    chunks = split_documents([loaded], make_splitter(20, 0))  # a chunk's section: the one it starts in
+    assert [(chunk.metadata.get("section"), chunk.page_content) for chunk in chunks] == [
+        (None, "员工手册\n\n休假制度"),
+        ("休假制度", "年假 5 天。\n\n婚假"),
+        ("休假制度 > 婚假", "婚假 13 天。\n\n报销制度"),
+        ("报销制度", "发票须在 30 天内提交。"),
+    ]
 
 
 def test_html_declared_charset_wins_over_a_guess(tmp_path: Path) -> None:

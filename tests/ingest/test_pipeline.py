@@ -305,7 +305,7 @@ def test_manifest_written_before_uploads_existed_gains_the_origin_column(tmp_pat
         )
         connection.execute("INSERT INTO kbqa_files VALUES ('kb', 'a.md', 'abc', 3, 1, 2)")
     record = Manifest(db).records("kb")["a.md"]
-    assert (record.sha256, record.chunks, record.origin) == ("abc", 2, "folder")
+    assert (record.sha256, record.chunks, record.origin, record.reading) == ("abc", 2, "folder", "")
 
 
 class _CountingEmbeddings:
@@ -416,6 +416,63 @@ def test_moved_file_takes_its_vectors_from_the_store(ingestor: Ingestor, tmp_pat
     )
     fresh = ingestor.embeddings.embed_documents(moved["documents"])
     assert np.allclose(np.array(moved["embeddings"]), np.array(fresh), atol=1e-5)  # the model's own vectors
+
+
+def _forget_how_files_were_read(ingestor: Ingestor) -> None:
+    """Make every manifest row look written by a kbqa from before files' readings were recorded."""
+    import sqlite3
+
+    with sqlite3.connect(ingestor.settings.index_db) as connection:
+        connection.execute("UPDATE kbqa_files SET reading = ''")
+
+
+def test_files_read_by_an_earlier_kbqa_are_read_again_without_embedding_again(
+    ingestor: Ingestor, tmp_path: Path
+) -> None:
+    """A loader that now reads a file differently (a Word heading that became a section path) reaches
+    a knowledge base at its next run, not only after --full; chunks that read the same keep their vectors."""
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    ingestor.ingest_folder(folder, KB, progress=False)
+    before = _stored(ingestor)
+    _forget_how_files_were_read(ingestor)
+    counted, counting = _counting_ingestor(ingestor)
+    summary = counted.ingest_folder(folder, KB, progress=False)
+    assert sorted(summary.updated) == ["guide.pdf", "leave.md", "sub/office.txt", "sub/policy.docx"]
+    assert summary.chunks_written == summary.chunks_deleted == 0 and counting.texts == []
+    assert _stored(ingestor) == before
+    assert {record.reading for record in ingestor.manifest.records(KB).values()} == {ingestor.reading}
+    assert ingestor.ingest_folder(folder, KB, progress=False).unchanged  # and then it is settled
+
+
+def test_new_chunk_settings_read_every_file_again(ingestor: Ingestor, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    ingestor.ingest_folder(folder, KB, progress=False)
+    smaller, _ = _counting_ingestor(ingestor, chunk_size=200, chunk_overlap=20)
+    summary = smaller.ingest_folder(folder, KB, progress=False)
+    assert len(summary.updated) == 4 and summary.chunks_written > 0
+    stored = _stored(ingestor)
+    assert all(len(chunk["text"]) <= 200 for chunk in stored.values())
+    _assert_no_duplicates(stored)
+    assert len(stored) == _fresh_count(folder, smaller, tmp_path)
+
+
+def test_uploads_read_by_an_earlier_kbqa_are_read_again_by_the_next_ingestion(
+    ingestor: Ingestor, tmp_path: Path
+) -> None:
+    """No folder run holds an upload, so whichever ingestion comes next reads it again."""
+    uploads = ingestor.settings.uploads_dir / KB
+    uploads.mkdir(parents=True)
+    (uploads / "memo.txt").write_text("备忘：周五下午三点消防演习。" * 20, encoding="utf-8")
+    ingestor.ingest_files([(uploads / "memo.txt", "memo.txt")], KB, origin=UPLOAD, progress=False)
+    _forget_how_files_were_read(ingestor)
+    (uploads / "note.txt").write_text("The printer on floor 3 is out of toner. " * 5, encoding="utf-8")
+    summary = ingestor.ingest_files([(uploads / "note.txt", "note.txt")], KB, origin=UPLOAD, progress=False)
+    assert summary.added == ["note.txt"] and summary.updated == ["memo.txt"]
+    records = ingestor.manifest.records(KB)
+    assert {(r.origin, r.reading) for r in records.values()} == {(UPLOAD, ingestor.reading)}
+    _assert_no_duplicates(_stored(ingestor))
 
 
 def test_run_killed_inside_a_batch_is_redone(ingestor: Ingestor, tmp_path: Path) -> None:
