@@ -721,7 +721,13 @@ def _declared_html_text(data: bytes) -> str | None:
 
 _HTML_HEADINGS = ["h1", "h2", "h3", "h4", "h5", "h6"]
 _HTML_NOT_TEXT = ["script", "style", "noscript", "template", "svg"]
-_HTML_PAGE_PARTS = ["article", "main", "section"]  # a <header> inside one of these heads its text
+# A <header> or <footer> inside one of these belongs to it (HTML's sectioning elements and roots).
+_HTML_PAGE_PARTS = [
+    "article", "aside", "blockquote", "details", "dialog", "fieldset", "figure", "main", "section",
+    "td", "th",
+]  # fmt: skip
+# What a heading's "link to this section" anchor shows (Sphinx and MkDocs "¶", Docusaurus "\u200b").
+_PERMALINK_MARKS = " ¶#§\u200b\u00a0🔗"
 
 
 def _html_content(roots: list[Any], *, drop_site_parts: bool) -> str:
@@ -752,17 +758,24 @@ def _html_content(roots: list[Any], *, drop_site_parts: bool) -> str:
             if type(node) is NavigableString and node.find_parent(["pre", "textarea"]) is None:
                 node.replace_with(NavigableString(re.sub(r"\s+", " ", node)))
         for tag in root.find_all(_HTML_HEADINGS):
+            for anchor in tag.find_all("a", href=True):
+                if str(anchor["href"]).startswith("#") and not anchor.get_text().strip(_PERMALINK_MARKS):
+                    anchor.decompose()
+            for line_break in tag.find_all("br"):
+                line_break.replace_with(" ")
             heading = " ".join(tag.get_text("").split())
             if heading and tag.find_parent(_HTML_CELLS) is None:
                 tag.clear()
                 tag.append(f"{'#' * int(tag.name[1])} {heading}")
         for tag in root.find_all(_HTML_CELLS):
             tag.append(" | ")
-        for tag in root.find_all("tr"):  # rows on consecutive lines: the splitter knows them as a table
-            tag.append("\n")
-        for tag in root.find_all(_HTML_BLOCKS):
-            tag.insert_before("\n")
-            tag.append("\n")
+        # Rows on consecutive lines, so the splitter knows them as a table; a cell's own paragraphs
+        # and line breaks (Word's "Save as HTML" and Confluence put each cell in a <p>) stay on its row.
+        for tag in root.find_all(["tr", *_HTML_BLOCKS]):
+            inside_cell = tag.find_parent(_HTML_CELLS) is not None
+            if tag.name != "tr" or inside_cell:
+                tag.insert_before(" " if inside_cell else "\n")
+            tag.append(" " if inside_cell else "\n")
         lines = [" ".join(line.split()).removesuffix(" |").strip() for line in root.get_text("").splitlines()]
         texts.append("\n".join(lines))
     return re.sub(r"\n{3,}", "\n\n", "\n\n".join(texts)).strip()
@@ -778,7 +791,9 @@ def load_html(path: Path, limits: LoadLimits) -> list[Document]:
     body = soup.body or soup
     # A page's own text is in its <main> where it marks one; elsewhere the site's menus and
     # copyright lines would be chunks of every page, found for questions about navigation.
-    mains = [main for main in body.find_all("main") if main.find_parent("main") is None]
+    mains = [
+        main for main in body.find_all("main") if not main.find_parent("main") and not main.has_attr("hidden")
+    ]
     content = _html_content(mains or [body], drop_site_parts=True)
     if not content:  # a page whose only text sits in a <header> or <nav> keeps it
         again = BeautifulSoup(text, "html.parser")

@@ -20,6 +20,7 @@ before its final rebuild.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import logging
@@ -89,14 +90,22 @@ class IngestSummary:
     deleted: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    reread: list[str] = field(default_factory=list)  # other uploads, read by an earlier kbqa, read again
     chunks_written: int = 0
     chunks_deleted: int = 0
     seconds: float = 0.0
 
-    def absorb(self, other: IngestSummary) -> None:
-        """Count a nested run's work (uploads ingested again) as this run's."""
-        for name in ("added", "updated", "unchanged", "deleted", "failed", "skipped"):
-            getattr(self, name).extend(getattr(other, name))
+    def absorb(self, other: IngestSummary, *, reread: bool) -> None:
+        """Count a nested run over stored uploads as this run's work: uploads brought back (a lost
+        collection) as added; with ``reread``, uploads read by an earlier kbqa apart, in ``reread``,
+        so that they cannot make the run look as if the files it was given were ingested."""
+        if reread:
+            self.reread += other.added + other.updated + other.unchanged
+        else:
+            self.added += other.added
+            self.updated += other.updated
+            self.unchanged += other.unchanged
+        self.failed += other.failed
         self.chunks_written += other.chunks_written
         self.chunks_deleted += other.chunks_deleted
 
@@ -113,6 +122,7 @@ class IngestSummary:
             "deleted": len(self.deleted),
             "failed": [{"source": source, "reason": reason} for source, reason in self.failed],
             "skipped": [{"source": source, "reason": reason} for source, reason in self.skipped],
+            "reread": len(self.reread),
             "chunks_written": self.chunks_written,
             "chunks_deleted": self.chunks_deleted,
             "seconds": round(self.seconds, 2),
@@ -369,6 +379,7 @@ class Ingestor:
         on_file: ProgressCallback | None,
         refresh_keyword_index: bool,
         on_chunks: ChunkProgressCallback | None = None,
+        recover_uploads: bool = True,
     ) -> IngestSummary:
         """Read files ahead in a thread, gather their chunks into batches, write each batch at once.
 
@@ -380,23 +391,24 @@ class Ingestor:
         started = time.monotonic()
         summary = IngestSummary(kb=kb)
         ours = {source for _, source in files}
-        lost_uploads = [item for item in self._forget_records_without_chunks(kb) if item[1] not in ours]
-        # No folder run brings uploads back or reads them again: their files are only in the upload
-        # folder, so the ingestion that finds them lost or read by an earlier kbqa does it.
-        for uploads, full_again in ((lost_uploads, True), (self._uploads_read_before(kb, ours), False)):
-            if uploads:
-                log.warning("ingesting the %d uploaded document(s) of %s again", len(uploads), kb)
-                summary.absorb(
-                    self._ingest_files(
+        if recover_uploads:
+            # No folder run brings uploads back or reads them again: their files are only in the
+            # upload folder, so the ingestion that finds them lost or read by an earlier kbqa does it.
+            lost = [item for item in self._forget_records_without_chunks(kb) if item[1] not in ours]
+            for uploads, lost_chunks in ((lost, True), (self._uploads_read_before(kb, ours), False)):
+                if uploads:
+                    log.warning("ingesting the %d uploaded document(s) of %s again", len(uploads), kb)
+                    again = self._ingest_files(
                         uploads,
                         kb,
-                        full=full_again,
+                        full=lost_chunks,
                         origin=UPLOAD,
                         progress=progress,
                         on_file=None,
                         refresh_keyword_index=False,
+                        recover_uploads=False,
                     )
-                )
+                    summary.absorb(again, reread=not lost_chunks)
         embedded = 0
         latest = ""
 
@@ -564,6 +576,7 @@ class Ingestor:
 
     def _read(self, path: Path, source: str, previous: FileRecord | None, full: bool) -> _FileRead:
         """Decide whether a file changed and, if so, load and split it; touches no shared state."""
+        sha = None
         try:
             stat = path.stat()
             read = _FileRead(path, source, previous, None, stat.st_size, stat.st_mtime_ns)
@@ -574,14 +587,14 @@ class Ingestor:
                 if read.sha == previous.sha256:
                     return read  # same content, new mtime: only the manifest row changes
             else:
-                read.sha = file_sha256(path)
+                read.sha = sha = file_sha256(path)
             read.chunks = split_documents(
                 load_file(path, source, self.limits), self.splitter, headings=self.settings.chunk_headings
             )
             if not read.chunks:
                 raise LoadError("no text to index (only headings or blank lines)")
-        except LoadError as error:
-            return _FileRead(path, source, previous, None, 0, 0, failure=str(error))
+        except LoadError as error:  # the content hash, when known, says whether the bytes changed
+            return _FileRead(path, source, previous, sha, 0, 0, failure=str(error))
         except OSError as error:
             reason = f"cannot read file ({error.strerror or error})"
             return _FileRead(path, source, previous, None, 0, 0, failure=reason)
@@ -592,6 +605,10 @@ class Ingestor:
         if read.failure is not None:
             kept = "; the version indexed before stays searchable" if read.previous is not None else ""
             summary.failed.append((read.source, read.failure + kept))
+            if read.previous is not None and read.previous.sha256 and read.sha == read.previous.sha256:
+                # Unchanged bytes that only today's reading fails on: the indexed version stays, and
+                # the file is not read again (and reported again) on every later run.
+                self.manifest.put(kb, dataclasses.replace(read.previous, reading=self.reading))
             return
         previous = read.previous
         if previous is not None and read.sha is not None:

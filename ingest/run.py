@@ -45,7 +45,8 @@ def format_summary(summary: IngestSummary, folder: Path) -> str:
         f"knowledge base '{summary.kb}' <- {folder}",
         f"  files: {len(summary.added)} added, {len(summary.updated)} updated, "
         f"{len(summary.unchanged)} unchanged, {len(summary.deleted)} deleted, "
-        f"{len(summary.failed)} failed, {len(summary.skipped)} skipped",
+        f"{len(summary.failed)} failed, {len(summary.skipped)} skipped"
+        + (f", {len(summary.reread)} uploaded read again" if summary.reread else ""),
         f"  chunks: {summary.chunks_written} written, {summary.chunks_deleted} deleted",
         f"  time: {summary.seconds:.1f} s",
     ]

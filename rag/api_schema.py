@@ -145,7 +145,7 @@ class ChatCompletion(BaseModel):
         default=False,
         description="kbqa extension: the answer holds nothing from the documents: a refusal (no relevant "
         "passage, the model's own refusal sentence, or a withdrawn answer; the sources are then the passages "
-        "searched, not backing), or the line a bare greeting or thanks gets.",
+        'searched, not backing), or the line bare small talk gets (a greeting, thanks, goodbye or "ok").',
     )
 
 

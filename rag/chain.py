@@ -217,8 +217,8 @@ class _RagSteps:
         return {**values, "question": quote_untrusted(values["query"])}
 
     def small_talk_reply(self, values: dict[str, Any], kind: str) -> Iterator[AddableDict]:
-        """A greeting or thanks gets its line (``prompts/LANG/KIND.txt``): no rewrite, no search, no
-        LLM, no sources."""
+        """Small talk (a greeting, thanks, goodbye or "ok") gets its line (``prompts/LANG/KIND.txt``):
+        no rewrite, no search, no LLM, no sources."""
         values.update(query=values["question"], documents=[], sources=[], context="", small_talk=kind)
         for key in ("query", "documents", "sources", "context", "small_talk"):
             yield AddableDict({key: values[key]})

@@ -76,7 +76,7 @@ class TurnFinished:
     # The turn's answer holds nothing from the documents (rag.answer_check.is_refusal_turn): its
     # sources, if any, were searched and back nothing.
     refused: bool = False
-    small_talk: str | None = None  # "greeting" or "thanks": answered with its line, nothing searched
+    small_talk: str | None = None  # rag.small_talk's kind ("greeting", ...): its line, nothing searched
 
     def final_answer(self, streamed: str) -> str:
         return final_answer(streamed, self.withdrawn)

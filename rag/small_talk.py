@@ -28,9 +28,11 @@ _THANKS = (
 _FAREWELLS = "再见 再会 拜拜 拜 回头见 下次见 bye byebye goodbye bye-bye seeyou seeya seeyoulater cya"
 # What a user types after an answer that needs no reply of substance; searched, "ok" found passages
 # that merely scored above the gate and the model wrote a refusal beside them.
+# Words that can also be a whole question are left out: "可以？" (is that allowed?), "Fine?" (a
+# penalty), "NICE" (the UK health body); and one asked ("OK?") is a question, not an acknowledgement.
 _ACKNOWLEDGEMENTS = (
-    "好的 好 好吧 好滴 嗯 嗯嗯 哦 噢 收到 明白 明白了 知道了 了解 了解了 懂了 行 可以 没问题 "
-    "ok okay okok k kk alright allright gotit understood cool great nice fine sure noted"
+    "好的 好吧 好滴 嗯 嗯嗯 哦 噢 收到 明白 明白了 知道了 了解 了解了 懂了 没问题 "
+    "ok okay okok alright allright gotit understood noted"
 )
 _PHRASES: dict[SmallTalk, frozenset[str]] = {
     "greeting": frozenset(_GREETINGS.split()),
@@ -43,4 +45,6 @@ _PHRASES: dict[SmallTalk, frozenset[str]] = {
 def small_talk(message: str) -> SmallTalk | None:
     """The kind of small talk ``message`` is, ignoring case, script, spacing and punctuation; else None."""
     said = bare(message)
-    return next((kind for kind, phrases in _PHRASES.items() if said in phrases), None)
+    kind = next((kind for kind, phrases in _PHRASES.items() if said in phrases), None)
+    asked = message.rstrip().endswith(("?", "？"))
+    return None if kind == "acknowledgement" and asked else kind

@@ -247,6 +247,15 @@ def test_html_source_line_breaks_are_spaces_and_pre_keeps_its_lines(tmp_path: Pa
     assert "The shuttle leaves at 18:00 from gate B." in text
     assert "Line | Time\nH1 | 8:00\nH2 | 8:10" in text
     assert "kbqa ingest\n--full" in text
+    # Word's "Save as HTML" and Confluence put each cell in a <p>: the row stays one line.
+    exported = _html_text(
+        tmp_path,
+        "<table><tr><th><p>城市</p></th><th><p>上限</p></th></tr><tr><td><p>上海</p></td><td><p>600</p></td></tr>"
+        "<tr><td>Pudong<br>airport</td><td>450</td></tr></table>",
+    )
+    assert exported == "城市 | 上限\n上海 | 600\nPudong airport | 450"
+    heading = "<h2>Annual<br>leave<a class='headerlink' href='#annual-leave'>¶</a></h2><p>15 days.</p>"
+    assert _html_text(tmp_path, heading) == "## Annual leave\n\n15 days."
 
 
 def test_html_headings_name_the_sections_of_chunks(tmp_path: Path) -> None:
@@ -282,8 +291,10 @@ def test_html_site_navigation_header_and_footer_are_left_out(tmp_path: Path) -> 
     assert "Parking costs 10 yuan a day." in text and "# Parking" in text and "Updated May" in text
     for site_text in ("Xinghe intranet", "Home", "Breadcrumbs", "© 2024"):
         assert site_text not in text
-    main = "<html><body><div>Menu item</div><main><p>Only this.</p></main></body></html>"
+    main = "<body><div>Menu item</div><main hidden>Old</main><main><p>Only this.</p></main></body>"
     assert _html_text(tmp_path, main) == "Only this."
+    quote = "<footer>Site</footer><blockquote><p>Be kind.</p><footer>Founder</footer></blockquote>"
+    assert _html_text(tmp_path, quote) == "Be kind.\n\nFounder"  # a quotation's own footer stays
     header_only = "<html><body><header><p>Office hours 9-18.</p></header></body></html>"
     assert _html_text(tmp_path, header_only) == "Office hours 9-18."
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ingest.loaders import LoadError
 from ingest.manifest import UPLOAD
 from ingest.pipeline import EmptyFolderError, Ingestor, IngestSummary, record_manager
 from rag.store import knowledge_base_info
@@ -445,6 +446,30 @@ def test_files_read_by_an_earlier_kbqa_are_read_again_without_embedding_again(
     assert ingestor.ingest_folder(folder, KB, progress=False).unchanged  # and then it is settled
 
 
+def test_an_unchanged_file_that_the_new_reading_fails_keeps_its_chunks_and_is_not_retried(
+    ingestor: Ingestor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ingest.pipeline
+
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    ingestor.ingest_folder(folder, KB, progress=False)
+    before = _stored(ingestor)
+    _forget_how_files_were_read(ingestor)
+    real_load = ingest.pipeline.load_file
+
+    def failing_on_the_pdf(path: Path, source: str, limits: object) -> list:
+        if source == "guide.pdf":
+            raise LoadError("a reading the new loader cannot do")
+        return real_load(path, source, limits)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest.pipeline, "load_file", failing_on_the_pdf)
+    first = ingestor.ingest_folder(folder, KB, progress=False)
+    assert [source for source, _ in first.failed] == ["guide.pdf"] and _stored(ingestor) == before
+    second = ingestor.ingest_folder(folder, KB, progress=False)
+    assert second.failed == [] and len(second.unchanged) == 4
+
+
 def test_new_chunk_settings_read_every_file_again(ingestor: Ingestor, tmp_path: Path) -> None:
     folder = tmp_path / "docs"
     _write_corpus(folder)
@@ -461,15 +486,25 @@ def test_new_chunk_settings_read_every_file_again(ingestor: Ingestor, tmp_path: 
 def test_uploads_read_by_an_earlier_kbqa_are_read_again_by_the_next_ingestion(
     ingestor: Ingestor, tmp_path: Path
 ) -> None:
-    """No folder run holds an upload, so whichever ingestion comes next reads it again."""
+    """No folder run holds an upload, so whichever ingestion comes next reads it again; counted
+    apart, so that an upload that fails cannot look ingested."""
     uploads = ingestor.settings.uploads_dir / KB
     uploads.mkdir(parents=True)
-    (uploads / "memo.txt").write_text("备忘：周五下午三点消防演习。" * 20, encoding="utf-8")
-    ingestor.ingest_files([(uploads / "memo.txt", "memo.txt")], KB, origin=UPLOAD, progress=False)
+    for name in ("memo.txt", "plan.txt"):
+        (uploads / name).write_text(f"{name}：周五下午三点消防演习。" * 20, encoding="utf-8")
+    stored = [(uploads / name, name) for name in ("memo.txt", "plan.txt")]
+    ingestor.ingest_files(stored, KB, origin=UPLOAD, progress=False)
     _forget_how_files_were_read(ingestor)
-    (uploads / "note.txt").write_text("The printer on floor 3 is out of toner. " * 5, encoding="utf-8")
-    summary = ingestor.ingest_files([(uploads / "note.txt", "note.txt")], KB, origin=UPLOAD, progress=False)
-    assert summary.added == ["note.txt"] and summary.updated == ["memo.txt"]
+    (uploads / "bad.txt").write_bytes(b"")
+    summary = ingestor.ingest_files([(uploads / "bad.txt", "bad.txt")], KB, origin=UPLOAD, progress=False)
+    assert sorted(summary.reread) == ["memo.txt", "plan.txt"]
+    assert (summary.added, summary.updated, [source for source, _ in summary.failed]) == ([], [], ["bad.txt"])
+    assert summary.as_dict()["reread"] == 2
+
+    # Re-uploading one of two uploads read the old way reads the other once (it once recursed forever).
+    _forget_how_files_were_read(ingestor)
+    again = ingestor.ingest_files([stored[0]], KB, origin=UPLOAD, progress=False)
+    assert (again.updated, again.reread) == (["memo.txt"], ["plan.txt"])
     records = ingestor.manifest.records(KB)
     assert {(r.origin, r.reading) for r in records.values()} == {(UPLOAD, ingestor.reading)}
     _assert_no_duplicates(_stored(ingestor))

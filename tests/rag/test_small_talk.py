@@ -26,6 +26,10 @@ from rag.small_talk import small_talk
         ("好的。", "acknowledgement"),
         ("Got it.", "acknowledgement"),
         ("可以吗？", None),
+        ("OK?", None),  # asked, not acknowledged
+        ("Fine?", None),  # a penalty, in an HR handbook
+        ("可以", None),
+        ("在吗？", "greeting"),
         ("你好，年假有几天？", None),  # a question after the greeting: answered from the documents
         ("Hello World 示例代码在哪里？", None),
         ("How do I say thanks to the team?", None),
