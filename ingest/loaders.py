@@ -672,8 +672,8 @@ def _docx_blocks(body: Any, levels: dict[str, int]) -> Iterator[str]:
     row as "cell | cell", each cell once however many grid columns it spans, nested tables in
     their cell's text.
 
-    A heading paragraph is written as a Markdown heading ("## 年假"), so the splitter gives a
-    Word file's chunks their section path as it does a Markdown file's.
+    A heading paragraph is written as a Markdown heading ("## 年假"), so the splitter can name each
+    chunk's section (``ingest.splitter``: in its metadata; the text reads as the document does).
     """
     for child in body.iterchildren():
         if child.tag == f"{_W}p":
@@ -736,8 +736,8 @@ def _html_content(roots: list[Any], *, drop_site_parts: bool) -> str:
     Line breaks where the layout breaks (blocks, <br>), none inside a line: "拨打<b>客服</b>电话
     <span>400</span>-<span>800</span>" stays one line that a search for "400-800" can match. A table
     row is one line of "cell | cell", as Word tables are loaded. An <h2> is written "## …", so the
-    splitter gives the page's chunks their section path as it does a Markdown file's. With
-    ``drop_site_parts``, navigation and the page-wide header and footer are left out.
+    splitter can name each chunk's section, as for Word. With ``drop_site_parts``, navigation and the
+    page-wide header and footer are left out.
     """
     from bs4 import NavigableString
 
