@@ -580,6 +580,15 @@ def load_docx(path: Path, limits: LoadLimits) -> list[Document]:
     return [Document(page_content=_require_text(text), metadata={"title": title} if title else {})]
 
 
+HEADING_MARK = "\u2063"  # INVISIBLE SEPARATOR: starts the heading lines the Word and HTML loaders write
+
+
+def heading_line(level: int, title: str) -> str:
+    """A heading as the Word and HTML loaders write it: marked, so that a literal "# " line of the
+    document (a shell comment in a code sample, a numbered note) is never taken for one."""
+    return f"{HEADING_MARK}{'#' * level} {title}"
+
+
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 _FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
 
@@ -672,15 +681,16 @@ def _docx_blocks(body: Any, levels: dict[str, int]) -> Iterator[str]:
     row as "cell | cell", each cell once however many grid columns it spans, nested tables in
     their cell's text.
 
-    A heading paragraph is written as a Markdown heading ("## 年假"), so the splitter can name each
-    chunk's section (``ingest.splitter``: in its metadata; the text reads as the document does).
+    A heading paragraph is written as a marked Markdown heading (``heading_line``), so the splitter
+    can name each chunk's section (``ingest.splitter``: in its metadata; the text reads as the
+    document does).
     """
     for child in body.iterchildren():
         if child.tag == f"{_W}p":
             text = _docx_text(child)
             level = _docx_heading(child, levels)
             title = " ".join(text.split())
-            yield f"{'#' * min(level, 6)} {title}" if level and title else text
+            yield heading_line(min(level, 6), title) if level and title else text
         elif child.tag == f"{_W}tbl":
             for row in child.iterchildren(f"{_W}tr"):
                 cells = [
@@ -735,7 +745,7 @@ def _html_content(roots: list[Any], *, drop_site_parts: bool) -> str:
 
     Line breaks where the layout breaks (blocks, <br>), none inside a line: "拨打<b>客服</b>电话
     <span>400</span>-<span>800</span>" stays one line that a search for "400-800" can match. A table
-    row is one line of "cell | cell", as Word tables are loaded. An <h2> is written "## …", so the
+    row is one line of "cell | cell", as Word tables are loaded. An <h2> is a marked "## …", so the
     splitter can name each chunk's section, as for Word. With ``drop_site_parts``, navigation and the
     page-wide header and footer are left out.
     """
@@ -766,7 +776,7 @@ def _html_content(roots: list[Any], *, drop_site_parts: bool) -> str:
             heading = " ".join(tag.get_text("").split())
             if heading and tag.find_parent(_HTML_CELLS) is None:
                 tag.clear()
-                tag.append(f"{'#' * int(tag.name[1])} {heading}")
+                tag.append(heading_line(int(tag.name[1]), heading))
         for tag in root.find_all(_HTML_CELLS):
             tag.append(" | ")
         # Rows on consecutive lines, so the splitter knows them as a table; a cell's own paragraphs

@@ -13,6 +13,7 @@ import re
 from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
+from ingest.loaders import HEADING_MARK
 from rag.language import passage_language
 
 HEADING_SEPARATOR = " > "  # between the titles of a chunk's heading path ("休假制度 > 年假")
@@ -40,6 +41,8 @@ SEPARATORS = [
 # An optional closing run of "#" counts only after a space, as in CommonMark: "## Learning C#" is C#.
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)(?:\s+#+)?\s*$", re.M)
 _FENCE = re.compile(r"^\s*(```|~~~)")
+# The Word and HTML loaders' own heading lines (ingest.loaders.heading_line).
+_MARKED_HEADING = re.compile(rf"^{HEADING_MARK}(#{{1,6}}) (.+)$")
 # A table row as the loaders write one: Markdown's "| a | b |", HTML's and Word's "a | b".
 _TABLE_ROW = re.compile(r"\S\s*\|\s*\S|^\s*\|")
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
@@ -190,7 +193,7 @@ def _with_section_metadata(
     open_headings: list[tuple[int, str]] = []
     offset = 0
     for line in document.page_content.split("\n"):
-        heading = _HEADING.match(line)
+        heading = _MARKED_HEADING.match(line)
         if heading is not None:
             level, title = len(heading.group(1)), heading.group(2).strip()
             open_headings = [(open_level, text) for open_level, text in open_headings if open_level < level]

@@ -9,7 +9,7 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 from reportlab.lib.pagesizes import A4
 
-from ingest.loaders import LoadError, decode_text, is_supported, load_file, unwrap_lines
+from ingest.loaders import LoadError, decode_text, heading_line, is_supported, load_file, unwrap_lines
 from ingest.splitter import make_splitter, split_documents
 from tests.support.sample_docs import CJK_FONT, FONT_SIZE, MARGIN, wrap_text, write_docx, write_pdf
 
@@ -221,7 +221,7 @@ def test_html_inline_markup_does_not_break_a_line_and_table_rows_stay_rows(tmp_p
     )
     lines = load_file(path, "contact.html")[0].page_content.splitlines()
     for line in (
-        "# 联系我们",
+        heading_line(1, "联系我们"),
         "请拨打客服电话400-800-1234",
         "姓名 | 分机",
         "张三 | 8001",
@@ -255,7 +255,7 @@ def test_html_source_line_breaks_are_spaces_and_pre_keeps_its_lines(tmp_path: Pa
     )
     assert exported == "城市 | 上限\n上海 | 600\nPudong airport | 450"
     heading = "<h2>Annual<br>leave<a class='headerlink' href='#annual-leave'>¶</a></h2><p>15 days.</p>"
-    assert _html_text(tmp_path, heading) == "## Annual leave\n\n15 days."
+    assert _html_text(tmp_path, heading) == f"{heading_line(2, 'Annual leave')}\n\n15 days."
 
 
 def test_html_headings_name_the_sections_of_chunks(tmp_path: Path) -> None:
@@ -266,7 +266,7 @@ def test_html_headings_name_the_sections_of_chunks(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     documents = load_file(path, "policy.html")
-    assert documents[0].page_content.splitlines()[0] == "# 差旅制度"
+    assert documents[0].page_content.splitlines()[0] == heading_line(1, "差旅制度")
     # The chunks are cut as the page reads, each naming the section it starts in (measured: split
     # by section, with or without the path in the text, cost answers; docs/BENCHMARKS.md).
     chunks = split_documents(documents, make_splitter(15, 0))
@@ -280,6 +280,27 @@ def test_html_headings_name_the_sections_of_chunks(tmp_path: Path) -> None:
     assert not any("section" in chunk.metadata for chunk in unnamed)
 
 
+def test_a_literal_hash_line_in_html_or_word_is_text_not_a_heading(tmp_path: Path) -> None:
+    """A shell comment in a code sample is no section title; only the loaders' own marks are."""
+    import docx
+
+    page = "<h2>Install</h2><pre># fetch the wheels\npip install kbqa</pre>"
+    (tmp_path / "install.html").write_text(page, encoding="utf-8")
+    document = docx.Document()
+    document.add_paragraph("# 1 号会议室")
+    document.add_paragraph("可容纳 20 人。")
+    document.save(str(tmp_path / "rooms.docx"))
+    chunks = split_documents(
+        load_file(tmp_path / "install.html", "install.html")
+        + load_file(tmp_path / "rooms.docx", "rooms.docx"),
+        make_splitter(500, 50),
+    )
+    assert [(chunk.metadata.get("section"), chunk.page_content) for chunk in chunks] == [
+        ("Install", "Install\n\n# fetch the wheels\npip install kbqa"),
+        (None, "# 1 号会议室\n\n可容纳 20 人。"),
+    ]
+
+
 def test_html_site_navigation_header_and_footer_are_left_out(tmp_path: Path) -> None:
     """The site's menu and copyright line are not the page's text; an article's own header is."""
     text = _html_text(
@@ -288,7 +309,11 @@ def test_html_site_navigation_header_and_footer_are_left_out(tmp_path: Path) -> 
         '<div role="navigation">Breadcrumbs</div><article><header><h1>Parking</h1><p>Updated May</p>'
         "</header><p>Parking costs 10 yuan a day.</p></article><footer>© 2024 Xinghe</footer></body></html>",
     )
-    assert "Parking costs 10 yuan a day." in text and "# Parking" in text and "Updated May" in text
+    assert (
+        "Parking costs 10 yuan a day." in text
+        and heading_line(1, "Parking") in text
+        and "Updated May" in text
+    )
     for site_text in ("Xinghe intranet", "Home", "Breadcrumbs", "© 2024"):
         assert site_text not in text
     main = "<body><div>Menu item</div><main hidden>Old</main><main><p>Only this.</p></main></body>"
@@ -324,7 +349,14 @@ def test_docx_headings_name_the_sections_of_chunks(tmp_path: Path) -> None:
     document.save(str(path))
     [loaded] = load_file(path, "handbook.docx")
     assert loaded.metadata["title"] == "员工手册"
-    assert "# 休假制度\n\n年假 5 天。\n\n## 婚假\n\n婚假 13 天。\n\n# 报销制度" in loaded.page_content
+    marked = [
+        heading_line(1, "休假制度"),
+        "年假 5 天。",
+        heading_line(2, "婚假"),
+        "婚假 13 天。",
+        heading_line(1, "报销制度"),
+    ]
+    assert "\n\n".join(marked) in loaded.page_content
     chunks = split_documents([loaded], make_splitter(20, 0))  # a chunk's section: the one it starts in
     assert [(chunk.metadata.get("section"), chunk.page_content) for chunk in chunks] == [
         (None, "员工手册\n\n休假制度"),
