@@ -45,7 +45,7 @@ from rag.api_schema import (
 from rag.chat import AnswerDelta, ChatEvent, ChatParams, ChatService, SourcesFound, TurnFinished
 from rag.config import Settings
 from rag.embeddings import EmbeddingModelError
-from rag.llm import LLMRequestError, LLMUnavailableError
+from rag.llm import ContextLengthError, LLMRequestError, LLMUnavailableError
 from rag.locking import KnowledgeBaseBusyError
 from rag.service import (
     DocumentNotFoundError,
@@ -132,6 +132,8 @@ def _as_api_error(error: Exception) -> ApiError:
             return ApiError(409, str(error), code="knowledge_base_busy")
         case EmbeddingModelError():
             return ApiError(503, str(error), code="embedding_model_unavailable")
+        case ContextLengthError():  # OpenAI's code and param for a prompt that does not fit
+            return ApiError(400, str(error), code="context_length_exceeded", param="messages")
         case LLMRequestError() | UploadError() | ValueError():
             return ApiError(400, str(error), code="invalid_request")
     return ApiError(500, f"internal error: {type(error).__name__}", code="internal_error")

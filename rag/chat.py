@@ -12,13 +12,12 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import openai
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
 
 from rag.answer_check import final_answer, is_refusal_turn
 from rag.citations import check_citations
-from rag.llm import LLMProvider, LLMRequestError, LLMUnavailableError
+from rag.llm import LLMProvider, llm_errors
 from rag.service import KnowledgeBaseService
 
 Message = tuple[str, str]  # (role, text), roles "user" / "assistant"
@@ -168,7 +167,7 @@ class ChatService:
         withdrawn: dict[str, str] | None = None
         small_talk: str | None = None
         query = question
-        try:
+        with llm_errors(self.llm.base_url):
             async for part in chain.astream(
                 {"question": question, "history": history}, config={"callbacks": [recorder]}
             ):
@@ -181,15 +180,6 @@ class ChatService:
                     yield AnswerDelta(part["answer"])
                 withdrawn = part.get("withdrawn", withdrawn)
                 small_talk = part.get("small_talk", small_talk)
-        except (openai.APIConnectionError, openai.APITimeoutError) as error:
-            message = f"the LLM server at {self.llm.base_url} did not answer: {error}"
-            raise LLMUnavailableError(message) from error
-        except openai.BadRequestError as error:
-            raise LLMRequestError(f"the LLM server refused the request: {_error_text(error)}") from error
-        except openai.APIStatusError as error:
-            raise LLMUnavailableError(
-                f"the LLM server at {self.llm.base_url} failed ({error.status_code}): {_error_text(error)}"
-            ) from error
         yield TurnFinished(
             finish_reason=recorder.finish_reason,
             usage=Usage(recorder.prompt_tokens, recorder.completion_tokens),
@@ -218,12 +208,3 @@ class ChatService:
         )
         condense = self.llm.rewrite_model()
         return answer, condense
-
-
-def _error_text(error: openai.APIStatusError) -> str:
-    body = error.body
-    if isinstance(body, dict):
-        message = body.get("message") or (body.get("error") or {}).get("message")
-        if message:
-            return str(message)
-    return str(error)

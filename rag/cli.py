@@ -265,10 +265,10 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
-    return chat_loop(_chain(args, settings))
+    return chat_loop(_chain(args, settings), llm_url=settings.effective_llm_url)
 
 
-def chat_loop(chain: Any, read: Callable[[str], str] = input) -> int:
+def chat_loop(chain: Any, read: Callable[[str], str] = input, *, llm_url: str = "the LLM server") -> int:
     """One conversation: each question is answered with the earlier turns as its history, so a
     follow-up ("那成都呢？") is rewritten from them as in the web UI and the API; ``new`` starts over."""
     print("Ask a question about your documents; follow-ups refer to earlier answers.")
@@ -286,7 +286,14 @@ def chat_loop(chain: Any, read: Callable[[str], str] = input) -> int:
             history.clear()
             print("(new conversation)")
             continue
-        result = _answer(chain, question, stream=True, history=history)
+        from rag.llm import LLMRequestError, llm_errors
+
+        try:
+            with llm_errors(llm_url):
+                result = _answer(chain, question, stream=True, history=history)
+        except LLMRequestError as error:  # a question too long for the model: the conversation goes on
+            print(f"\nerror: {error}")
+            continue
         history += [("user", question), ("assistant", result["answer"])]
 
 
@@ -391,12 +398,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from rag.embeddings import EmbeddingModelError
-    from rag.llm import LLMUnavailableError
+    from rag.llm import LLMUnavailableError, llm_errors
     from rag.store import StoreError
 
     try:
         settings = _settings(args)
-        return COMMANDS[args.command](args, settings)
+        with llm_errors(settings.effective_llm_url):  # the server refusing a question: exit 2, said why
+            return COMMANDS[args.command](args, settings)
     except (_UsageError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -8,19 +8,23 @@ model is the packaged Qwen2.5-0.5B-Instruct, assembled from PyPI wheels and conv
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
+import openai
 from langchain_openai import ChatOpenAI
 
 from rag.config import PROJECT_ROOT, Settings
@@ -37,6 +41,48 @@ class LLMUnavailableError(RuntimeError):
 
 class LLMRequestError(ValueError):
     """The LLM server refused a request as invalid (e.g. more tokens than its context holds)."""
+
+
+class ContextLengthError(LLMRequestError):
+    """The question, the conversation and the passages found are more tokens than the model holds."""
+
+
+# How vLLM (and OpenAI) say a prompt does not fit: "This model's maximum context length is 2048 tokens".
+_CONTEXT_LENGTH = re.compile(r"context length|context window|max_model_len|maximum model length", re.I)
+
+
+def error_text(error: openai.APIStatusError) -> str:
+    """The server's own message, not openai's "Error code: 400 - {...}" wrapping of it."""
+    body = error.body
+    if isinstance(body, dict):
+        message = body.get("message") or (body.get("error") or {}).get("message")
+        if message:
+            return str(message)
+    return str(error)
+
+
+@contextlib.contextmanager
+def llm_errors(base_url: str) -> Iterator[None]:
+    """openai's errors as kbqa's, the one mapping for the API, the web UI and the CLI: the server down
+    or failing is ``LLMUnavailableError``, a request it refuses ``LLMRequestError``, and a prompt that
+    does not fit its context ``ContextLengthError``, with what the user can do about it."""
+    try:
+        yield
+    except (openai.APIConnectionError, openai.APITimeoutError) as error:
+        raise LLMUnavailableError(f"the LLM server at {base_url} did not answer: {error}") from error
+    except openai.BadRequestError as error:
+        said = error_text(error)
+        if _CONTEXT_LENGTH.search(said):
+            raise ContextLengthError(
+                "the question, the conversation and the passages found are more than the model can read "
+                "at once: shorten the question or the conversation, or ask for fewer passages (top_k). "
+                f"The LLM server said: {said}"
+            ) from error
+        raise LLMRequestError(f"the LLM server refused the request: {said}") from error
+    except openai.APIStatusError as error:
+        raise LLMUnavailableError(
+            f"the LLM server at {base_url} failed ({error.status_code}): {error_text(error)}"
+        ) from error
 
 
 _START_ONE = "start one with `python -m rag llm` or set KBQA_LLM_BASE_URL"

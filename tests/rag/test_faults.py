@@ -20,8 +20,10 @@ import httpx
 import pytest
 
 from app import create_app
+from rag.cli import chat_loop
 from rag.config import Settings
 from rag.embeddings import SentenceTransformerEmbeddings
+from rag.llm import LLMProvider
 from rag.service import KnowledgeBaseService
 from tests.conftest import free_port, make_settings
 from tests.support.chroma import ChromaServer
@@ -166,6 +168,32 @@ def chroma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
     server = ChromaServer(free_port(), tmp_path_factory.mktemp("faults-chroma")).start()
     yield server
     server.stop()
+
+
+def test_a_prompt_longer_than_the_models_context_is_a_400_saying_what_to_do(
+    service: KnowledgeBaseService, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """vLLM refuses a prompt longer than its context; the client gets OpenAI's code and param for it and
+    a message a user can act on, in the API and in the CLI (whose conversation goes on)."""
+    llm = FakeOpenAIServer(free_port(), reply=ANSWER, max_prompt_chars=4000, log_path=tmp_path / "llm.log")
+    long_question = [{"role": "user", "content": "How many seats has the shuttle bus? " + "Please. " * 600}]
+    with llm, ServerThread(_app_for(service, llm.url), free_port()) as app:
+        for stream in (False, True):
+            body = {"model": "kbqa", "messages": long_question, "stream": stream}
+            response = httpx.post(f"{app.url}/v1/chat/completions", json=body, timeout=60)
+            assert response.status_code == 400
+            error = response.json()["error"]
+            assert (error["code"], error["param"]) == ("context_length_exceeded", "messages")
+            assert "shorten the question" in error["message"] and "maximum context length" in error["message"]
+        assert _answer(_chat(app.url)) == ANSWER  # a question that fits is answered as before
+
+        provider = LLMProvider(service.settings.model_copy(update={"llm_base_url": llm.url}))
+        chain = service.chain(service.settings.default_kb, provider.chat_model(), k=3)
+        asked = iter([long_question[0]["content"], "How many seats has the shuttle bus?", ""])
+        assert chat_loop(chain, lambda _: next(asked), llm_url=llm.url) == 0
+        said = capsys.readouterr().out
+        assert "error: the question, the conversation and the passages found are more" in said
+        assert ANSWER in said  # the next question was still answered
 
 
 @pytest.fixture(scope="module")

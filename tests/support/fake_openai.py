@@ -48,8 +48,12 @@ def build_app(
     token_delay_s: float = 0.0,
     model: str = DEFAULT_MODEL,
     replies_by_prefix: dict[str, str] | None = None,
+    max_prompt_chars: int | None = None,
 ) -> FastAPI:
     """The server: every chat request gets ``reply`` (cut at ``max_tokens``), ``token_delay_s`` per token.
+
+    A prompt of more than ``max_prompt_chars`` characters is refused as vLLM refuses one longer than
+    its context (HTTP 400, its message and body shape).
 
     ``replies_by_prefix`` answers a request whose last message starts with a key with that key's reply
     instead: a benchmark gives kbqa's query-translation prompt a question-sized answer, as a real model
@@ -87,6 +91,13 @@ def build_app(
         parts = reply_tokens[: int(limit)]
         finish_reason = "length" if len(parts) < len(reply_tokens) else "stop"
         prompt_chars = sum(len(str(message.get("content", ""))) for message in body["messages"])
+        if max_prompt_chars is not None and prompt_chars > max_prompt_chars:
+            message = (
+                f"This model's maximum context length is {max_prompt_chars} tokens. However, your request "
+                f"has {prompt_chars} input tokens. Please reduce the length of the input messages."
+            )
+            refusal = {"object": "error", "message": message, "type": "BadRequestError", "code": 400}
+            return JSONResponse({**refusal, "param": None}, status_code=400)
         usage = {
             "prompt_tokens": max(1, prompt_chars // 2),
             "completion_tokens": len(parts),
@@ -149,9 +160,11 @@ class FakeOpenAIServer:
         model: str = DEFAULT_MODEL,
         log_path: Path | None = None,
         replies_by_prefix: dict[str, str] | None = None,
+        max_prompt_chars: int | None = None,
     ) -> None:
         self.port, self.reply, self.token_delay_s, self.model = port, reply, token_delay_s, model
         self.replies_by_prefix = dict(replies_by_prefix or {})
+        self.max_prompt_chars = max_prompt_chars
         self.url = f"http://127.0.0.1:{port}/v1"
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
@@ -166,6 +179,8 @@ class FakeOpenAIServer:
         ]  # fmt: skip
         for prefix, text in self.replies_by_prefix.items():
             command += ["--reply-when", prefix, text]
+        if self.max_prompt_chars is not None:
+            command += ["--max-prompt-chars", str(self.max_prompt_chars)]
         return command
 
     def start(self, timeout_s: float = 30.0) -> FakeOpenAIServer:
@@ -238,9 +253,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("PREFIX", "REPLY"),
         help="answer REPLY when the last message starts with PREFIX (repeatable)",
     )
+    parser.add_argument("--max-prompt-chars", type=int, help="refuse longer prompts as vLLM refuses them")
     args = parser.parse_args(argv)
     app = build_app(
-        args.reply, token_delay_s=args.token_delay, model=args.model, replies_by_prefix=dict(args.reply_when)
+        args.reply,
+        token_delay_s=args.token_delay,
+        model=args.model,
+        replies_by_prefix=dict(args.reply_when),
+        max_prompt_chars=args.max_prompt_chars,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
