@@ -90,21 +90,16 @@ class IngestSummary:
     deleted: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
-    reread: list[str] = field(default_factory=list)  # other uploads, read by an earlier kbqa, read again
+    reread: list[str] = field(default_factory=list)  # other stored uploads read again (lost, or read before)
     chunks_written: int = 0
     chunks_deleted: int = 0
     seconds: float = 0.0
 
-    def absorb(self, other: IngestSummary, *, reread: bool) -> None:
-        """Count a nested run over stored uploads as this run's work: uploads brought back (a lost
-        collection) as added; with ``reread``, uploads read by an earlier kbqa apart, in ``reread``,
-        so that they cannot make the run look as if the files it was given were ingested."""
-        if reread:
-            self.reread += other.added + other.updated + other.unchanged
-        else:
-            self.added += other.added
-            self.updated += other.updated
-            self.unchanged += other.unchanged
+    def absorb(self, other: IngestSummary) -> None:
+        """Count a nested run over other stored uploads (brought back after a lost collection, or read
+        by an earlier kbqa) as this run's work, in ``reread``: apart from the files the run was given,
+        so that they cannot make it look as if those were ingested."""
+        self.reread += other.added + other.updated + other.unchanged
         self.failed += other.failed
         self.chunks_written += other.chunks_written
         self.chunks_deleted += other.chunks_deleted
@@ -408,7 +403,7 @@ class Ingestor:
                         refresh_keyword_index=False,
                         recover_uploads=False,
                     )
-                    summary.absorb(again, reread=not lost_chunks)
+                    summary.absorb(again)
         embedded = 0
         latest = ""
 

@@ -47,8 +47,10 @@ class ContextLengthError(LLMRequestError):
     """The question, the conversation and the passages found are more tokens than the model holds."""
 
 
-# How vLLM (and OpenAI) say a prompt does not fit: "This model's maximum context length is 2048 tokens".
-_CONTEXT_LENGTH = re.compile(r"context length|context window|max_model_len|maximum model length", re.I)
+# How vLLM (and OpenAI) say a prompt does not fit: "This model's maximum context length is 2048 tokens",
+# "... longer than the maximum model length". Not "max_tokens=8192 cannot be greater than max_model_len":
+# that is the client's max_tokens, which no shorter question fixes.
+_CONTEXT_LENGTH = re.compile(r"maximum context length|maximum model length|context window", re.I)
 
 
 def error_text(error: openai.APIStatusError) -> str:
