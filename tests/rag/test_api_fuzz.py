@@ -29,6 +29,10 @@ from rag.embeddings import SentenceTransformerEmbeddings
 from tests.support.servers import FakeLLM, serve_knowledge
 
 EXAMPLES = 25  # per operation and generation mode
+# Headers that frame the HTTP message itself: a malformed one ("content-length: S6@N4f49", which
+# negative mode generates) is refused by uvicorn's HTTP parser before any application code runs, with
+# its own plain-text 400, so it tests the HTTP library, not kbqa.
+FRAMING_HEADERS = {"content-length", "transfer-encoding", "host", "connection", "expect", "upgrade"}
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +102,10 @@ def _fuzz(operation: Any, mode: GenerationMode, base_url: str) -> str | None:
     )
     @given(case=cases)
     def run(case: Any) -> None:
+        if case.headers:
+            case.headers = {
+                name: value for name, value in case.headers.items() if name.lower() not in FRAMING_HEADERS
+            }
         response = case.call(base_url=base_url, timeout=60)
         problem = _violation(response.status_code, response.content)
         if problem and not found:
