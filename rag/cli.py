@@ -271,6 +271,8 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
 def chat_loop(chain: Any, read: Callable[[str], str] = input, *, llm_url: str = "the LLM server") -> int:
     """One conversation: each question is answered with the earlier turns as its history, so a
     follow-up ("那成都呢？") is rewritten from them as in the web UI and the API; ``new`` starts over."""
+    from rag.llm import LLMRequestError, llm_errors
+
     print("Ask a question about your documents; follow-ups refer to earlier answers.")
     print("'new' starts a new conversation; an empty line or Ctrl-D quits.")
     history: list[tuple[str, str]] = []
@@ -286,8 +288,6 @@ def chat_loop(chain: Any, read: Callable[[str], str] = input, *, llm_url: str = 
             history.clear()
             print("(new conversation)")
             continue
-        from rag.llm import LLMRequestError, llm_errors
-
         try:
             with llm_errors(llm_url):
                 result = _answer(chain, question, stream=True, history=history)
