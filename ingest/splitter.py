@@ -68,6 +68,13 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _under(open_headings: list[tuple[int, str]], level: int, title: str) -> list[tuple[int, str]]:
+    """The (level, title) headings open after a heading of ``level``: it closes those at its level and
+    below, whatever levels the document skips (a file of "##" sections has sibling sections, not each
+    nested in the one before), and opens itself."""
+    return [(open_level, text) for open_level, text in open_headings if open_level < level] + [(level, title)]
+
+
 def markdown_sections(text: str) -> list[tuple[list[str], str]]:
     """(heading path, body) for each part of a Markdown text; the heading lines leave the bodies.
 
@@ -93,11 +100,7 @@ def markdown_sections(text: str) -> list[tuple[list[str], str]]:
             body.append(line)
             continue
         sections.append(([title for _, title in open_headings], "\n".join(body)))
-        level = len(heading.group(1))
-        # A heading closes those at its level and below, whatever levels the document skips: a file
-        # of "##" sections has sibling sections, not each nested in the one before.
-        open_headings = [(open_level, title) for open_level, title in open_headings if open_level < level]
-        open_headings.append((level, heading.group(2).strip()))
+        open_headings = _under(open_headings, len(heading.group(1)), heading.group(2).strip())
         body = []
     sections.append(([title for _, title in open_headings], "\n".join(body)))
     kept: list[tuple[list[str], str]] = []
@@ -195,9 +198,8 @@ def _with_section_metadata(
     for line in document.page_content.split("\n"):
         heading = _MARKED_HEADING.match(line)
         if heading is not None:
-            level, title = len(heading.group(1)), heading.group(2).strip()
-            open_headings = [(open_level, text) for open_level, text in open_headings if open_level < level]
-            open_headings.append((level, title))
+            title = heading.group(2).strip()
+            open_headings = _under(open_headings, len(heading.group(1)), title)
             marks.append((offset, HEADING_SEPARATOR.join(text for _, text in open_headings)))
             line = title
         lines.append(line)

@@ -25,7 +25,7 @@ _THANKS = (
     "thanks thankyou thanku thanksalot thankssomuch thankyousomuch thankyouverymuch thx okthanks "
     "okthankyou greatthanks thanksbye 谢谢再见 好的感谢"
 )
-_FAREWELLS = "再见 再会 拜拜 拜 回头见 下次见 bye byebye goodbye bye-bye seeyou seeya seeyoulater cya"
+_FAREWELLS = "再见 再会 拜拜 拜 回头见 下次见 bye byebye goodbye seeyou seeya seeyoulater cya"
 # What a user types after an answer that needs no reply of substance; searched, "ok" found passages
 # that merely scored above the gate and the model wrote a refusal beside them.
 # Words that can also be a whole question are left out: "可以？" (is that allowed?), "Fine?" (a
@@ -37,7 +37,7 @@ _ACKNOWLEDGEMENTS = (
 _PHRASES: dict[SmallTalk, frozenset[str]] = {
     "greeting": frozenset(_GREETINGS.split()),
     "thanks": frozenset(_THANKS.split()),
-    "farewell": frozenset(phrase.replace("-", "") for phrase in _FAREWELLS.split()),
+    "farewell": frozenset(_FAREWELLS.split()),
     "acknowledgement": frozenset(_ACKNOWLEDGEMENTS.split()),
 }
 
