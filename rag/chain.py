@@ -115,6 +115,10 @@ def make_translator(
     return translate
 
 
+_KEPT_HISTORY = "kept_history"  # the history the steps use, worked out once per question
+_STEP_ONLY = ("language", _KEPT_HISTORY)  # not echoed with the inputs (language is yielded on its own)
+
+
 class _RagSteps:
     """The steps of one question, shared by the chain's sync run (``invoke``, ``stream``: CLI, evaluation)
     and its async run (``ainvoke``, ``astream``: the API and the UI), which differ only in how they
@@ -132,7 +136,7 @@ class _RagSteps:
     def start(self, inputs: dict[str, Any]) -> dict[str, Any]:
         settings = self.settings
         language = detect_language(inputs["question"]) if settings.language == "auto" else settings.language
-        return {**inputs, "language": language}
+        return {**inputs, "language": language, _KEPT_HISTORY: self._kept_history(inputs)}
 
     def traditional(self, values: dict[str, Any]) -> bool:
         """Whether the answer is written in Traditional script: it is in Chinese and the question is
@@ -152,7 +156,11 @@ class _RagSteps:
         """Where the LLM's answer pieces go on their way out, converted to the answer's script."""
         return _AnswerText(TraditionalStream() if self.traditional(values) else None)
 
-    def _history(self, values: dict[str, Any]) -> list[Any]:
+    @staticmethod
+    def _history(values: dict[str, Any]) -> list[Any]:
+        return values[_KEPT_HISTORY]
+
+    def _kept_history(self, inputs: dict[str, Any]) -> list[Any]:
         """The last ``history_turns`` messages before the question (none when that is 0), less small
         talk: after "你好" and its greeting, "年假有几天？" is a first question, not a follow-up."""
         turns = self.settings.history_turns
@@ -160,7 +168,7 @@ class _RagSteps:
             return []
         kept: list[Any] = []
         skip_reply = False
-        for role, text in values.get("history") or []:
+        for role, text in inputs.get("history") or []:
             if role == "user":
                 skip_reply = small_talk(text) is not None
                 if skip_reply:
@@ -228,7 +236,7 @@ class _RagSteps:
 
     def run(self, chunks: Iterator[dict[str, Any]], config: RunnableConfig) -> Iterator[AddableDict]:
         values = self.start(_merged(chunks))
-        yield AddableDict({key: value for key, value in values.items() if key != "language"})
+        yield AddableDict({key: value for key, value in values.items() if key not in _STEP_ONLY})
         yield AddableDict(language=values["language"])
         if (kind := small_talk(values["question"])) is not None:
             yield from self.small_talk_reply(values, kind)
@@ -262,7 +270,7 @@ class _RagSteps:
         self, chunks: AsyncIterator[dict[str, Any]], config: RunnableConfig
     ) -> AsyncIterator[AddableDict]:
         values = self.start(_merged([chunk async for chunk in chunks]))
-        yield AddableDict({key: value for key, value in values.items() if key != "language"})
+        yield AddableDict({key: value for key, value in values.items() if key not in _STEP_ONLY})
         yield AddableDict(language=values["language"])
         if (kind := small_talk(values["question"])) is not None:
             for chunk in self.small_talk_reply(values, kind):

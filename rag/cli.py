@@ -188,16 +188,18 @@ def cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.prompts import counted
+
     service = _service(settings)
     kb = _kb(args, settings)
     if args.document is None:
         chunks = service.stats(kb)["chunks"]
         service.delete_knowledge_base(kb)
-        print(f"deleted knowledge base '{kb}' ({chunks} chunk{'' if chunks == 1 else 's'})")
+        print(f"deleted knowledge base '{kb}' ({counted(chunks, 'chunk')})")
         return 0
     origin = next((d["origin"] for d in service.list_documents(kb) if d["source"] == args.document), None)
     chunks = service.delete_document(kb, args.document)
-    print(f"deleted {args.document} from '{kb}' ({chunks} chunk{'' if chunks == 1 else 's'})")
+    print(f"deleted {args.document} from '{kb}' ({counted(chunks, 'chunk')})")
     if origin == "folder":
         print("note: it is still in the ingested folder; delete it there too, or the next run adds it again")
     return 0

@@ -194,6 +194,11 @@ def _is_example(example: object) -> bool:
     )
 
 
+def counted(count: int, noun: str) -> str:
+    """'1 chunk', '3 chunks': the CLI and the web UI report counts in the same words."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def format_location(source: object, page: object) -> str:
     """'file p.N' for paginated sources, else the file alone."""
     return f"{source} p.{page}" if page is not None else str(source)

@@ -18,7 +18,7 @@ from ingest.loaders import LOADERS
 from rag.chat import AnswerDelta, ChatParams, ChatService, SourcesFound, TurnFinished
 from rag.config import Settings
 from rag.llm import LLMRequestError, LLMUnavailableError
-from rag.prompts import format_location
+from rag.prompts import counted, format_location
 from rag.service import KnowledgeBaseService, UploadError
 from rag.store import StoreError
 
@@ -27,10 +27,6 @@ _NO_ANSWER = "*No answer: see the error in the chat.*"
 _ERROR = "**Error:** "
 _WITHDRAWN_NOTE = "\n\n*(The model's answer was withdrawn: it "
 _DOCUMENT_HEADERS = ["document", "chunks", "origin"]
-
-
-def _chunks(count: int) -> str:
-    return f"{count} chunk{'' if count == 1 else 's'}"
 
 
 def conversation(history: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -186,8 +182,8 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
             else:
                 step = f"reading and indexing {job.current or 'the files'}"
                 if job.chunks_embedded:
-                    step += f" ({_chunks(job.chunks_embedded)} embedded so far)"
-            yield f"Ingesting into '{kb}': {job.done} of {total} file(s) done; {step}…", None, None
+                    step += f" ({counted(job.chunks_embedded, 'chunk')} embedded so far)"
+            yield f"Ingesting into '{kb}': {job.done} of {counted(total, 'file')} done; {step}…", None, None
             knowledge.jobs.wait(job.id, timeout_s=0.5)
         kept = None
         if job.status == "succeeded":
@@ -196,8 +192,9 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
             bad = {item["source"] for item in failed}
             good = [name for name in job.files if name not in bad]
             kept = good[0] if good else None
+            written = counted(summary.get("chunks_written", 0), "chunk")
             status = (
-                f"Ingested {len(good)} file(s): {_chunks(summary.get('chunks_written', 0))} written."
+                f"Ingested {counted(len(good), 'file')}: {written} written."
                 if good
                 else "Nothing was ingested."
             )
@@ -213,7 +210,7 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
             return gr.skip(), gr.skip(), gr.skip()
         try:
             chunks = knowledge.delete_document(kb, source)
-            status = f"Deleted {source} ({_chunks(chunks)})."
+            status = f"Deleted {source} ({counted(chunks, 'chunk')})."
         except StoreError as error:
             status = f"{_ERROR}{error}"
         table, doc_choice = documents_update(kb)
