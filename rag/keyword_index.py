@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 import bm25s
 import jieba
 import numpy as np
+from filelock import FileLock
 
 from rag.chinese_text import fold
 from rag.language import CJK
@@ -90,6 +91,9 @@ _COMPANION = "companion.npy"
 # Longest time a query trusts the loaded index without comparing chunk counts. Chroma's count() takes
 # ~25 ms at 100k chunks, so it is a backstop paid rarely, not a per-query check.
 RECOUNT_S = 5.0
+
+_ANY = object()  # a swap that replaces whatever index is there (a writer's rebuild)
+_SWAP_WAIT_S = 60.0  # a swap is two renames; a minute means a stuck process, not a busy one
 
 _Signature = tuple[int, int, int, int]  # the state file's inode, size, mtime and ctime (ns)
 
@@ -151,6 +155,8 @@ class KeywordIndex:
         self.vector_limit = vector_limit
         self.companion = companion
         self._lock = threading.Lock()
+        self._rebuilding = threading.Lock()  # one query-side rebuild at a time in this process
+        self._swap_lock = FileLock(folder.with_name(f".{folder.name}.swap.lock"), timeout=_SWAP_WAIT_S)
         self._loaded: _Loaded | None = None
         self._stale_marker = folder.with_name(f"{folder.name}.stale")
         self.tokens = TokenCache(folder.with_name(f"{folder.name}.tokens.sqlite"))
@@ -168,14 +174,20 @@ class KeywordIndex:
             return None
 
     # --- building ------------------------------------------------------------------------------
-    def rebuild(self) -> int:
+    def rebuild(self, *, unless_replaced: bool = False) -> int:
         """Index every chunk of the collection now; returns how many.
+
+        With ``unless_replaced`` (a query's rebuild, which holds no write lock), the new index is
+        dropped if another rebuild swapped one in meanwhile: an ingestion that started and finished
+        during this rebuild wrote the newer index, and putting this one over it would hide the
+        ingestion's chunks until the next one (its marker is gone, so nothing would look stale).
 
         Chunks are read a page at a time and kept only as token-id lists (a shared vocabulary), not
         as texts or token strings, so memory stays near the index's own size; texts tokenized by an
         earlier rebuild come from the token cache instead of jieba.
         """
         stale_token = self._stale_token()
+        base = self._state_version() if unless_replaced else _ANY
         ids: list[str] = []
         corpus: list[list[int]] = []
         vocabulary: dict[str, int] = {}
@@ -224,7 +236,9 @@ class KeywordIndex:
                 np.save(staging / _COMPANION, np.concatenate(companion))
         state = {"count": len(ids), "version": version, "tokenizer": TOKENIZER_VERSION}
         (staging / _STATE).write_text(json.dumps(state), encoding="utf-8")
-        self._swap_in(staging)
+        if not self._swap_in(staging, base):
+            shutil.rmtree(staging, ignore_errors=True)
+            return len(ids)
         if stale_token is not None and self._stale_token() == stale_token:
             self._stale_marker.unlink(missing_ok=True)  # not if a writer marked it again meanwhile
         return len(ids)
@@ -242,14 +256,26 @@ class KeywordIndex:
             known.update(new)
         return np.stack([known[key] for key in hashes])
 
-    def _swap_in(self, staging: Path) -> None:
+    def _state_version(self) -> str | None:
+        state = self._read_state()
+        return state["version"] if state is not None else None
+
+    def _swap_in(self, staging: Path, base: object = _ANY) -> bool:
+        """Make ``staging`` the index, unless ``base`` (not ``_ANY``) is no longer the current version.
+
+        The file lock makes the check and the two renames one step for every process: two rebuilds
+        swapping at once could otherwise both move a folder onto the same name.
+        """
         old = self.folder.with_name(f".{self.folder.name}.old-{uuid.uuid4().hex}")
-        with self._lock:
+        with self._swap_lock, self._lock:
+            if base is not _ANY and self._state_version() != base:
+                return False
             if self.folder.exists():
                 os.replace(self.folder, old)
             os.replace(staging, self.folder)
             self._loaded = None
         shutil.rmtree(old, ignore_errors=True)
+        return True
 
     def is_current(self) -> bool:
         """Built, not marked stale, holding as many chunks as the collection, and with the exact vector
@@ -324,9 +350,7 @@ class KeywordIndex:
         ):
             return loaded
         state = self._read_state()
-        fresh = (
-            state is not None and state["count"] == self.collection.count() and self._stale_token() is None
-        )
+        fresh = self._fresh(state)
         writing = not fresh and self.writer is not None and self.writer.busy()
         current = loaded is not None and state is not None and loaded.version == state["version"]
         if current and (fresh or writing):
@@ -335,8 +359,20 @@ class KeywordIndex:
                 self._trust(loaded, signature)
             return loaded
         if not fresh and not writing:
-            log.warning("keyword index of %s is missing or out of date: rebuilding it", self.folder.name)
-            self.rebuild()
+            # Questions arriving together on a stale index start one rebuild, not one each (each is
+            # minutes of segmentation at 100k chunks); the others use the last index meanwhile, or,
+            # with none loaded yet, wait for that rebuild.
+            if not self._rebuilding.acquire(blocking=loaded is None):
+                assert loaded is not None
+                return loaded
+            try:
+                if not self._fresh(self._read_state()):  # unless the rebuild waited for did it
+                    log.warning(
+                        "keyword index of %s is missing or out of date: rebuilding it", self.folder.name
+                    )
+                    self.rebuild(unless_replaced=True)
+            finally:
+                self._rebuilding.release()
             signature = self._signature()
             state = self._read_state()
             fresh = state is not None
@@ -346,6 +382,10 @@ class KeywordIndex:
         with self._lock:
             self._loaded = loaded
         return loaded
+
+    def _fresh(self, state: dict[str, Any] | None) -> bool:
+        """Built, as many chunks as the collection, and not marked stale by a writer."""
+        return state is not None and state["count"] == self.collection.count() and self._stale_token() is None
 
     @staticmethod
     def _trust(loaded: _Loaded, signature: _Signature | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -154,6 +155,62 @@ def test_a_stale_marker_is_seen_by_the_next_query(ingestor: Ingestor, tmp_path: 
     _add_chunk(ingestor, "new-2", "听涛会议室在十楼。")
     assert _sources(ingestor, index, "听涛会议室") == ["x.md"]  # rebuilt by this query
     assert not keyword_folder(ingestor.settings.data_dir, KB).with_name(f"{KB}.stale").exists()
+
+
+def test_a_query_rebuild_does_not_put_an_older_index_over_an_ingestion_s(
+    ingestor: Ingestor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A query rebuilds a stale index without the write lock; an ingestion that starts and finishes
+    meanwhile swaps in the newer index, and the query's older one must not replace it afterwards."""
+    _ingest(ingestor, tmp_path / "docs", {"a.md": "报销须在三十天内提交。"})
+    query_side = _index(ingestor)
+    query_side.mark_stale()
+    ingestion_side = _index(ingestor)
+    swap = KeywordIndex._swap_in
+
+    def ingestion_finishes_first(
+        self: KeywordIndex, staging: Path, base: object = keyword_index._ANY
+    ) -> bool:
+        if self is query_side:  # the query's index is built; before it is swapped in, an ingestion runs
+            _add_chunk(ingestor, "new-3", "临湖会议室在八楼。")
+            ingestion_side.rebuild()
+        return swap(self, staging, base)
+
+    monkeypatch.setattr(KeywordIndex, "_swap_in", ingestion_finishes_first)
+    assert query_side.search("报销", 5)  # rebuilds (stale marker), then loads what is on disk
+    monkeypatch.setattr(KeywordIndex, "_swap_in", swap)
+    assert _sources(ingestor, _index(ingestor), "临湖会议室") == ["x.md"]
+    assert _sources(ingestor, query_side, "临湖会议室") == ["x.md"]
+    leftovers = [
+        p.name for p in keyword_folder(ingestor.settings.data_dir, KB).parent.iterdir() if p.is_dir()
+    ]
+    assert leftovers == [KB]  # the dropped build is removed
+
+
+def test_questions_on_a_stale_index_start_one_rebuild(
+    ingestor: Ingestor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _ingest(ingestor, tmp_path / "docs", {"a.md": "报销须在三十天内提交。"})
+    index = _index(ingestor)
+    assert _sources(ingestor, index, "报销") == ["a.md"]
+    index.mark_stale()
+    rebuild = KeywordIndex.rebuild
+    started: list[str] = []
+
+    def slow_rebuild(self: KeywordIndex, **options: bool) -> int:
+        started.append(threading.current_thread().name)
+        time.sleep(0.5)
+        return rebuild(self, **options)
+
+    monkeypatch.setattr(KeywordIndex, "rebuild", slow_rebuild)
+    threads = [threading.Thread(target=index.search, args=("报销", 5), name=f"q{n}") for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(started) == 1
+    assert _sources(ingestor, index, "报销") == ["a.md"]
+    assert len(started) == 1
 
 
 def test_a_count_drift_without_marker_is_seen_within_recount_s(
