@@ -13,7 +13,8 @@ version numbers (``3.2.0``, and ``5.0`` where the question calls it a version: `
 ``version 4.3``, ``升级到 4.1``), and in Chinese questions the place and organisation names jieba tags
 (``北京``; not its person names: it tags verbs such as 容纳 as one, and not the common words its
 dictionary also tags as places, such as 东西 "things" or 日志 "log": ``place_stopwords.txt``). Plain
-capitalised English words do not count (an English question's "Hangzhou" or "Lanjing Logistics" is
+capitalised English words do not count, nor do capitals English writes as words ("OK", "8 AM",
+"ASAP", "the FAQ") (an English question's "Hangzhou" or "Lanjing Logistics" is
 written in Chinese in a Chinese document), nor do other numbers (a question's "12,000 yuan" or "3.5
 days" is the asker's own figure).
 
@@ -76,8 +77,17 @@ def _place_stopwords() -> frozenset[str]:
     return frozenset(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
 
 
+# Capitals that English writes as ordinary words, not names: "Is it OK to…", "at 8 AM", "ASAP",
+# "the FAQ". A knowledge base that can answer such a question need not write them.
+_COMMON_CAPITALS = frozenset(
+    "OK OKAY ASAP AM PM FAQ FAQS ID IDS ETA FYI TBD TBA RSVP DIY AKA ETC VS PS NB PLS THX".split()  # noqa: SIM905
+)
+
+
 def _latin_terms(question: str) -> list[str]:
-    return [match.group() for match in _LATIN_TERM.finditer(question)]
+    return [
+        match.group() for match in _LATIN_TERM.finditer(question) if match.group() not in _COMMON_CAPITALS
+    ]
 
 
 def _versions(question: str) -> list[str]:
@@ -155,6 +165,11 @@ def _mention_pattern(term: str) -> re.Pattern[str]:
     return re.compile(body, re.IGNORECASE)
 
 
+_INNER_HYPHEN = re.compile(r"(?<=[A-Za-z])-(?=[A-Za-z])")
+
+
 def mentions(text: str, term: str) -> bool:
-    """Whether ``text`` writes ``term``, in any letter case, with or without its hyphens."""
-    return _mention_pattern(term).search(text) is not None
+    """Whether ``text`` writes ``term``, in any letter case, with or without hyphens: the question's
+    "WIFI" is the passage's "Wi-Fi", as the question's "Wi-Fi" is the passage's "WiFi"."""
+    pattern = _mention_pattern(term)
+    return pattern.search(text) is not None or pattern.search(_INNER_HYPHEN.sub("", text)) is not None

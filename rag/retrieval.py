@@ -73,6 +73,14 @@ class _Candidate:
         return str(self.document.metadata.get("language") or passage_language(self.document.page_content))
 
 
+def _named_text(document: Document) -> str:
+    """What a passage names: its text, and its document's title and section, which a Word or HTML
+    chunk keeps in metadata only (a question about "the VPN section" names a heading)."""
+    meta = document.metadata
+    named = (meta.get(key) for key in ("title", "section"))
+    return " ".join([document.page_content, *(str(value) for value in named if value)])
+
+
 class KnowledgeBaseRetriever(BaseRetriever):
     """Hybrid search in one knowledge base, best first; ``keyword=None`` is vector search alone."""
 
@@ -215,7 +223,7 @@ class KnowledgeBaseRetriever(BaseRetriever):
         passages may find only one of them in its top 3, yet names what the other holds (with ten,
         the Beijing hotel-price row was among them).
         """
-        window = " ".join(c.document.page_content for c in ranked[: self.term_window])
+        window = " ".join(_named_text(c.document) for c in ranked[: self.term_window])
         return unmentioned_term(query, window, translation)
 
     def _holds_language(self, language: str) -> bool:

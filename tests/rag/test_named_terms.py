@@ -75,3 +75,19 @@ def test_mentions_ignore_case_and_hyphens_but_not_token_boundaries() -> None:
     assert mentions("开放接口升级到 v3，v2 继续可用", "V3")
     assert not mentions("SEV3: malware on a single laptop", "V3")
     assert mentions("北京、上海、广州", "北京")
+
+
+def test_capitals_english_writes_as_words_are_not_named_terms() -> None:
+    for question in (
+        "Is it OK to bring my dog on Fridays?",
+        "Who do I tell ASAP if my laptop is stolen?",
+        "Is the office open at 8 AM?",
+        "What does the FAQ say about parking?",
+    ):
+        assert unmentioned_term(question, "Dogs are welcome on Fridays. The office opens at 8:00.") is None
+    assert unmentioned_term("Does the VPN need MFA?", "The VPN needs a token.") == "MFA"
+
+
+def test_a_term_written_without_its_hyphen_is_mentioned() -> None:
+    assert mentions("Guest Wi-Fi is on the second floor.", "WIFI")
+    assert unmentioned_term("Does the WIFI require the VPN?", "The Wi-Fi does not require the VPN.") is None

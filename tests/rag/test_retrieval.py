@@ -6,11 +6,13 @@ import time
 from pathlib import Path
 
 import pytest
+from langchain_core.documents import Document
 from sentence_transformers import CrossEncoder
 
 from ingest.pipeline import Ingestor
 from rag.embeddings import PACKAGED_MODELS
 from rag.rerank import CrossEncoderReranker, load_reranker
+from rag.retrieval import _Candidate
 from rag.service import KnowledgeBaseService
 
 KB = "hybrid"
@@ -272,6 +274,18 @@ def test_gate_refuses_a_question_naming_what_no_passage_mentions(service: Knowle
     settings = service.settings.model_copy(update={"refuse_unknown_terms": False, "min_relevance": -1.0})
     ungated_terms = KnowledgeBaseService(settings, embeddings=service.embeddings)
     assert ungated_terms.retriever(KB).invoke(question)
+
+
+def test_gate_counts_a_heading_that_only_the_metadata_keeps(service: KnowledgeBaseService) -> None:
+    """A Word or web page's later chunks hold their heading in ``section`` only: a question naming it
+    is about that section, not about something the passages never mention."""
+    retriever = service.retriever(KB)
+    later = Document(
+        page_content="首次登录需要绑定手机并设置六位数字口令。", metadata={"section": "SSO > 首次登录"}
+    )
+    assert retriever._unmentioned_term("SSO 首次登录需要绑定什么？", [_Candidate(later)], "") is None
+    unnamed = Document(page_content=later.page_content, metadata={"section": "账号"})
+    assert retriever._unmentioned_term("SSO 首次登录需要绑定什么？", [_Candidate(unnamed)], "") == "SSO"
 
 
 def test_gate_checks_english_names_through_the_translation(service: KnowledgeBaseService) -> None:
