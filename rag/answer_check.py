@@ -10,7 +10,8 @@ answers nothing comes, with the packaged 0.5B, in three shapes, all read from ev
 - **a heading path** copied from the passages' source lines: "星帆监控平台发布说明 > 升级说明";
 - **a number from nowhere**: "星帆的手机 App 最低支持 iOS 版本 13.0。" for a question the documents do
   not answer, the number in none of the passages (nor in the question). Passages' numbers are read
-  in digits, Chinese numerals ("十五天" holds 15) and small English number words ("three days");
+  in digits, Chinese numerals ("十五天" holds 15), small English number words and ordinals ("three
+  days", "the first two hours") and times of day on either clock ("15:00" is "3 p.m.");
 - **a worked example's answer**: the English prompt shows two example exchanges as earlier turns,
   and where the passages lack the answer the model now and then answers with the example's own
   ("Up to three days at a time [1].", "On the first Monday of each month [1]."), whose words come
@@ -64,7 +65,13 @@ _NOT_TEXT = re.compile(r"[\W_]+")
 # Of the answer's words, at least this share must come from one example for it to count as a copy.
 _EXAMPLE_SHARE = 0.5
 
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*(?P<thousands>[kK](?![A-Za-z]))?")
+# A time of day: "10:00", "9:30", "10 a.m.", "3pm", "3:30 PM" (not "2:1", a ratio, nor 12:00:00's seconds).
+_CLOCK_TIME = re.compile(
+    r"(?<![\d:.])(?:(?P<hour>1[0-2]|0?[1-9])(?::(?P<minute>[0-5]\d))?\s*(?:[ap]\.?\s?m\b\.?)"
+    r"|(?P<hour24>[01]?\d|2[0-3]):(?P<minute24>[0-5]\d))(?![\d:])",
+    re.IGNORECASE,
+)
 _CHINESE_NUMERAL = re.compile(r"[零〇一二两三四五六七八九十百千万]+")
 _CHINESE_DIGITS = dict(zip("零〇一二两三四五六七八九", (0, 0, 1, 2, 2, 3, 4, 5, 6, 7, 8, 9), strict=True))
 _CHINESE_UNITS = {"十": 10, "百": 100, "千": 1000}
@@ -75,6 +82,14 @@ _ENGLISH_WORDS = (
 _ENGLISH_NUMBERS = dict(zip(_ENGLISH_WORDS.split(), range(21), strict=True)) | {
     "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
 }  # fmt: skip
+_ORDINALS = dict(
+    zip(
+        "first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth".split(),  # noqa: SIM905
+        range(1, 13),
+        strict=True,
+    )
+)
+_ORDINAL = re.compile(r"\b(?:" + "|".join(_ORDINALS) + r")\b", re.IGNORECASE)
 _ENGLISH_NUMBER = re.compile(r"\b(?:" + "|".join(_ENGLISH_NUMBERS) + r")\b", re.IGNORECASE)
 
 RESTATES_QUESTION = "restates the question without adding an answer"
@@ -138,15 +153,52 @@ def _chinese_numeral(text: str) -> int:
     return total + section + digit
 
 
+def _clock_times(text: str) -> tuple[set[str], str]:
+    """The times of day ``text`` writes, each as "H:MM" on a 12-hour clock ("10:00", "10 a.m." and
+    "22:00" are all "10:00"), and ``text`` without them. Which half of the day is not checked: a
+    passage's "15:00" is the answer's "3 p.m.", and telling a wrong half apart is not worth
+    withdrawing a right answer for."""
+    times: set[str] = set()
+
+    def found(match: re.Match[str]) -> str:
+        hour, minute = (
+            match.group("hour") or match.group("hour24"),
+            match.group("minute") or match.group("minute24"),
+        )
+        times.add(f"{int(hour) % 12}:{minute or '00'}")
+        return " "
+
+    return times, _CLOCK_TIME.sub(found, text)
+
+
 def _stated_numbers(text: str) -> set[str]:
-    return {_number(match) for match in _NUMBER.findall(MARKER.sub(" ", text))}
+    """The numbers an answer states: times of day as "time H:MM", other numbers canonically
+    ("1,500" and "1500", "1.2k" and "1200" are one number)."""
+    times, rest = _clock_times(MARKER.sub(" ", text))
+    return {f"time {time}" for time in times} | _digits(rest)
+
+
+def _digits(text: str) -> set[str]:
+    """The numbers written in digits, canonically; "1.2k" is 1200."""
+    numbers = set()
+    for match in _NUMBER.finditer(text):
+        value = _number(match.group().rstrip("kK"))
+        numbers.add(_number(f"{float(value) * 1000:.3f}") if match.group("thousands") else value)
+    return numbers
 
 
 def _held_numbers(text: str) -> set[str]:
-    """Every number ``text`` holds, however it is written."""
-    held = _stated_numbers(text)
+    """Every number ``text`` holds, however it is written: also each time of day as its hour on
+    either clock ("15:00" holds 15, 3 and "time 3:00"), and ordinals ("first" holds 1)."""
+    times, _ = _clock_times(text)
+    held = _digits(text)
+    held.update(f"time {time}" for time in times)
+    for time in times:
+        hour = int(time.partition(":")[0])
+        held.update({str(hour), str(hour + 12), str(hour or 12)})
     held.update(str(_chinese_numeral(match)) for match in _CHINESE_NUMERAL.findall(text))
     held.update(str(_ENGLISH_NUMBERS[match.lower()]) for match in _ENGLISH_NUMBER.findall(text))
+    held.update(str(_ORDINALS[match.lower()]) for match in _ORDINAL.findall(text))
     return held
 
 
@@ -202,8 +254,24 @@ def withdrawal_reason(
 
 
 # The refusal sentences the answer prompts ask the model for (``prompts/*/answer.system.txt``) and
-# kbqa's own (``prompts/*/refusal.txt``) begin with these, in either script once folded.
-_MODEL_REFUSALS = ("not in the knowledge base", "知识库中没有", "the knowledge base does not contain")
+# kbqa's own (``prompts/*/refusal.txt``) begin with the first three, in either script once folded; a
+# larger model words its refusal its own way ("The context does not mention…", "There is no
+# information about…", "资料中未提及…"), and those count too.
+_MODEL_REFUSALS = re.compile(
+    r"not in the knowledge base|知识库中没有|the knowledge base does not contain"
+    r"|(?:the |this )?(?:provided |given )?(?:context|documents?|passages?|knowledge base|sources?"
+    r"|information|materials?)(?: provided| given| above)?"
+    r" (?:does not|doesn't|do not|don't|did not|didn't) (?:contain|mention|say|include|provide|specify"
+    r"|state|cover|have|address|give)"
+    r"|there (?:is|are) no (?:relevant )?(?:information|mention|details?|data)"
+    r"(?: (?:about|on|regarding|of|for|in|that|to|given|provided)\b|[.,;]|$)"
+    r"|no (?:relevant )?information (?:is |was )?(?:available|provided|found|given)"
+    r"|i (?:do not|don't|cannot|can't|could not|couldn't) (?:know|find|answer|tell)"
+    r"|(?:根据)?(?:所?(?:提供|给出|给定)的)?(?:资料|文档|上下文|段落|材料|信息)(?:中|里)?"
+    r"(?:并)?(?:没有|未|不包含|无)(?:提及|提到|包含|找到|相关|关于|说明|给出)"
+    r"|(?:没有|未能?)(?:找到|提及|提到)(?:相关|有关)"
+    r"|无法(?:根据|从|回答)"
+)
 
 
 def is_refusal_turn(streamed: str, sources: Sequence[Any], withdrawn: Mapping[str, str] | None) -> bool:
@@ -226,7 +294,7 @@ def reads_as_refusal(answer: str) -> bool:
     around it do not matter; an answer that starts so but goes on ("知识库中没有2024年的数据，但2023年
     的是5天 [1]。") answers in part, and is not one."""
     text = _REFUSAL_WRAPPING.sub("", fold(answer).strip().lower())
-    if not text.startswith(_MODEL_REFUSALS) or _GOES_ON.search(text):
+    if not _MODEL_REFUSALS.match(text) or _GOES_ON.search(text):
         return False
     return not MARKER.search(text) or len(MARKER.sub("", text)) <= _REFUSAL_LENGTH
 

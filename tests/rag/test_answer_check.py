@@ -135,6 +135,14 @@ def test_a_number_that_no_passage_holds_is_withdrawn() -> None:
     assert reason == INVENTED_NUMBER
 
 
+def test_a_time_of_day_no_passage_holds_is_withdrawn() -> None:
+    sources = [_source("The helpdesk is reachable between 10:00 and 15:00.")]
+    reason = withdrawal_reason(
+        "It closes at 4 p.m. [1].", questions=["When does the helpdesk close?"], sources=sources
+    )
+    assert reason == INVENTED_NUMBER
+
+
 @pytest.mark.parametrize(
     ("passage", "answer"),
     [
@@ -144,6 +152,11 @@ def test_a_number_that_no_passage_holds_is_withdrawn() -> None:
         ("The hotline is 400-820-1234.", "Call 400-820-1234 [1]."),
         ("年假可顺延至次年 3 月 31 日。", "2025-03-31 前，顺延至次年 3 月 31 日 [1]。"),  # 2025 is asked
         ("The fee is CNY 1,500.0 per year.", "CNY 1500 [1]."),
+        ("The helpdesk is reachable between 10:00 and 15:00.", "Between 10 a.m. and 3 p.m. [1]."),
+        ("The desk opens at 3 pm.", "It opens at 15:00 [1]."),
+        ("班车 18:30 发车。", "下午6点半发车 [1]。"),
+        ("Parking is free for the first two hours.", "Free for the 1st 2 hours [1]."),
+        ("Claims above $1,200 need approval.", "Claims above $1.2k [1]."),
     ],
 )
 def test_a_number_the_passages_or_the_question_hold_stands(passage: str, answer: str) -> None:
@@ -177,6 +190,18 @@ def test_a_traditional_script_answer_is_judged_as_its_simplified_form() -> None:
         ("知识库中没有2024年的数据，但2023年的年假是5天。", False),
         ("The 2024 rates are not in the knowledge base, but the 2023 rate is 5% [1].", False),
         ("The shuttle bus has 33 seats [1].", False),
+        # a larger model's own wording
+        ("I'm sorry, but the documents don't say.", True),
+        ("The context does not mention the stock price.", True),
+        ("There is no information about that in the provided context.", True),
+        ("The provided passages do not specify the hotel limit in London.", True),
+        ("提供的资料中没有提到股票期权。", True),
+        ("资料中未提及该信息。", True),
+        ("The context does not mention 2024, but the 2023 rate is 5% [1].", False),
+        ("There is no parking fee for staff [1].", False),  # "no" answers, it does not refuse
+        ("There is no data retention limit [1].", False),
+        ("There is no relevant information.", True),
+        ("资料显示班车有33个座位 [1]。", False),
     ],
 )
 def test_the_models_own_refusal_is_told_from_answers(answer: str, refused: bool) -> None:
