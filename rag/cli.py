@@ -142,7 +142,7 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
         print(_dump(results))
     else:
         for rank, hit in enumerate(results, start=1):
-            where = format_location(hit["source"], hit["page"])
+            where = format_location(hit["source"], hit["page"], hit.get("section"))
             print(f"{rank}. [{hit['score']:.3f}] {where}\n   {' '.join(hit['text'].split())[:200]}")
     return 0
 
@@ -205,14 +205,15 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _print_sources(sources: list[dict[str, Any]]) -> None:
+def _print_sources(sources: list[dict[str, Any]], *, refused: bool) -> None:
+    """The cited passages; after a refusal, the passages searched, said as such (they back nothing)."""
     if not sources:
         return
     from rag.prompts import format_location
 
-    print("\nSources:")
+    print("\nSearched (none of these answers it):" if refused else "\nSources:")
     for source in sources:
-        where = format_location(source["source"], source["page"])
+        where = format_location(source["source"], source["page"], source.get("section"))
         print(f"  [{source['index']}] {where}  (score {source['score']:.2f})")
 
 
@@ -233,17 +234,18 @@ def _answer(
             if stream:
                 print(chunk["answer"], end="", flush=True)
         withdrawn = chunk.get("withdrawn", withdrawn)
+    streamed = "".join(answer)
+    refused = is_refusal_turn(streamed, sources, withdrawn)
     if stream:
         print()
         if withdrawn:
             print(f"\n(withdrawn: the answer {withdrawn['reason']})\n{withdrawn['replacement']}")
-        _print_sources(sources)
-    streamed = "".join(answer)
+        _print_sources(sources, refused=refused)
     return {
         "answer": final_answer(streamed, withdrawn),
         "sources": sources,
         "withdrawn": withdrawn,
-        "refused": is_refusal_turn(streamed, sources, withdrawn),
+        "refused": refused,
     }
 
 

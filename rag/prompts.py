@@ -199,9 +199,12 @@ def counted(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def format_location(source: object, page: object) -> str:
-    """'file p.N' for paginated sources, else the file alone."""
-    return f"{source} p.{page}" if page is not None else str(source)
+def format_location(source: object, page: object, section: object = None) -> str:
+    """'file p.N' for paginated sources, else the file alone; with ``section`` (what people read:
+    the CLI, the web UI), its heading path after it, since three passages of one handbook are told
+    apart by their sections, not by the file name."""
+    where = f"{source} p.{page}" if page is not None else str(source)
+    return f"{where} · {section}" if section else where
 
 
 def location(document: Document) -> str:

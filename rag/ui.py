@@ -64,7 +64,7 @@ def format_sources(sources: list[dict[str, Any]], citations: list[dict[str, Any]
         if not check["supported"]
     ]
     for source in sources:
-        where = format_location(source["source"], source["page"])
+        where = format_location(source["source"], source["page"], source.get("section"))
         score = f" · score {source['score']:.2f}" if source.get("score") is not None else ""
         passage = "\n".join(f"> {line}" if line.strip() else ">" for line in source["text"].splitlines())
         blocks.append(f"**[{source['index']}] {where}**{score}\n\n{passage}")

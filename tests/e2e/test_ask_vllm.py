@@ -128,7 +128,9 @@ def test_streamed_answer_is_followed_by_numbered_sources(ask: Any) -> None:
     answer, _, sources = result.stdout.partition("\nSources:\n")
     assert "33" in answer
     assert re.search(
-        r"^\s+\[1\] handbook/facilities/canteen_and_shuttle\.html\s+\(score 0\.\d\d\)$", sources, re.M
+        r"^\s+\[1\] handbook/facilities/canteen_and_shuttle\.html( · [^\n]+)?\s+\(score 0\.\d\d\)$",
+        sources,
+        re.M,
     )
 
 

@@ -206,3 +206,20 @@ def test_chat_keeps_the_conversation_for_follow_ups(capsys: pytest.CaptureFixtur
     assert chain.inputs[1]["history"] == [("user", "杭州班车有多少座位？"), ("assistant", "answer 1")]
     assert chain.inputs[2]["history"] == []  # "new" started over
     assert "answer 2" in capsys.readouterr().out
+
+
+def test_ask_names_each_sources_section_and_says_when_they_only_were_searched(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from rag.cli import _print_sources
+
+    sources = [
+        {"index": 1, "source": "handbook.md", "page": None, "section": "Leave > Annual leave", "score": 0.91},
+        {"index": 2, "source": "guide.pdf", "page": 3, "section": None, "score": 0.8},
+    ]
+    _print_sources(sources, refused=False)
+    printed = capsys.readouterr().out
+    assert "Sources:" in printed and "[1] handbook.md · Leave > Annual leave  (score 0.91)" in printed
+    assert "[2] guide.pdf p.3  (score 0.80)" in printed
+    _print_sources(sources, refused=True)
+    assert "Sources:" not in capsys.readouterr().out
