@@ -32,11 +32,25 @@ _FAREWELLS = "再见 再会 拜拜 拜 回头见 下次见 bye byebye goodbye se
 # penalty), "NICE" (the UK health body); and one asked ("OK?") is a question, not an acknowledgement.
 _ACKNOWLEDGEMENTS = (
     "好的 好吧 好滴 嗯 嗯嗯 哦 噢 收到 明白 明白了 知道了 了解 了解了 懂了 没问题 "
-    "ok okay okok alright allright gotit understood noted"
+    "ok okay okok alright allright gotit understood noted cool perfect great awesome 太好了"
 )
+# Thanks said with a word of praise before or after it: "Awesome, thank you", "Thanks, that helps!".
+_THANKS_CORE = (
+    "thanks thankyou thanku ty tysm thx manythanks muchappreciated appreciateit 谢谢 多谢 感谢 谢啦 谢谢啦"
+)
+_THANKS_BEFORE = " ok okay great awesome perfect cool nice super 好的 好 太好了"  # the leading "": none
+_THANKS_AFTER = " again thathelps thatshelpful thatwashelpful thathelpsalot verymuch bye 再见 啦 了"
+_PRAISE = "cheers 太感谢了 辛苦了 辛苦啦"
 _PHRASES: dict[SmallTalk, frozenset[str]] = {
     "greeting": frozenset(_GREETINGS.split()),
-    "thanks": frozenset(_THANKS.split()),
+    "thanks": frozenset(_THANKS.split())
+    | {
+        before + core + after
+        for core in _THANKS_CORE.split()
+        for before in _THANKS_BEFORE.split(" ")
+        for after in _THANKS_AFTER.split(" ")
+    }
+    | frozenset(_PRAISE.split()),
     "farewell": frozenset(_FAREWELLS.split()),
     "acknowledgement": frozenset(_ACKNOWLEDGEMENTS.split()),
 }
