@@ -401,6 +401,33 @@ def unwrap_lines(text: str) -> str:
     return "\n".join(out)
 
 
+_SIGNATURES = (
+    (b"PK\x03\x04", "it is a zip archive, such as a Word or Excel file"),
+    (b"\xd0\xcf\x11\xe0", "it is an old Office file (.doc, .xls)"),
+    (b"\x89PNG", "it is a PNG image"),
+    (b"\xff\xd8\xff", "it is a JPEG image"),
+    (b"GIF8", "it is a GIF image"),
+    (b"{\\rtf", "it is an RTF document"),
+)
+
+
+def _looks_like(head: bytes) -> str:
+    """What a file that should be a PDF seems to be instead, in words a user can act on (a renamed
+    file, a download that saved the error page), rather than its first bytes."""
+    if not head.strip():
+        return "the file is empty"
+    for signature, what in _SIGNATURES:
+        if head.startswith(signature):
+            return what
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "the file holds other binary data"
+    if "<html" in text.lower() or "<!doctype html" in text.lower():
+        return "it is a web page: perhaps a download that saved an error page"
+    return "it holds plain text"
+
+
 def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
     from pypdf import PdfReader
     from pypdf.errors import DependencyError
@@ -410,7 +437,7 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
         handle.seek(max(path.stat().st_size - 2048, 0))
         tail = handle.read()
     if b"%PDF-" not in head:
-        raise LoadError(f"not a readable PDF: no %PDF header (the file starts with {head[:24]!r})")
+        raise LoadError(f"not a readable PDF: no %PDF header ({_looks_like(head)})")
     pages: list[Document] = []
     problems: list[str] = []
     characters = 0
@@ -678,8 +705,8 @@ def _docx_title(body: Any, styles: Any) -> str:
 
 def _docx_blocks(body: Any, levels: dict[str, int]) -> Iterator[str]:
     """Paragraphs and tables in document order (a table stays under the heading it follows); a table
-    row as "cell | cell", each cell once however many grid columns it spans, nested tables in
-    their cell's text.
+    row as "cell | cell" on a line of its own (a line break inside a cell is a space), each cell once
+    however many grid columns it spans, nested tables in their cell's text.
 
     A heading paragraph is written as a marked Markdown heading (``heading_line``), so the splitter
     can name each chunk's section (``ingest.splitter``: in its metadata; the text reads as the
@@ -691,14 +718,18 @@ def _docx_blocks(body: Any, levels: dict[str, int]) -> Iterator[str]:
             level = _docx_heading(child, levels)
             title = " ".join(text.split())
             yield heading_line(min(level, 6), title) if level and title else text
-        elif child.tag == f"{_W}tbl":
+        elif child.tag == f"{_W}tbl":  # one block, a row per line, as HTML tables: the splitter
+            rows = []  # repeats a table's head row in each chunk that continues it
             for row in child.iterchildren(f"{_W}tr"):
                 cells = [
-                    " ".join(_docx_text(paragraph).strip() for paragraph in cell.iter(f"{_W}p")).strip()
+                    " ".join(
+                        " ".join(_docx_text(paragraph).split()) for paragraph in cell.iter(f"{_W}p")
+                    ).strip()
                     for cell in row.iterchildren(f"{_W}tc")
                 ]
                 if any(cells):
-                    yield " | ".join(cells)
+                    rows.append(" | ".join(cells))
+            yield "\n".join(rows)
         elif child.tag == f"{_W}sdt":  # a content control around whole paragraphs or tables
             for content in child.iterchildren(f"{_W}sdtContent"):
                 yield from _docx_blocks(content, levels)

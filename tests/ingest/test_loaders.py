@@ -57,6 +57,24 @@ def test_corrupt_pdf_is_reported(tmp_path: Path, content: bytes) -> None:
         load_file(path, "bad.pdf")
 
 
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"PK\x03\x04\x14\x00\x06\x00", "zip archive, such as a Word"),
+        (b"<!DOCTYPE html><html><body>404 Not Found</body></html>", "web page"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "PNG image"),
+        ("年假规定：员工每年享有十五天年假。".encode(), "plain text"),
+        (b"\xd9\xd2\x00\x13\xfe", "other binary data"),
+    ],
+)
+def test_a_file_that_is_no_pdf_is_said_to_be_what_it_is(tmp_path: Path, content: bytes, said: str) -> None:
+    path = tmp_path / "renamed.pdf"
+    path.write_bytes(content)
+    with pytest.raises(LoadError, match=said) as raised:
+        load_file(path, "renamed.pdf")
+    assert "\\x" not in str(raised.value)  # no raw bytes
+
+
 def test_truncated_pdf_is_reported_or_partially_read(tmp_path: Path) -> None:
     full = write_pdf(tmp_path / "full.pdf", ["page one text", "page two text"]).read_bytes()
     path = tmp_path / "cut.pdf"
@@ -132,6 +150,19 @@ def test_docx_paragraphs_and_tables(tmp_path: Path) -> None:
     [document] = load_file(path, "leave.docx")
     for fragment in ("休假制度", "「禾苗」", "婚假 13 天", "工龄 | 年假", "1-2 年 | 5 天"):
         assert fragment in document.page_content
+
+
+def test_a_long_word_table_repeats_its_head_row_in_every_chunk(tmp_path: Path) -> None:
+    """Rows on consecutive lines, as an HTML table's are, so the splitter can carry the head row."""
+    rows = [[f"城市{n:02d}", f"{400 + n * 10} 元"] for n in range(30)]
+    path = write_docx(
+        tmp_path / "hotel.docx", ["住宿标准如下。"], heading="住宿", table=[["城市", "每晚上限"], *rows]
+    )
+    documents = load_file(path, "hotel.docx")
+    assert "城市 | 每晚上限\n城市00 | 400 元\n城市01 | 410 元" in documents[0].page_content
+    chunks = split_documents(documents, make_splitter(120, 0))
+    with_rows = [chunk for chunk in chunks if "城市1" in chunk.page_content or "城市2" in chunk.page_content]
+    assert len(with_rows) > 1 and all("城市 | 每晚上限" in chunk.page_content for chunk in with_rows)
 
 
 def test_docx_keeps_document_order_and_the_text_python_docx_paragraphs_miss(tmp_path: Path) -> None:
