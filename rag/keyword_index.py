@@ -43,6 +43,7 @@ import re
 import shutil
 import threading
 import time
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,12 +67,19 @@ log = logging.getLogger(__name__)
 jieba.setLogLevel(logging.WARNING)
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets itself to DEBUG: a line per index build
 
-_WORDS = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*|[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_WORDS = re.compile(
+    r"[a-z0-9\u00df-\u024f]+(?:[._-][a-z0-9\u00df-\u024f]+)*|[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+"
+)
+_ACCENTED = re.compile(r"[\u00c0-\u024f]")  # Latin letters with accents: é, ü, ñ, ø (not ß, no decomposition)
+_POSSESSIVE = re.compile(r"(?<=[a-z])['’]s\b")
+_APOSTROPHE = re.compile(r"(?<=[a-z])['’](?=[a-z])")  # don't → dont, o'clock → oclock
+_DIGIT_GROUP_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 # Word lists read better as text than as list literals.
 _EN_STOP = frozenset(
     """a an the of to in on at for by with from and or is are was were be been it its this that these
     those what which who whom how when where why do does did can could should would will shall may might
     must i you he she we they me my your our their there here about into than then so not no if as
+    dont doesnt didnt isnt arent wasnt cant wont
     """.split()  # noqa: SIM905
 )
 _ZH_STOP = frozenset(
@@ -82,10 +90,10 @@ _ZH_STOP = frozenset(
 _PAGE = 5000
 _STATE = "state.json"
 # Raised whenever ``tokenize`` changes: an index built by another tokenizer is rebuilt, since its
-# tokens would not match a query's (2: text folded to Simplified script and half-width letters). The
-# token cache is keyed by the folded text, so 2 could keep its entries; a change to how a folded text
-# is tokenized could not (see rag.token_cache).
-TOKENIZER_VERSION = 2
+# tokens would not match a query's (2: text folded to Simplified script and half-width letters; 3:
+# accents, apostrophes, plurals, hyphenated words and digit groups of Latin text). The token cache
+# keeps each version's tokens apart (see rag.token_cache).
+TOKENIZER_VERSION = 3
 _VECTORS = "vectors.npy"
 _COMPANION = "companion.npy"
 # Longest time a query trusts the loaded index without comparing chunk counts. Chroma's count() takes
@@ -99,13 +107,45 @@ _Signature = tuple[int, int, int, int]  # the state file's inode, size, mtime an
 
 
 def tokenize(text: str) -> list[str]:
+    """Keyword tokens: jieba's words of Chinese text; Latin words lower-cased, without accents
+    ("café" is "cafe"), possessives or apostrophes ("employee’s" is "employee"), and singular
+    ("policies" is "policy", "leaves" "leave"); a hyphenated word both whole and as its parts
+    ("wi-fi" is "wifi", "wi", "fi"); digit groups joined ("1,200" is "1200"). Stop words dropped.
+    """
+    text = fold(text).lower()
+    if not text.isascii():
+        text = _ACCENTED.sub(_unaccented, text)
+    text = _DIGIT_GROUP_COMMA.sub("", _APOSTROPHE.sub("", _POSSESSIVE.sub("", text)))
     tokens: list[str] = []
-    for piece in _WORDS.findall(fold(text).lower()):
+    for piece in _WORDS.findall(text):
         if CJK.match(piece):
             tokens.extend(word for word in jieba.cut_for_search(piece) if word not in _ZH_STOP)
+        elif "-" in piece:
+            parts = [_singular(part) for part in piece.split("-") if len(part) > 1 and part not in _EN_STOP]
+            tokens.extend([_singular(piece.replace("-", "")), *parts])
         elif piece not in _EN_STOP:
-            tokens.append(piece)
+            tokens.append(_singular(piece))
     return tokens
+
+
+def _unaccented(match: re.Match[str]) -> str:
+    return "".join(
+        char for char in unicodedata.normalize("NFKD", match.group()) if not unicodedata.combining(char)
+    )
+
+
+def _singular(word: str) -> str:
+    """A plural English word's singular, by its ending alone: crude, but the same on both sides (the
+    question's "leave" finds the passage's "leaves"), which is all keyword matching needs."""
+    if len(word) <= 3 or not word.isalpha() or not word.isascii():
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("sses", "ches", "shes", "xes")):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
 
 
 @dataclass(frozen=True)
@@ -159,7 +199,7 @@ class KeywordIndex:
         self._swap_lock = FileLock(folder.with_name(f".{folder.name}.swap.lock"), timeout=_SWAP_WAIT_S)
         self._loaded: _Loaded | None = None
         self._stale_marker = folder.with_name(f"{folder.name}.stale")
-        self.tokens = TokenCache(folder.with_name(f"{folder.name}.tokens.sqlite"))
+        self.tokens = TokenCache(folder.with_name(f"{folder.name}.tokens.sqlite"), TOKENIZER_VERSION)
 
     # --- staleness -----------------------------------------------------------------------------
     def mark_stale(self) -> None:

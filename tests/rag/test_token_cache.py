@@ -13,7 +13,7 @@ from rag.token_cache import TokenCache, text_hash
 
 
 def test_cache_stores_looks_up_and_prunes(tmp_path: Path) -> None:
-    cache = TokenCache(tmp_path / "kb.tokens.sqlite")
+    cache = TokenCache(tmp_path / "kb.tokens.sqlite", 3)
     assert not cache.path.exists()  # made on first use only
     a, b, empty = text_hash("会议室"), text_hash("shuttle bus"), text_hash("")
     cache.store([(a, ["会议", "会议室"]), (b, ["shuttle", "bus"]), (empty, [])])
@@ -26,6 +26,18 @@ def test_cache_stores_looks_up_and_prunes(tmp_path: Path) -> None:
     assert cache.lookup([a, b, empty]) == {b: ["shuttle", "bus"]}
     cache.delete()
     assert not cache.path.exists()
+
+
+def test_another_tokenizer_versions_tokens_are_dropped(tmp_path: Path) -> None:
+    """Keyed by the text, an entry of an older tokenizer would be taken for the new one's tokens."""
+    old = TokenCache(tmp_path / "kb.tokens.sqlite", 2)
+    key = text_hash("leaves")
+    old.store([(key, ["leaves"])])
+    new = TokenCache(tmp_path / "kb.tokens.sqlite", 3)
+    assert new.lookup([key]) == {}
+    new.store([(key, ["leave"])])
+    assert TokenCache(tmp_path / "kb.tokens.sqlite", 3).lookup([key]) == {key: ["leave"]}
+    assert TokenCache(tmp_path / "kb.tokens.sqlite", 2).lookup([key]) == {}
 
 
 def test_rebuild_tokenizes_only_new_text(
