@@ -17,6 +17,27 @@ from rag.keyword_index import tokenize
 
 MARKER = re.compile(r"\[(\d{1,2})\]")  # a citation, "[n]"
 _SENTENCE_END = re.compile(r"(?<=[。！？；!?;\n])|(?<=\.)\s")
+# A bare verdict ("Yes [1].", "可以 [1]。") shares no word with the passage that backs it: it is not
+# judged by its words (nothing left to judge counts as supported), the sentences around it are.
+_VERDICTS = frozenset(
+    {
+        "yes",
+        "no",
+        "yeah",
+        "nope",
+        "correct",
+        "right",
+        "是",
+        "是的",
+        "对",
+        "不",
+        "不是",
+        "可以",
+        "不可以",
+        "不能",
+        "能",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -52,7 +73,7 @@ def check_citations(
         markers = [int(number) for number in MARKER.findall(sentence)]
         if not markers:
             continue
-        words = set(tokenize(MARKER.sub(" ", sentence)))
+        words = set(tokenize(MARKER.sub(" ", sentence))) - _VERDICTS
         for index in dict.fromkeys(markers):
             passage = passages.get(index)
             if passage is None:

@@ -30,3 +30,12 @@ def test_several_markers_on_one_sentence_are_each_checked() -> None:
 def test_bracketed_numbers_that_are_not_markers_and_no_markers() -> None:
     assert _verdicts("The helpdesk extension is [8021].") == []
     assert _verdicts("The bus has 33 seats.") == []
+
+
+def test_a_bare_yes_or_no_is_not_judged_by_its_words() -> None:
+    sources = [{"index": 1, "text": "Dogs are welcome in the office on Fridays."}]
+    [yes] = check_citations("Yes [1].", sources)
+    [chinese] = check_citations("不可以 [1]。", sources)
+    assert yes.supported and chinese.supported
+    [wrong] = check_citations("Yes, cats are welcome on Mondays [1].", sources)
+    assert not wrong.supported
