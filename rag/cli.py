@@ -176,7 +176,8 @@ def cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
         if name in _SECRETS and value not in (None, "EMPTY"):
             value = "(set)"
         value = str(value) if isinstance(value, Path) else value
-        rows.append({"variable": f"KBQA_{name.upper()}", "value": value, "meaning": field.description or ""})
+        variable = name.upper() if field.validation_alias else f"KBQA_{name.upper()}"  # another tool's own
+        rows.append({"variable": variable, "value": value, "meaning": field.description or ""})
     if args.json:
         print(_dump(rows))
         return 0

