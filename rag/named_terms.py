@@ -51,6 +51,12 @@ _VERSION_TERM = re.compile(
 _VERSION = re.compile(r"\d+(?:\.\d+)+")
 # Capitalised words inside a sentence: names, in an English question ("the Shanghai office").
 _CAPITALISED = re.compile(r"(?<![.?!:]\s)(?<!^)\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*\b")
+_NOT_NAMES = (  # capitalised in English, yet not names
+    "monday tuesday wednesday thursday friday saturday sunday mondays tuesdays wednesdays thursdays "
+    "fridays saturdays sundays january february march april may june july august september october "
+    "november december english chinese mandarin cantonese internet mr mrs ms dr"
+)
+_CAPITALISED_WORDS = frozenset(_NOT_NAMES.split())
 _CHINESE_NAME_TAGS = frozenset({"ns", "nt"})  # jieba: place, organisation
 _PLACE_CATEGORY = re.compile(
     r"(?:其他|其余|其它)[^，。；|\n]{0,6}(?:城市|地区|省|国家)"
@@ -116,7 +122,9 @@ def named_terms(question: str) -> list[str]:
     return list(dict.fromkeys([*_latin_terms(question), *_versions(question), *_places(question)]))
 
 
-def unmentioned_term(question: str, passages: str, translation: str | None = None) -> str | None:
+def unmentioned_term(
+    question: str, passages: str, translation: str | None = None, *, english_passages: bool = False
+) -> str | None:
     """The first of the question's named terms that ``passages`` neither write nor cover by category.
 
     An English question's capitalised names are checked through its Chinese ``translation``: a name
@@ -127,6 +135,9 @@ def unmentioned_term(question: str, passages: str, translation: str | None = Non
 
     An English question's acronym that its Chinese translation does not keep was translated: it is a
     word ("SMS", written 短信 in a Chinese passage), not a name (a Chinese translation keeps "SSML").
+
+    With ``english_passages`` (every passage is in English), an English question's capitalised names
+    must be written in them as they are asked, translation or not.
     """
     # A passage writes 廣州 or ｖ３ where the question writes 广州 or v3, and jieba's dictionary tags
     # places in Simplified script only.
@@ -151,6 +162,23 @@ def unmentioned_term(question: str, passages: str, translation: str | None = Non
         unknown = [name for name in names if not mentions(passages, name)]
         if unknown and any(not mentions(passages, place) for place in _places(chinese)):
             return unknown[0]
+    if english_passages and not by_category and detect_language(question) == "en":
+        return _unwritten_name(question, passages)
+    return None
+
+
+def _unwritten_name(question: str, passages: str) -> str | None:
+    """An English question's capitalised name that English passages do not write ("the hotel limit in
+    London" over a table of Paris and Berlin): in English, a name is written as it is asked, so
+    none of the translation's help is needed. Compared as keyword tokens ("Fridays" is "Friday"),
+    days, months and languages left out: those are capitalised words, not names."""
+    from rag.keyword_index import tokenize  # a light import once retrieval runs; kept out of module load
+
+    written = set(tokenize(passages))
+    for match in _CAPITALISED.finditer(question):
+        words = [word for word in match.group().split() if word.lower() not in _CAPITALISED_WORDS]
+        if words and not set(tokenize(" ".join(words))) <= written:
+            return " ".join(words)
     return None
 
 

@@ -223,8 +223,10 @@ class KnowledgeBaseRetriever(BaseRetriever):
         passages may find only one of them in its top 3, yet names what the other holds (with ten,
         the Beijing hotel-price row was among them).
         """
-        window = " ".join(_named_text(c.document) for c in ranked[: self.term_window])
-        return unmentioned_term(query, window, translation)
+        best = ranked[: self.term_window]
+        window = " ".join(_named_text(c.document) for c in best)
+        english = bool(best) and all(c.language == "en" for c in best)
+        return unmentioned_term(query, window, translation, english_passages=english)
 
     def _holds_language(self, language: str) -> bool:
         """Whether the knowledge base has passages in ``language`` (translating into another is wasted).

@@ -91,3 +91,16 @@ def test_capitals_english_writes_as_words_are_not_named_terms() -> None:
 def test_a_term_written_without_its_hyphen_is_mentioned() -> None:
     assert mentions("Guest Wi-Fi is on the second floor.", "WIFI")
     assert unmentioned_term("Does the WIFI require the VPN?", "The Wi-Fi does not require the VPN.") is None
+
+
+def test_over_english_passages_an_english_name_must_be_written_as_asked() -> None:
+    """No translation is asked for an English knowledge base; its passages write names in English."""
+    hotels = "Hotel limits per night: Paris 200 EUR, Berlin 180 EUR. Dogs are welcome on Fridays."
+    question = "What is the hotel limit in London?"
+    assert unmentioned_term(question, hotels, english_passages=True) == "London"
+    assert unmentioned_term(question, hotels) is None  # Chinese passages may write it 伦敦
+    assert unmentioned_term("What is the hotel limit in Paris?", hotels, english_passages=True) is None
+    assert unmentioned_term("Can I bring my dog on Friday?", hotels, english_passages=True) is None
+    assert unmentioned_term("Is the office open in December?", hotels, english_passages=True) is None
+    covered = hotels + " All other cities: 150 EUR."
+    assert unmentioned_term(question, covered, english_passages=True) is None
