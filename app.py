@@ -107,7 +107,7 @@ def create_app(
             yield
         finally:
             if owns_knowledge:
-                knowledge.jobs.shutdown()
+                knowledge.close()
             if background is not None:
                 background.stop()
 

@@ -2,7 +2,7 @@
 
 Duplicate policy, stated: a knowledge base mirrors its folder. Unchanged files (same size and mtime,
 or same content hash) are skipped without parsing; a changed file's chunks are replaced through
-LangChain's ``index(cleanup="incremental")``, which re-embeds only chunks that really changed; a file
+LangChain's ``index(cleanup="scoped_full")``, which re-embeds only chunks that really changed; a file
 gone from the folder has its chunks deleted; chunk ids are content hashes, so nothing is ever stored
 twice. A file that fails to load is reported and keeps the chunks of its last good version. A file
 read by an earlier kbqa, or with other chunk settings, is read again (``reading_key``): its unchanged
@@ -15,7 +15,13 @@ the next run redoes a file that was cut off; chunk ids are content hashes, so re
 of duplicating; chunks Chroma got before the record manager heard of them (a kill between the two
 writes) are found by their ``source`` metadata and removed when that file is redone or deleted; and the
 keyword index is marked stale before the first chunk changes, so it is rebuilt even if the run died
-before its final rebuild.
+before its final rebuild. Uploads are in no folder, so whichever ingestion of the knowledge base comes
+next (a folder run or another upload) redoes the stored uploads that the index does not hold as they
+are on disk: left pending, never recorded, or changed since their row (``_uploads_to_redo``).
+
+A file's chunks are written by one ``index()`` call with ``scoped_full`` cleanup: its old chunks are
+deleted once, after all its new ones are in. (``incremental`` cleans up after every sub-batch of
+``batch_size`` chunks, and so deleted and rewrote the not-yet-seen chunks of any file larger than one.)
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ from rag.store import (
     chroma_client,
     find_collection,
     knowledge_base_exists,
+    missing_knowledge_base,
     open_vector_store,
     validate_kb_name,
 )
@@ -344,11 +351,14 @@ class Ingestor:
         on_file: ProgressCallback | None = None,
         on_chunks: ChunkProgressCallback | None = None,
         refresh_keyword_index: bool = True,
+        create: bool = True,
     ) -> IngestSummary:
         """Add or update these (path, source) files in ``kb``; other documents of ``kb`` are untouched.
 
         ``refresh_keyword_index=False`` leaves the BM25 index to the caller (a folder run rebuilds it
-        once, after its deletions too).
+        once, after its deletions too). ``create=False`` raises ``KnowledgeBaseNotFoundError`` for a
+        knowledge base that does not exist instead of making it (an upload queued before its
+        knowledge base was deleted must not bring it back).
         """
         validate_kb_name(kb)
         with self.lock(kb).hold(f"ingest {len(files)} file(s)"):
@@ -361,6 +371,7 @@ class Ingestor:
                 on_file=on_file,
                 on_chunks=on_chunks,
                 refresh_keyword_index=refresh_keyword_index,
+                create=create,
             )
 
     def _ingest_files(
@@ -375,6 +386,7 @@ class Ingestor:
         refresh_keyword_index: bool,
         on_chunks: ChunkProgressCallback | None = None,
         recover_uploads: bool = True,
+        create: bool = True,
     ) -> IngestSummary:
         """Read files ahead in a thread, gather their chunks into batches, write each batch at once.
 
@@ -386,11 +398,20 @@ class Ingestor:
         started = time.monotonic()
         summary = IngestSummary(kb=kb)
         ours = {source for _, source in files}
+        if not create and not knowledge_base_exists(self.client, kb):
+            raise missing_knowledge_base(self.client, kb)
         if recover_uploads:
             # No folder run brings uploads back or reads them again: their files are only in the
-            # upload folder, so the ingestion that finds them lost or read by an earlier kbqa does it.
+            # upload folder, so the ingestion that finds them lost, read by an earlier kbqa, or left
+            # half done does it.
             lost = [item for item in self._forget_records_without_chunks(kb) if item[1] not in ours]
-            for uploads, lost_chunks in ((lost, True), (self._uploads_read_before(kb, ours), False)):
+            for lost_chunks in (True, False):
+                if lost_chunks:
+                    uploads = lost
+                else:  # after the lost ones are back: they are recorded as they are on disk now
+                    uploads, gone = self._uploads_to_redo(kb, ours)
+                    if gone:
+                        summary.chunks_deleted += self._drop_uploads(kb, gone)
                 if uploads:
                     log.warning("ingesting the %d uploaded document(s) of %s again", len(uploads), kb)
                     again = self._ingest_files(
@@ -404,6 +425,7 @@ class Ingestor:
                         recover_uploads=False,
                     )
                     summary.absorb(again)
+                    self._forget_failed_uploads(kb, again)
         embedded = 0
         latest = ""
 
@@ -420,7 +442,7 @@ class Ingestor:
         vectors = ReusingEmbeddings(self.embeddings, on_embedded=chunks_embedded)
         target = _BatchTarget(
             kb,
-            open_vector_store(self.client, kb, vectors, create=True),  # type: ignore[arg-type]
+            open_vector_store(self.client, kb, vectors, create=create),  # type: ignore[arg-type]
             record_manager(self.settings, kb),
             vectors,
             self.keyword_index(kb),
@@ -514,17 +536,68 @@ class Ingestor:
         self.forget_knowledge_base(kb)
         return stored
 
-    def _uploads_read_before(self, kb: str, ours: set[str]) -> list[tuple[Path, str]]:
-        """(path, source) of the stored uploads of ``kb`` that were read another way than files are now."""
+    def _uploads_to_redo(self, kb: str, ours: set[str]) -> tuple[list[tuple[Path, str]], list[str]]:
+        """The stored uploads of ``kb`` (other than ``ours``) that the index does not hold as they are
+        on disk, as (path, source); and the uploads left pending whose file is gone, as sources.
+
+        To redo: a file read another way than files are now; one whose row is pending (an ingestion
+        killed, or failed, while writing it: its chunks may be missing or half written); one with no
+        row, or changed on disk since its row (a job stopped between putting the file in place and
+        indexing it, or files handed over by an app that stopped before their job ran). A stored file
+        named like a folder's document is left alone: it is not the upload's to replace.
+        """
         uploads = self.settings.uploads_dir / kb
-        return [
-            (uploads / source, source)
-            for source, record in sorted(self.manifest.records(kb).items())
+        records = self.manifest.records(kb)
+        try:
+            with os.scandir(uploads) as listing:
+                stored = {
+                    entry.name: entry.stat(follow_symlinks=False)
+                    for entry in listing
+                    if not entry.name.startswith(".") and entry.is_file(follow_symlinks=False)
+                }
+        except OSError:  # no upload folder (yet), or none readable: nothing stored to redo
+            stored = {}
+        redo = []
+        for source, info in sorted(stored.items()):
+            record = records.get(source)
+            if source in ours or (record is not None and record.origin != UPLOAD):
+                continue
+            if (
+                record is None
+                or record.sha256 is None
+                or record.reading != self.reading
+                or (record.size, record.mtime_ns) != (info.st_size, info.st_mtime_ns)
+            ):
+                redo.append((uploads / source, source))
+        gone = [
+            source
+            for source, record in sorted(records.items())
             if record.origin == UPLOAD
-            and record.reading != self.reading
+            and record.sha256 is None
             and source not in ours
-            and (uploads / source).is_file()
+            and source not in stored
         ]
+        return redo, gone
+
+    def _drop_uploads(self, kb: str, sources: list[str]) -> int:
+        """Remove the chunks and rows of uploads whose ingestion died and whose file is gone."""
+        log.warning("removing %d half-ingested upload(s) of %s whose file is gone", len(sources), kb)
+        store = open_vector_store(self.client, kb, self.embeddings, create=True)
+        manager = record_manager(self.settings, kb)
+        return sum(self._delete_source(source, kb, store, manager) for source in sources)
+
+    def _forget_failed_uploads(self, kb: str, summary: IngestSummary) -> None:
+        """A stored upload that a recovery could not read, with no complete row, goes (chunks, row,
+        file), as a failed upload's file does: else every later ingestion would retry it and report
+        it failed, and it would be listed nowhere to be deleted."""
+        records = self.manifest.records(kb)
+        for source, _ in summary.failed:
+            record = records.get(source)
+            if record is not None and record.sha256 is not None:
+                continue  # its last good version stays indexed
+            if record is not None:
+                summary.chunks_deleted += self._drop_uploads(kb, [source])
+            (self.settings.uploads_dir / kb / source).unlink(missing_ok=True)
 
     def lock(self, kb: str) -> IngestionLock:
         return IngestionLock(self.settings.data_dir, kb)
@@ -640,7 +713,9 @@ class Ingestor:
                 chunks,
                 target.manager,
                 target.store,
-                cleanup="incremental",
+                # Not "incremental": it cleans up per sub-batch of batch_size, deleting (and then
+                # rewriting) the chunks of a large file that the later sub-batches still hold.
+                cleanup="scoped_full",
                 source_id_key="source",
                 key_encoder="sha256",
                 force_update=full,

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any
 
+from chromadb.errors import NotFoundError as ChromaNotFoundError
 from fastapi import APIRouter, Depends, FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -116,6 +117,9 @@ def _as_api_error(error: Exception) -> ApiError:
             return error
         case KnowledgeBaseNotFoundError():
             return ApiError(404, str(error), code="knowledge_base_not_found")
+        case ChromaNotFoundError():  # a collection deleted while a request was reading it
+            message = f"the knowledge base does not exist (it was deleted): {error}"
+            return ApiError(404, message, code="knowledge_base_not_found")
         case DocumentNotFoundError():
             return ApiError(404, str(error), code="document_not_found")
         case KnowledgeBaseExistsError():
@@ -204,7 +208,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     # Expected failures get their own handlers: Starlette re-raises (and logs as a crash) whatever
     # only the catch-all ``Exception`` handler answers, which must stay for genuine bugs.
-    for expected in (ApiError, StoreError, LLMUnavailableError, EmbeddingModelError, ValueError, Exception):
+    expected_errors = (
+        ApiError,
+        StoreError,
+        ChromaNotFoundError,
+        LLMUnavailableError,
+        EmbeddingModelError,
+        ValueError,
+    )
+    for expected in (*expected_errors, Exception):
         app.add_exception_handler(expected, _service)
 
 

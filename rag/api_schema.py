@@ -241,6 +241,10 @@ class IngestJobInfo(BaseModel):
     progress: JobProgress
     summary: dict[str, Any] | None
     error: str | None
+    waiting: str | None = Field(
+        default=None,
+        description="Set while the job waits for another writer of its knowledge base (status queued).",
+    )
     created_at: int
     finished_at: int | None
 

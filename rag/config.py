@@ -290,6 +290,12 @@ class Settings(BaseSettings):
         default=None, description="When set, every /v1 route and the web UI require this key."
     )
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1, description="Per upload request.")
+    upload_lock_wait_s: float = Field(
+        default=600,
+        ge=0,
+        description="How long an upload job waits for another writer of its knowledge base (a CLI "
+        "ingestion, a deletion) before it fails; its files are kept staged, not in place, meanwhile.",
+    )
     max_message_chars: int = Field(
         default=32_000, ge=1, description="Longest accepted chat message; longer is a 400, not a slow 500."
     )

@@ -3,7 +3,9 @@
 Two ingestions of the same knowledge base interleaving their Chroma, record-manager and keyword-index
 writes could leave chunks that no record knows about, so every write (folder ingestion, upload, document
 or knowledge-base deletion) holds this lock, and a second writer is refused at once with a message
-naming the holder instead of waiting behind it. It is an OS file lock (``flock`` through ``filelock``):
+naming the holder instead of waiting behind it. Only an upload job waits (``hold(wait_s=...)``, a
+bounded wait): its files were accepted already, and failing them because a CLI run happened to be
+writing would drop what the user sent. It is an OS file lock (``flock`` through ``filelock``):
 the kernel drops it when its process dies, so a killed ingestion can never leave it stuck.
 
 Within one process the lock is per thread (``filelock``'s thread-local mode): the thread that holds it
@@ -16,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,6 +29,10 @@ from rag.store import StoreError
 
 class KnowledgeBaseBusyError(StoreError):
     """Another ingestion is writing this knowledge base right now."""
+
+
+class LockWaitCancelledError(KnowledgeBaseBusyError):
+    """A wait for the lock given up because the program is stopping (``hold(cancel=...)``)."""
 
 
 class IngestionLock:
@@ -41,12 +47,36 @@ class IngestionLock:
         self._lock = FileLock(folder / f"{kb}.lock", is_singleton=True, blocking=False)
 
     @contextmanager
-    def hold(self, what: str) -> Iterator[None]:
-        """Hold the lock while ``what`` (e.g. "ingest folder docs/") runs; refuse if someone else does."""
+    def hold(
+        self,
+        what: str,
+        *,
+        wait_s: float = 0.0,
+        on_wait: Callable[[str], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> Iterator[None]:
+        """Hold the lock while ``what`` (e.g. "ingest folder docs/") runs; refuse if someone else does.
+
+        With ``wait_s``, wait up to that long for the other writer instead, telling ``on_wait`` who it
+        is once (a job shows it to the client polling it); refused only when the wait runs out, or
+        with ``LockWaitCancelledError`` as soon as ``cancel()`` says so (the app is stopping: a wait
+        must not hold up its exit).
+        """
         try:
             self._lock.acquire()
         except Timeout:
-            raise KnowledgeBaseBusyError(self._busy_message()) from None
+            if wait_s <= 0:
+                raise KnowledgeBaseBusyError(self._busy_message()) from None
+            if on_wait is not None:
+                on_wait(self._busy_message(waiting_s=wait_s))
+            try:
+                self._lock.acquire(timeout=wait_s, blocking=True, cancel_check=cancel)
+            except Timeout:
+                if cancel is not None and cancel():
+                    raise LockWaitCancelledError(self._busy_message()) from None
+                raise KnowledgeBaseBusyError(
+                    self._busy_message() + f" (waited {wait_s:g} s for it)"
+                ) from None
         try:
             if self._lock.lock_counter == 1:
                 self._write_owner(what)
@@ -74,13 +104,15 @@ class IngestionLock:
         owner = {"pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S"), "what": what}
         self._owner.write_text(json.dumps(owner, ensure_ascii=False), encoding="utf-8")
 
-    def _busy_message(self) -> str:
+    def _busy_message(self, *, waiting_s: float | None = None) -> str:
         try:
             owner = json.loads(self._owner.read_text(encoding="utf-8"))
             holder = f" ({owner['what']}, pid {owner['pid']}, since {owner['since']})"
         except (OSError, ValueError, KeyError, TypeError):
             holder = ""
-        return (
-            f"knowledge base {self.kb!r} is being written by another ingestion{holder}; "
-            "try again when it has finished"
+        then = (
+            f"waiting up to {waiting_s:g} s for it to finish"
+            if waiting_s is not None
+            else "try again when it has finished"
         )
+        return f"knowledge base {self.kb!r} is being written by another ingestion{holder}; {then}"

@@ -3,15 +3,25 @@
 Interfaces stay thin: they translate their input into a call here and the result into their output,
 so the API and the UI can never disagree about what "upload" or "delete" means. The service loads
 the embedding model and opens Chroma lazily, once, and shares them between calls.
+
+Uploads are staged, each in a folder of its own under ``uploads/KB/.staging/``, and put in place only
+by their job, under the knowledge base's lock, right before they are indexed: a job that waits for
+another writer, fails, or never runs leaves the stored file and the index agreeing (a failed file's
+previous bytes are put back). A job still queued when the app stops hands its files over to the
+upload folder, where the next ingestion of that knowledge base picks them up
+(``ingest.pipeline.Ingestor._uploads_to_redo``).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import threading
+import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -24,18 +34,19 @@ from langchain_core.runnables import Runnable
 
 from ingest.loaders import LOADERS, is_supported
 from ingest.manifest import FOLDER, UPLOAD
-from ingest.pipeline import Ingestor
+from ingest.pipeline import Ingestor, IngestSummary
 from rag.chain import build_rag_chain, make_translator
 from rag.companion import CompanionEncoder, load_companion
 from rag.config import Settings
 from rag.embeddings import SentenceTransformerEmbeddings, load_embeddings
 from rag.jobs import IngestJob, IngestJobs, JobReporter
 from rag.keyword_index import KeywordIndex, keyword_folder
-from rag.locking import IngestionLock
+from rag.locking import IngestionLock, LockWaitCancelledError
 from rag.rerank import CrossEncoderReranker, load_reranker
 from rag.retrieval import KnowledgeBaseRetriever
 from rag.store import (
     KnowledgeBaseExistsError,
+    KnowledgeBaseNotFoundError,
     StoreError,
     chroma_client,
     find_collection,
@@ -49,6 +60,7 @@ from rag.store import (
 
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
 _COPY_BLOCK = 1 << 20
+_STAGING = ".staging"  # under a knowledge base's upload folder; hidden, so no ingestion reads it
 
 
 class DocumentNotFoundError(StoreError, LookupError):
@@ -208,7 +220,8 @@ class KnowledgeBaseService:
 
     def search(self, kb: str, question: str, *, k: int | None = None) -> list[dict[str, Any]]:
         """Top-k chunks, best first, as the ``query`` contract prints them."""
-        documents = self.retriever(kb, k=k, gated=False).invoke(question)
+        with _deleted_meanwhile(kb):
+            documents = self.retriever(kb, k=k, gated=False).invoke(question)
         return [
             {
                 "text": document.page_content,
@@ -261,7 +274,8 @@ class KnowledgeBaseService:
     # --- knowledge bases ----------------------------------------------------------------------
     def stats(self, kb: str | None = None) -> dict[str, Any] | list[dict[str, Any]]:
         if kb is not None:
-            info = knowledge_base_info(self.client, kb).as_dict()
+            with _deleted_meanwhile(kb):
+                info = knowledge_base_info(self.client, kb).as_dict()
             info.pop("kb")
             return info
         return [info.as_dict() for info in list_knowledge_bases(self.client)]
@@ -283,9 +297,13 @@ class KnowledgeBaseService:
     def delete_knowledge_base(self, kb: str) -> None:
         """The collection, its ingestion records and its uploaded files all go."""
         self.require_knowledge_base(kb)
-        self.ingestor.forget_knowledge_base(kb, lambda: self.client.delete_collection(kb))
+
+        def drop() -> None:  # under the lock: a queued upload's job then finds its files gone too
+            self.client.delete_collection(kb)
+            shutil.rmtree(self._upload_folder(kb), ignore_errors=True)
+
+        self.ingestor.forget_knowledge_base(kb, drop)
         self._open.pop(kb, None)
-        shutil.rmtree(self._upload_folder(kb), ignore_errors=True)
 
     # --- documents ----------------------------------------------------------------------------
     def list_documents(self, kb: str) -> list[dict[str, Any]]:
@@ -309,10 +327,11 @@ class KnowledgeBaseService:
         return chunks
 
     def upload(self, kb: str, files: list[tuple[str | None, BinaryIO]]) -> IngestJob:
-        """Store the files in the knowledge base's upload folder and queue their ingestion.
+        """Stage the files and queue their ingestion.
 
         Names are checked and sizes counted before anything is kept: a bad or oversized upload leaves
-        no file behind.
+        no file behind. Each upload stages in a folder of its own, so two uploads of the same name at
+        once never write one file; its job puts the files in place (see the module's docstring).
         """
         self.require_knowledge_base(kb)
         if not files:
@@ -320,25 +339,14 @@ class KnowledgeBaseService:
         names = [safe_upload_name(filename) for filename, _ in files]
         if len(set(names)) != len(names):
             raise UploadError("the upload holds two files of the same name")
-        # Uploads and an ingested folder's files share one name space (a document's source). An
-        # upload replacing a folder's document would be undone by the folder's next ingestion and
-        # leave its file behind, so it is refused; replacing an earlier upload is an update.
-        records = self.ingestor.manifest.records(kb)
-        taken = [name for name in names if name in records and records[name].origin == FOLDER]
+        taken = self._folder_documents(kb, names)
         if taken:
-            raise UploadConflictError(
-                f"knowledge base {kb!r} already has {', '.join(map(repr, taken))} from an ingested folder: "
-                "rename the file to upload it beside that document, or change it in the folder and "
-                "ingest the folder again"
-            )
-        folder = self._upload_folder(kb)
-        folder.mkdir(parents=True, exist_ok=True)
-        staged: list[tuple[Path, Path]] = []
+            raise UploadConflictError(_conflict_message(kb, taken))
+        staging = _make_staging(self._upload_folder(kb) / _STAGING / uuid.uuid4().hex)
         budget = self.settings.max_upload_bytes
         try:
             for name, (_, stream) in zip(names, files, strict=True):
-                partial = folder / f".{name}.part"
-                with partial.open("wb") as out:
+                with (staging / name).open("wb") as out:
                     while block := stream.read(_COPY_BLOCK):
                         budget -= len(block)
                         if budget < 0:
@@ -348,35 +356,167 @@ class KnowledgeBaseService:
                                 f"({limit:,} bytes, KBQA_MAX_UPLOAD_BYTES)"
                             )
                         out.write(block)
-                staged.append((partial, folder / name))
         except BaseException:
-            for partial, _ in staged:
-                partial.unlink(missing_ok=True)
-            (folder / f".{names[len(staged)]}.part").unlink(missing_ok=True)
+            _remove_staging(staging)
             raise
-        for partial, final in staged:
-            partial.replace(final)
-        targets = [(final, final.name) for _, final in staged]
-        return self.jobs.submit(kb, names, lambda report: self._ingest_uploads(kb, targets, report))
-
-    def _ingest_uploads(self, kb: str, files: list[tuple[Path, str]], report: JobReporter) -> Any:
-        """Ingest the stored uploads; one that could not be ingested (an empty or broken file) is not
-        kept: it would be in no document list, and so beyond the reach of a delete."""
-        summary = self.ingestor.ingest_files(
-            files,
+        return self.jobs.submit(
             kb,
-            origin=UPLOAD,
-            progress=False,
-            on_file=report.file_done,
-            on_chunks=report.chunks_embedded,
+            names,
+            lambda report: self._ingest_uploads(kb, staging, names, report),
+            on_cancel=lambda: self._hand_over(kb, staging, names),
         )
+
+    def close(self) -> None:
+        """Stop the upload queue at the app's exit: the running job finishes, queued ones hand their
+        files over to the next ingestion (``IngestJobs.shutdown``)."""
+        if "jobs" in self.__dict__:
+            self.jobs.shutdown()
+
+    def _ingest_uploads(self, kb: str, staging: Path, names: list[str], report: JobReporter) -> IngestSummary:
+        """The job of one upload: wait (bounded) for the knowledge base's lock, then, holding it, put
+        the staged files in place and ingest them.
+
+        Waiting rather than failing: the files were accepted, and a CLI ingestion of the same
+        knowledge base is no reason to drop them. Whatever happens, the staging folder goes.
+        """
+        try:
+            with self.ingestor.lock(kb).hold(
+                f"ingest {len(names)} uploaded file(s)",
+                wait_s=self.settings.upload_lock_wait_s,
+                on_wait=report.waiting,
+                cancel=report.stopping.is_set,
+            ):
+                report.waiting(None)
+                return self._ingest_staged(kb, staging, names, report)
+        except LockWaitCancelledError:  # the app is stopping: as for a job that never ran
+            self._hand_over(kb, staging, names)
+            raise
+        finally:
+            _remove_staging(staging)
+
+    def _ingest_staged(self, kb: str, staging: Path, names: list[str], report: JobReporter) -> IngestSummary:
+        """Under the lock: put each staged file in place, keeping a link to the bytes it replaces,
+        and ingest them; a file that fails (or all, when the ingestion raises) gets those bytes back,
+        or is removed when it was new, so what is stored is what the index holds.
+
+        Checked again here, as only here they cannot change: the knowledge base still exists (an
+        upload queued before it was deleted fails rather than bringing it back, empty), and no name
+        has become a folder's document meanwhile.
+        """
+        if not knowledge_base_exists(self.client, kb) or not staging.is_dir():
+            raise KnowledgeBaseNotFoundError(
+                f"knowledge base {kb!r} was deleted before this upload could be ingested"
+            )
+        taken = self._folder_documents(kb, names)
+        folder = self._upload_folder(kb)
+        placed: list[tuple[Path, Path | None]] = []  # (stored file, link to the bytes it replaced)
+        try:
+            for name in names:
+                if name in taken:
+                    continue
+                final = folder / name
+                previous = None
+                if final.is_file():
+                    previous = staging / f".{name}.previous"
+                    _keep_bytes(final, previous)
+                os.replace(staging / name, final)
+                placed.append((final, previous))
+            summary = self.ingestor.ingest_files(
+                [(final, final.name) for final, _ in placed],
+                kb,
+                origin=UPLOAD,
+                progress=False,
+                on_file=report.file_done,
+                on_chunks=report.chunks_embedded,
+                create=False,
+            )
+        except BaseException:
+            for final, previous in placed:
+                _put_back(final, previous)
+            raise
         failed = {source for source, _ in summary.failed}
-        if failed:
-            kept = self.ingestor.manifest.records(kb)
-            for path, source in files:
-                if source in failed and source not in kept:
-                    path.unlink(missing_ok=True)
+        for final, previous in placed:
+            if final.name in failed:
+                _put_back(final, previous)
+        if taken:
+            summary.failed += [(name, _conflict_message(kb, [name])) for name in taken]
         return summary
+
+    def _hand_over(self, kb: str, staging: Path, names: list[str]) -> None:
+        """Put the files of a job that will not run (the app stops) in place, without indexing them:
+        the next ingestion of ``kb`` finds them stored but not recorded as they are, and ingests
+        them. A name that is a folder's document is dropped (it would be refused)."""
+        if staging.is_dir():
+            taken = self._folder_documents(kb, names)
+            for name in names:
+                if name not in taken and (staging / name).is_file():
+                    os.replace(staging / name, self._upload_folder(kb) / name)
+        _remove_staging(staging)
+
+    def _folder_documents(self, kb: str, names: list[str]) -> list[str]:
+        """The ``names`` that are documents of an ingested folder in ``kb``.
+
+        Uploads and an ingested folder's files share one name space (a document's source). An upload
+        replacing a folder's document would be undone by the folder's next ingestion and leave its
+        file behind, so it is refused; replacing an earlier upload is an update.
+        """
+        records = self.ingestor.manifest.records(kb)
+        return [name for name in names if name in records and records[name].origin == FOLDER]
 
     def _upload_folder(self, kb: str) -> Path:
         return self.settings.uploads_dir / validate_kb_name(kb)
+
+
+def _conflict_message(kb: str, taken: list[str]) -> str:
+    return (
+        f"knowledge base {kb!r} already has {', '.join(map(repr, taken))} from an ingested folder: "
+        "rename the file to upload it beside that document, or change it in the folder and "
+        "ingest the folder again"
+    )
+
+
+def _keep_bytes(path: Path, keep: Path) -> None:
+    """A second name for ``path``'s bytes (a hard link: no copy, same mtime), else a copy."""
+    try:
+        os.link(path, keep)
+    except OSError:
+        shutil.copy2(path, keep)
+
+
+def _put_back(stored: Path, previous: Path | None) -> None:
+    """Undo putting an upload in place: the bytes it replaced return, or a new file goes."""
+    if previous is not None and previous.exists():
+        os.replace(previous, stored)
+    else:
+        stored.unlink(missing_ok=True)
+
+
+@contextmanager
+def _deleted_meanwhile(kb: str) -> Iterator[None]:
+    """A knowledge base deleted (by another request or process) between opening it and reading it
+    is as missing as one that never was: Chroma's ``NotFoundError`` becomes ours (a 404, not a 500)."""
+    try:
+        yield
+    except chromadb.errors.NotFoundError as error:
+        raise KnowledgeBaseNotFoundError(f"knowledge base {kb!r} does not exist (it was deleted)") from error
+
+
+def _make_staging(staging: Path) -> Path:
+    """Make an upload's own staging folder; the shared parent may be removed, when it empties, by a
+    job finishing right now, so making it is tried again."""
+    for _ in range(5):
+        try:
+            staging.mkdir(parents=True)
+            return staging
+        except FileNotFoundError:
+            continue
+    staging.mkdir(parents=True)
+    return staging
+
+
+def _remove_staging(staging: Path) -> None:
+    """An upload's staging folder goes, and the shared ``.staging`` with it once no upload uses it
+    (the upload folder then holds only stored documents)."""
+    shutil.rmtree(staging, ignore_errors=True)
+    with suppress(OSError):  # another upload is staged there, or it is gone already
+        staging.parent.rmdir()

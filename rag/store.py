@@ -273,8 +273,11 @@ def list_knowledge_bases(client: chromadb.ClientAPI) -> list[KnowledgeBaseInfo]:
     """Every kbqa collection (those recording an embedding model); others on a shared server are ignored."""
     infos = []
     for collection in client.list_collections():
-        if isinstance(collection, str):  # some client versions list names only
-            collection = client.get_collection(collection)
-        if MODEL_KEY in (collection.metadata or {}):
-            infos.append(_info(collection))
+        try:
+            if isinstance(collection, str):  # some client versions list names only
+                collection = client.get_collection(collection)
+            if MODEL_KEY in (collection.metadata or {}):
+                infos.append(_info(collection))
+        except chromadb.errors.NotFoundError:  # deleted while the list was read: no longer one of them
+            continue
     return sorted(infos, key=lambda info: info.name)

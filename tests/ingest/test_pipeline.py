@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from ingest.loaders import LoadError
-from ingest.manifest import UPLOAD
+from ingest.manifest import UPLOAD, FileRecord
 from ingest.pipeline import EmptyFolderError, Ingestor, IngestSummary, record_manager
-from rag.store import knowledge_base_info
+from rag.store import KnowledgeBaseNotFoundError, find_collection, knowledge_base_info
 from tests.support.sample_docs import write_docx, write_pdf
 
 KB = "pipeline"
@@ -531,3 +531,116 @@ def test_run_killed_inside_a_batch_is_redone(ingestor: Ingestor, tmp_path: Path)
     stored = _stored(ingestor)
     _assert_no_duplicates(stored)
     assert len(stored) == _fresh_count(folder, ingestor, tmp_path)
+
+
+def _sources_in_chroma(ingestor: Ingestor) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for chunk in _stored(ingestor).values():
+        counts[chunk["source"]] = counts.get(chunk["source"], 0) + 1
+    return counts
+
+
+def test_an_upload_cut_off_mid_ingestion_is_redone_by_the_next_ingestion(
+    ingestor: Ingestor, tmp_path: Path
+) -> None:
+    """An upload job killed (or failing) while its chunks were written leaves a pending row: listed
+    with its chunks while Chroma has none. No folder run holds it and upload jobs read only their own
+    files, so whichever ingestion comes next redoes it, counted in ``reread``."""
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    ingestor.ingest_folder(folder, KB, progress=False)
+    uploads = ingestor.settings.uploads_dir / KB
+    uploads.mkdir(parents=True)
+    (uploads / "policy.md").write_text("# 年假\n\n员工入职满一年后享有五天带薪年假。" * 10, encoding="utf-8")
+    broken, _ = _counting_ingestor(ingestor)
+
+    def fail(texts: list[str]) -> list[list[float]]:
+        raise RuntimeError("embedder died")
+
+    broken.embeddings.embed_documents = fail  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="embedder died"):
+        broken.ingest_files([(uploads / "policy.md", "policy.md")], KB, origin=UPLOAD, progress=False)
+    assert ingestor.manifest.records(KB)["policy.md"].sha256 is None
+    assert "policy.md" not in _sources_in_chroma(ingestor)
+
+    again = ingestor.ingest_folder(folder, KB, progress=False)
+    assert again.reread == ["policy.md"] and again.added == [] and again.updated == []
+    record = ingestor.manifest.records(KB)["policy.md"]
+    assert record.sha256 is not None and record.origin == UPLOAD
+    assert _sources_in_chroma(ingestor)["policy.md"] == record.chunks > 0
+    _assert_no_duplicates(_stored(ingestor))
+    assert ingestor.ingest_folder(folder, KB, progress=False).reread == []  # settled
+
+
+def test_stored_uploads_the_index_does_not_hold_are_ingested_by_the_next_upload(
+    ingestor: Ingestor, tmp_path: Path
+) -> None:
+    """A stored upload with no row (handed over by an app that stopped before its job ran) or
+    changed since its row is ingested; a pending upload whose file is gone is removed; a stored file
+    that cannot be read and has no indexed version goes, rather than failing every later run."""
+    uploads = ingestor.settings.uploads_dir / KB
+    uploads.mkdir(parents=True)
+    for name in ("memo.txt", "plan.txt", "gone.txt"):
+        (uploads / name).write_text(f"{name}：周五下午三点消防演习。" * 20, encoding="utf-8")
+    ingestor.ingest_files(
+        [(uploads / name, name) for name in ("memo.txt", "plan.txt", "gone.txt")],
+        KB,
+        origin=UPLOAD,
+        progress=False,
+    )
+    (uploads / "plan.txt").write_text(
+        "计划：下周一上午九点全员大会。" * 20, encoding="utf-8"
+    )  # changed, no job
+    (uploads / "handed.txt").write_text("交接：新门禁卡下周发放。" * 20, encoding="utf-8")  # no row at all
+    (uploads / "broken.txt").write_bytes(b"")  # no row, and nothing to index
+    gone = ingestor.manifest.records(KB)["gone.txt"]
+    ingestor.manifest.put(KB, FileRecord("gone.txt", None, gone.size, gone.mtime_ns, gone.chunks, UPLOAD))
+    (uploads / "gone.txt").unlink()
+    (uploads / "new.txt").write_text("新文件：食堂周六休息。" * 20, encoding="utf-8")
+
+    summary = ingestor.ingest_files([(uploads / "new.txt", "new.txt")], KB, origin=UPLOAD, progress=False)
+    assert summary.added == ["new.txt"]
+    assert sorted(summary.reread) == ["handed.txt", "plan.txt"]
+    assert [source for source, _ in summary.failed] == ["broken.txt"]
+    assert not (uploads / "broken.txt").exists()
+    records = ingestor.manifest.records(KB)
+    assert sorted(records) == ["handed.txt", "memo.txt", "new.txt", "plan.txt"]
+    assert all(record.sha256 for record in records.values())
+    in_chroma = _sources_in_chroma(ingestor)
+    assert in_chroma == {source: record.chunks for source, record in records.items()}
+    assert any("全员大会" in chunk["text"] for chunk in _stored(ingestor).values())
+    settled = ingestor.ingest_files([(uploads / "new.txt", "new.txt")], KB, origin=UPLOAD, progress=False)
+    assert (settled.reread, settled.failed, settled.chunks_written) == ([], [], 0)
+
+
+def test_ingest_files_without_create_refuses_a_missing_knowledge_base(
+    ingestor: Ingestor, tmp_path: Path
+) -> None:
+    """An upload queued before its knowledge base was deleted must not bring it back, empty."""
+    path = tmp_path / "memo.txt"
+    path.write_text("备忘：周五下午三点消防演习。" * 20, encoding="utf-8")
+    with pytest.raises(KnowledgeBaseNotFoundError):
+        ingestor.ingest_files([(path, "memo.txt")], KB, origin=UPLOAD, progress=False, create=False)
+    assert find_collection(ingestor.client, KB) is None and ingestor.manifest.records(KB) == {}
+
+
+def test_editing_one_chunk_of_a_large_file_writes_only_that_chunk(ingestor: Ingestor, tmp_path: Path) -> None:
+    """A file of more chunks than one index() sub-batch: its old chunks are cleaned once, after all its
+    new ones are in (incremental cleanup per sub-batch deleted and rewrote 22 of 30 for one edit)."""
+    small, _ = _counting_ingestor(ingestor, ingest_batch_chunks=8)
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    paragraphs = [
+        f"## 第{i}节\n\n第{i}条：员工应当遵守第{i}项制度，违反者按第{i}号文件处理，并记录在案。"
+        for i in range(30)
+    ]
+    (folder / "big.md").write_text("# 手册\n\n" + "\n\n".join(paragraphs), encoding="utf-8")
+    first = small.ingest_folder(folder, KB, progress=False)
+    assert first.chunks_written == 30
+    paragraphs[-1] = paragraphs[-1].replace("记录在案", "通报批评")
+    (folder / "big.md").write_text("# 手册\n\n" + "\n\n".join(paragraphs), encoding="utf-8")
+    edited = small.ingest_folder(folder, KB, progress=False)
+    assert (edited.updated, edited.chunks_written, edited.chunks_deleted) == (["big.md"], 1, 1)
+    stored = _stored(small)
+    assert len(stored) == 30 and len(record_manager(small.settings, KB).list_keys()) == 30
+    assert any("通报批评" in chunk["text"] for chunk in stored.values())

@@ -512,3 +512,14 @@ def test_llm_lost_mid_stream_ends_with_an_error_event(
         with pytest.raises(APIError):
             list(stream)
         assert httpx.get(f"{broken.url}/health").status_code == 200  # and the app keeps serving
+
+
+def test_a_knowledge_base_deleted_while_a_request_reads_it_is_404() -> None:
+    """Chroma's own NotFoundError (a collection deleted between opening and reading it) is the same
+    404 as an unknown knowledge base, not a 500."""
+    from chromadb.errors import NotFoundError
+
+    from rag.api import _as_api_error
+
+    error = _as_api_error(NotFoundError("Collection [1234] does not exist."))
+    assert (error.status, error.code) == (404, "knowledge_base_not_found")

@@ -91,3 +91,63 @@ def test_old_finished_jobs_are_forgotten() -> None:
     jobs.submit("kb", [], lambda _: IngestSummary(kb="kb"))
     assert jobs.get(ids[0]) is None and len(jobs.list()) == 3
     jobs.shutdown()
+
+
+def test_a_job_waiting_for_another_writer_reads_queued_with_the_reason() -> None:
+    jobs = IngestJobs()
+    waiting = threading.Event()
+    go_on = threading.Event()
+
+    def work(report: JobReporter) -> IngestSummary:
+        report.waiting("knowledge base 'kb' is being written by another ingestion")
+        waiting.set()
+        go_on.wait(10)
+        report.waiting(None)
+        return IngestSummary(kb="kb", added=["a.md"])
+
+    job = jobs.submit("kb", ["a.md"], work)
+    assert waiting.wait(10)
+    shown = jobs.get(job.id).as_dict()
+    assert shown["status"] == "queued" and "another ingestion" in shown["waiting"]
+    go_on.set()
+    done = jobs.wait(job.id, 10).as_dict()
+    assert done["status"] == "succeeded" and done["waiting"] is None
+    jobs.shutdown()
+
+
+def test_shutdown_cancels_queued_jobs_and_hands_their_files_over() -> None:
+    """A job still queued when the app stops never runs: it ends failed, saying so, and its
+    ``on_cancel`` runs (the service puts its files where the next ingestion takes them)."""
+    jobs = IngestJobs()
+    started = threading.Event()
+    handed: list[str] = []
+
+    def block(report: JobReporter) -> IngestSummary:
+        started.set()
+        report.stopping.wait(10)  # set by shutdown once the queued jobs are cancelled
+        return IngestSummary(kb="kb", added=["a.md"])
+
+    running = jobs.submit("kb", ["a.md"], block, on_cancel=lambda: handed.append("a.md"))
+    assert started.wait(10)
+    queued = jobs.submit(
+        "kb", ["b.md"], lambda _: IngestSummary(kb="kb"), on_cancel=lambda: handed.append("b.md")
+    )
+    cancelled = jobs.shutdown()
+    assert [job.id for job in cancelled] == [queued.id] and handed == ["b.md"]
+    assert jobs.get(running.id).status == "succeeded"
+    assert jobs.get(queued.id).status == "failed" and "app stopped" in jobs.get(queued.id).error
+
+
+def test_shutdown_stops_a_job_waiting_for_a_lock() -> None:
+    jobs = IngestJobs()
+    started = threading.Event()
+
+    def wait_for_lock(report: JobReporter) -> IngestSummary:
+        started.set()
+        assert report.stopping.wait(10)  # what IngestionLock.hold(cancel=...) polls
+        raise RuntimeError("stopped waiting")
+
+    job = jobs.submit("kb", ["a.md"], wait_for_lock)
+    assert started.wait(10)
+    jobs.shutdown()
+    assert jobs.get(job.id).status == "failed" and "stopped waiting" in jobs.get(job.id).error
