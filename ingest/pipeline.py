@@ -156,11 +156,11 @@ class _BatchTarget:
     keyword_index: KeywordIndex
 
 
-READING_VERSION = 2
+READING_VERSION = 3
 """Raise it when a loader or the splitter turns an unchanged file into different chunks (version 2:
 Word and HTML headings name their chunks' sections, an HTML page's menus and site header and footer
-are left out, its table rows kept together), so knowledge bases ingested before get the new reading
-at their next ingestion instead of only after ``--full``."""
+are left out, its table rows kept together; 3: so are a Word table's rows), so knowledge bases
+ingested before get the new reading at their next ingestion instead of only after ``--full``."""
 
 
 def reading_key(settings: Settings) -> str:
@@ -432,6 +432,14 @@ class Ingestor:
         def note(*, refresh: bool) -> None:
             bar.set_postfix_str(f"{latest}, {embedded} chunks embedded", refresh=refresh)
 
+        def writing(files: list[_FileRead]) -> None:
+            """Name the files whose chunks are being embedded and written (not the last one read ahead,
+            which may be an unchanged file that needs no work)."""
+            nonlocal latest
+            more = f" and {len(files) - 1} more" if len(files) > 1 else ""
+            latest = files[0].source[-40:] + more
+            note(refresh=True)
+
         def chunks_embedded(count: int) -> None:
             nonlocal embedded
             embedded += count
@@ -467,8 +475,6 @@ class Ingestor:
         bar = tqdm(total=len(files), desc=f"ingest {kb}", unit="file", disable=not progress)
         try:
             for read in self._read_ahead(files, known, full=full):
-                latest = read.source[-40:]
-                note(refresh=False)
                 waiting.append(read.source)
                 if read.chunks is not None:
                     batch.append(read)
@@ -476,11 +482,13 @@ class Ingestor:
                 else:
                     self._record_without_chunks(read, kb, summary, origin)
                 if batch_chunks >= self.settings.ingest_batch_chunks:
+                    writing(batch)
                     self._write_batch(batch, target, summary, full=full, origin=origin)
                     batch, batch_chunks = [], 0
                 if not batch:
                     report()
             if batch:
+                writing(batch)
                 self._write_batch(batch, target, summary, full=full, origin=origin)
             report()
         finally:
