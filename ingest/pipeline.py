@@ -31,6 +31,7 @@ import errno
 import hashlib
 import logging
 import os
+import shutil
 import stat
 import time
 from collections import deque
@@ -154,6 +155,48 @@ class _BatchTarget:
     manager: SQLRecordManager
     vectors: ReusingEmbeddings
     keyword_index: KeywordIndex
+
+
+UPLOAD_STAGING = ".staging"
+"""The folder, inside a knowledge base's upload folder, where each accepted upload waits for its job,
+in a folder named ``<pid>-<hex>`` after the process that accepted it (``rag.service``)."""
+
+
+def staging_folder_name(unique: str) -> str:
+    return f"{os.getpid()}-{unique}"
+
+
+def _adopt_abandoned_uploads(uploads: Path, records: dict[str, FileRecord]) -> None:
+    """Put in place the files staged by a process that is gone: an app killed before their jobs ran
+    (a clean stop hands them over itself), so that this ingestion ingests them as it does any
+    unrecorded upload instead of leaving them hidden and lost. A name that is now a folder's
+    document is dropped, as its job would have refused it."""
+    try:
+        with os.scandir(uploads / UPLOAD_STAGING) as listing:
+            folders = [Path(entry.path) for entry in listing if entry.is_dir(follow_symlinks=False)]
+    except OSError:
+        return
+    for folder in folders:
+        owner, _, _ = folder.name.partition("-")
+        if not owner.isdigit() or _process_alive(int(owner)):
+            continue
+        log.warning("ingesting the uploads an earlier app left unindexed in %s", folder)
+        for path in folder.iterdir():
+            record = records.get(path.name)
+            if path.name.startswith(".") or not path.is_file() or (record and record.origin != UPLOAD):
+                continue  # (".NAME.previous": the bytes an upload was replacing)
+            os.replace(path, uploads / path.name)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 READING_VERSION = 3
@@ -556,6 +599,7 @@ class Ingestor:
         """
         uploads = self.settings.uploads_dir / kb
         records = self.manifest.records(kb)
+        _adopt_abandoned_uploads(uploads, records)
         try:
             with os.scandir(uploads) as listing:
                 stored = {

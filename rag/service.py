@@ -9,7 +9,8 @@ by their job, under the knowledge base's lock, right before they are indexed: a 
 another writer, fails, or never runs leaves the stored file and the index agreeing (a failed file's
 previous bytes are put back). A job still queued when the app stops hands its files over to the
 upload folder, where the next ingestion of that knowledge base picks them up
-(``ingest.pipeline.Ingestor._uploads_to_redo``).
+(``ingest.pipeline.Ingestor._uploads_to_redo``); the staging folder is named after the process, so
+that ingestion also takes over the files of an app that was killed before it could hand them over.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from langchain_core.runnables import Runnable
 
 from ingest.loaders import LOADERS, is_supported
 from ingest.manifest import FOLDER, UPLOAD
-from ingest.pipeline import Ingestor, IngestSummary
+from ingest.pipeline import UPLOAD_STAGING, Ingestor, IngestSummary, staging_folder_name
 from rag.chain import build_rag_chain, make_translator
 from rag.companion import CompanionEncoder, load_companion
 from rag.config import Settings
@@ -60,7 +61,6 @@ from rag.store import (
 
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
 _COPY_BLOCK = 1 << 20
-_STAGING = ".staging"  # under a knowledge base's upload folder; hidden, so no ingestion reads it
 
 
 class DocumentNotFoundError(StoreError, LookupError):
@@ -342,7 +342,8 @@ class KnowledgeBaseService:
         taken = self._folder_documents(kb, names)
         if taken:
             raise UploadConflictError(_conflict_message(kb, taken))
-        staging = _make_staging(self._upload_folder(kb) / _STAGING / uuid.uuid4().hex)
+        own = staging_folder_name(uuid.uuid4().hex)  # named after this process: see ingest.pipeline
+        staging = _make_staging(self._upload_folder(kb) / UPLOAD_STAGING / own)
         budget = self.settings.max_upload_bytes
         try:
             for name, (_, stream) in zip(names, files, strict=True):

@@ -5,6 +5,7 @@ name, the app stopping with jobs queued. Whatever happens, the stored files and 
 from __future__ import annotations
 
 import io
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -217,6 +218,27 @@ def test_uploads_cancelled_when_the_app_stops_are_ingested_by_the_next_ingestion
         assert _texts(restarted, "a.md") and listed["a.md"]["chunks"] == len(_texts(restarted, "a.md"))
     finally:
         restarted.close()
+
+
+def test_uploads_staged_by_an_app_that_was_killed_are_ingested_by_the_next_ingestion(
+    service: KnowledgeBaseService, settings: Settings
+) -> None:
+    """A killed app hands nothing over; its staging folder names its process, which is gone."""
+    import subprocess
+    import sys
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    staging = settings.uploads_dir / KB / ".staging"
+    (staging / f"{gone.stdout.strip()}-abandoned").mkdir(parents=True)
+    (staging / f"{gone.stdout.strip()}-abandoned" / "a.md").write_text(OLD, encoding="utf-8")
+    (staging / f"{os.getpid()}-running").mkdir()  # a job of this (live) process: not touched
+    (staging / f"{os.getpid()}-running" / "c.md").write_text(NEW, encoding="utf-8")
+    summary = _finished(service, _upload(service, "b.md", NEW)).summary
+    assert (summary["added"], summary["reread"]) == (1, 1)
+    assert sorted(document["source"] for document in service.list_documents(KB)) == ["a.md", "b.md"]
+    assert _stored_files(settings) == [".staging/" + f"{os.getpid()}-running/c.md", "a.md", "b.md"]
 
 
 def test_a_name_that_became_a_folder_document_while_queued_is_refused_by_the_job(
