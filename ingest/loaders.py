@@ -419,9 +419,13 @@ def _looks_like(head: bytes) -> str:
     for signature, what in _SIGNATURES:
         if head.startswith(signature):
             return what
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
+    for cut in range(4):  # the first KB may end inside a character
+        try:
+            text = head[: len(head) - cut].decode("utf-8")
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
         return "the file holds other binary data"
     if "<html" in text.lower() or "<!doctype html" in text.lower():
         return "it is a web page: perhaps a download that saved an error page"

@@ -26,6 +26,7 @@ deleted once, after all its new ones are in. (``incremental`` cleans up after ev
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import hashlib
@@ -159,11 +160,23 @@ class _BatchTarget:
 
 UPLOAD_STAGING = ".staging"
 """The folder, inside a knowledge base's upload folder, where each accepted upload waits for its job,
-in a folder named ``<pid>-<hex>`` after the process that accepted it (``rag.service``)."""
+in a folder named after the process that accepted it (``staging_folder_name``, ``rag.service``)."""
 
 
 def staging_folder_name(unique: str) -> str:
-    return f"{os.getpid()}-{unique}"
+    """``<pid>-<start>-<unique>``: the process, and when it started, so that a later process given
+    the same pid (an app restarted in a container is PID 1 again) is not taken for it."""
+    return f"{os.getpid()}-{_process_start(os.getpid())}-{unique}"
+
+
+def _process_start(pid: int) -> str:
+    """When process ``pid`` started (clock ticks since boot, from /proc), or "0" where that is unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return "0"
+    fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
+    return fields[19] if len(fields) > 19 else "0"  # field 22 of the line: starttime
 
 
 def _adopt_abandoned_uploads(uploads: Path, records: dict[str, FileRecord]) -> None:
@@ -177,26 +190,35 @@ def _adopt_abandoned_uploads(uploads: Path, records: dict[str, FileRecord]) -> N
     except OSError:
         return
     for folder in folders:
-        owner, _, _ = folder.name.partition("-")
-        if not owner.isdigit() or _process_alive(int(owner)):
+        owner, _, rest = folder.name.partition("-")
+        started = rest.partition("-")[0]
+        if not owner.isdigit() or _process_alive(int(owner), started):
             continue
         log.warning("ingesting the uploads an earlier app left unindexed in %s", folder)
         for path in folder.iterdir():
             record = records.get(path.name)
             if path.name.startswith(".") or not path.is_file() or (record and record.origin != UPLOAD):
                 continue  # (".NAME.previous": the bytes an upload was replacing)
-            os.replace(path, uploads / path.name)
+            stored = uploads / path.name
+            try:  # a file stored since (a later upload of the same name) is newer: it stays
+                newer = stored.stat().st_mtime_ns >= path.stat().st_mtime_ns
+            except FileNotFoundError:
+                newer = False
+            if not newer:
+                os.replace(path, stored)
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _process_alive(pid: int) -> bool:
+def _process_alive(pid: int, started: str) -> bool:
+    """Whether process ``pid`` runs, and is the one that started at ``started`` (where known)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except OSError:  # another user's process: alive
-        return True
-    return True
+        pass
+    now = _process_start(pid)
+    return started in ("", "0") or now == "0" or now == started
 
 
 READING_VERSION = 3
@@ -646,7 +668,14 @@ class Ingestor:
         for source, _ in summary.failed:
             record = records.get(source)
             if record is not None and record.sha256 is not None:
-                continue  # its last good version stays indexed
+                # Its last good version stays indexed; the failing bytes that replaced it (handed over
+                # at an app's exit) are recorded as seen, so later runs do not retry and report them.
+                with contextlib.suppress(OSError):
+                    info = (self.settings.uploads_dir / kb / source).stat()
+                    self.manifest.put(
+                        kb, dataclasses.replace(record, size=info.st_size, mtime_ns=info.st_mtime_ns)
+                    )
+                continue
             if record is not None:
                 summary.chunks_deleted += self._drop_uploads(kb, [source])
             (self.settings.uploads_dir / kb / source).unlink(missing_ok=True)

@@ -257,20 +257,27 @@ def withdrawal_reason(
 # kbqa's own (``prompts/*/refusal.txt``) begin with the first three, in either script once folded; a
 # larger model words its refusal its own way ("The context does not mention…", "There is no
 # information about…", "资料中未提及…"), and those count too.
+# "The context does not mention it.", not "The information does not include your salary [1]." (an
+# answer): the subject is what the model was given, the verb says it holds nothing, and "no
+# information" ends there or says about what ("No information is provided to third parties" answers).
+_GIVEN = (
+    r"(?:(?:the |this )?(?:provided |given )?(?:context|documents?|passages?|knowledge base|sources?)"
+    r"(?: provided| given| above)?|(?:the )?(?:provided|given) (?:information|materials?))"
+)
+_SAYS_NOTHING_ABOUT = r"(?: (?:about|on|regarding|of|in|that)\b|[.,;。，]|$)"
 _MODEL_REFUSALS = re.compile(
     r"not in the knowledge base|知识库中没有|the knowledge base does not contain"
-    r"|(?:the |this )?(?:provided |given )?(?:context|documents?|passages?|knowledge base|sources?"
-    r"|information|materials?)(?: provided| given| above)?"
-    r" (?:does not|doesn't|do not|don't|did not|didn't) (?:contain|mention|say|include|provide|specify"
-    r"|state|cover|have|address|give)"
+    r"|" + _GIVEN + r" (?:does not|doesn't|do not|don't|did not|didn't) "
+    r"(?:contain|mention|say|include|provide|specify|state|cover|address)\b"
     r"|there (?:is|are) no (?:relevant )?(?:information|mention|details?|data)"
-    r"(?: (?:about|on|regarding|of|for|in|that|to|given|provided)\b|[.,;]|$)"
-    r"|no (?:relevant )?information (?:is |was )?(?:available|provided|found|given)"
-    r"|i (?:do not|don't|cannot|can't|could not|couldn't) (?:know|find|answer|tell)"
-    r"|(?:根据)?(?:所?(?:提供|给出|给定)的)?(?:资料|文档|上下文|段落|材料|信息)(?:中|里)?"
+    + _SAYS_NOTHING_ABOUT
+    + r"|no (?:relevant )?information (?:is |was )?(?:available|provided|found|given)"
+    + _SAYS_NOTHING_ABOUT
+    + r"|i (?:do not|don't|cannot|can't|could not|couldn't) (?:know|find|answer|tell)\b"
+    r"|(?:根据)?(?:所?(?:提供|给出|给定)的)?(?:资料|文档|上下文|段落|材料)(?:中|里)?"
     r"(?:并)?(?:没有|未|不包含|无)(?:提及|提到|包含|找到|相关|关于|说明|给出)"
-    r"|(?:没有|未能?)(?:找到|提及|提到)(?:相关|有关)"
-    r"|无法(?:根据|从|回答)"
+    r"|(?:没有|未能?)(?:找到|提及|提到)(?:相关|有关)的?(?:信息|内容|资料|说明)"
+    r"|无法(?:根据|从)(?:所?(?:提供|给出|给定)的)?(?:资料|文档|上下文|段落|材料|信息)|无法回答"
 )
 
 

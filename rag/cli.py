@@ -142,7 +142,7 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
         print(_dump(results))
     else:
         for rank, hit in enumerate(results, start=1):
-            where = format_location(hit["source"], hit["page"], hit.get("section"))
+            where = format_location(hit["source"], hit["page"])
             print(f"{rank}. [{hit['score']:.3f}] {where}\n   {' '.join(hit['text'].split())[:200]}")
     return 0
 

@@ -195,6 +195,13 @@ def surely_uncached(name: str, settings: Settings) -> bool:
     return not any(isinstance(path, str) for path in found)
 
 
+def model_cache_folder(settings: Settings) -> str | None:
+    """Where sentence-transformers keeps hub models: the setting (from SENTENCE_TRANSFORMERS_HOME or
+    a config file), so that the lookup of ``surely_uncached`` and the load agree; None = its default."""
+    home = settings.sentence_transformers_home
+    return str(home) if home is not None else None
+
+
 def hub_reachable(timeout_s: float) -> bool:
     from huggingface_hub import constants
 
@@ -241,7 +248,12 @@ def _load(path_or_name: str, settings: Settings, *, local_only: bool) -> object:
 
     limit_torch_threads(settings)
     hf_logging.disable_progress_bar()  # a per-tensor bar on every start is noise, not progress
-    model = SentenceTransformer(path_or_name, device=settings.embedding_device, local_files_only=local_only)
+    model = SentenceTransformer(
+        path_or_name,
+        device=settings.embedding_device,
+        local_files_only=local_only,
+        cache_folder=model_cache_folder(settings),
+    )
     return quantize_int8(model) if settings.embedding_int8 else model
 
 

@@ -68,12 +68,11 @@ jieba.setLogLevel(logging.WARNING)
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets itself to DEBUG: a line per index build
 
 _WORDS = re.compile(
-    r"[a-z0-9\u00df-\u024f]+(?:[._-][a-z0-9\u00df-\u024f]+)*|[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+"
+    r"(?<![\d,])\d{1,3}(?:,\d{3})+(?![\d,])|[a-z0-9\u00df-\u024f]+(?:[._-][a-z0-9\u00df-\u024f]+)*|[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+"
 )
 _ACCENTED = re.compile(r"[\u00c0-\u024f]")  # Latin letters with accents: é, ü, ñ, ø (not ß, no decomposition)
 _POSSESSIVE = re.compile(r"(?<=[a-z])['’]s\b")
 _APOSTROPHE = re.compile(r"(?<=[a-z])['’](?=[a-z])")  # don't → dont, o'clock → oclock
-_DIGIT_GROUP_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 # Word lists read better as text than as list literals.
 _EN_STOP = frozenset(
     """a an the of to in on at for by with from and or is are was were be been it its this that these
@@ -109,16 +108,19 @@ _Signature = tuple[int, int, int, int]  # the state file's inode, size, mtime an
 def tokenize(text: str) -> list[str]:
     """Keyword tokens: jieba's words of Chinese text; Latin words lower-cased, without accents
     ("café" is "cafe"), possessives or apostrophes ("employee’s" is "employee"), and singular
-    ("policies" is "policy", "leaves" "leave"); a hyphenated word both whole and as its parts
-    ("wi-fi" is "wifi", "wi", "fi"); digit groups joined ("1,200" is "1200"). Stop words dropped.
+    ("policies" and "policy", "leaves" and "leave" meet); a hyphenated word both whole and as its
+    parts ("wi-fi" is "wifi", "wi", "fi"); comma-grouped digits both joined and apart ("1,200" is
+    "1200", "1" and "200", since "401,403" is two numbers). Stop words dropped.
     """
     text = fold(text).lower()
     if not text.isascii():
         text = _ACCENTED.sub(_unaccented, text)
-    text = _DIGIT_GROUP_COMMA.sub("", _APOSTROPHE.sub("", _POSSESSIVE.sub("", text)))
+    text = _APOSTROPHE.sub("", _POSSESSIVE.sub("", text))
     tokens: list[str] = []
     for piece in _WORDS.findall(text):
-        if CJK.match(piece):
+        if "," in piece:  # "1,200" is 1200, but "401,403" two codes: both readings
+            tokens.extend([piece.replace(",", ""), *piece.split(",")])
+        elif CJK.match(piece):
             tokens.extend(word for word in jieba.cut_for_search(piece) if word not in _ZH_STOP)
         elif "-" in piece:
             parts = [_singular(part) for part in piece.split("-") if len(part) > 1 and part not in _EN_STOP]
@@ -140,12 +142,15 @@ def _singular(word: str) -> str:
     if len(word) <= 3 or not word.isalpha() or not word.isascii():
         return word
     if word.endswith("ies") and len(word) > 4:
-        return word[:-3] + "y"
-    if word.endswith(("sses", "ches", "shes", "xes")):
-        return word[:-2]
-    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
+        word = word[:-3] + "y"
+    elif word.endswith("ie"):  # cookie, movie: as their plurals become
+        word = word[:-2] + "y"
+    elif word.endswith(("sses", "ches", "shes", "xes")):
+        word = word[:-2]
+    elif word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    # A final "e" goes too, so "cache" and "caches" (cut to "cach"), "bus" and "buses" meet.
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
 
 
 @dataclass(frozen=True)

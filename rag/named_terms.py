@@ -54,7 +54,8 @@ _CAPITALISED = re.compile(r"(?<![.?!:]\s)(?<!^)\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*\
 _NOT_NAMES = (  # capitalised in English, yet not names
     "monday tuesday wednesday thursday friday saturday sunday mondays tuesdays wednesdays thursdays "
     "fridays saturdays sundays january february march april may june july august september october "
-    "november december english chinese mandarin cantonese internet mr mrs ms dr"
+    "november december english chinese mandarin cantonese internet mr mrs ms dr christmas easter "
+    "thanksgiving halloween"
 )
 _CAPITALISED_WORDS = frozenset(_NOT_NAMES.split())
 _CHINESE_NAME_TAGS = frozenset({"ns", "nt"})  # jieba: place, organisation
@@ -90,9 +91,14 @@ _COMMON_CAPITALS = frozenset(
 )
 
 
+_CLOCK = re.compile(r"\d{1,2}(?:am|pm)", re.IGNORECASE)  # "8AM" is a time, not a code
+
+
 def _latin_terms(question: str) -> list[str]:
     return [
-        match.group() for match in _LATIN_TERM.finditer(question) if match.group() not in _COMMON_CAPITALS
+        match.group()
+        for match in _LATIN_TERM.finditer(question)
+        if match.group() not in _COMMON_CAPITALS and not _CLOCK.fullmatch(match.group())
     ]
 
 
@@ -168,18 +174,27 @@ def unmentioned_term(
 
 
 def _unwritten_name(question: str, passages: str) -> str | None:
-    """An English question's capitalised name that English passages do not write ("the hotel limit in
-    London" over a table of Paris and Berlin): in English, a name is written as it is asked, so
-    none of the translation's help is needed. Compared as keyword tokens ("Fridays" is "Friday"),
-    days, months and languages left out: those are capitalised words, not names."""
+    """The capitalised name of an English question when English passages write none of its names
+    ("the hotel limit in London" over a table of Paris and Berlin): in English, a name is written as
+    it is asked, so none of the translation's help is needed. A question naming several ("Outlook,
+    Teams or Zoom") is kept if the passages write one of them, and a name counts as written when one
+    of its words is ("the Travel Policy" over "travel expenses"), compared as keyword tokens
+    ("Fridays" is "Friday"). Days, months, holidays and languages are capitalised words, not names;
+    a hyphenated compound ("Wi-Fi") is checked as a term, not here."""
     from rag.keyword_index import tokenize  # a light import once retrieval runs; kept out of module load
 
     written = set(tokenize(passages))
+    names = []
     for match in _CAPITALISED.finditer(question):
+        if "-" in (question[match.start() - 1 : match.start()], question[match.end() : match.end() + 1]):
+            continue
         words = [word for word in match.group().split() if word.lower() not in _CAPITALISED_WORDS]
-        if words and not set(tokenize(" ".join(words))) <= written:
-            return " ".join(words)
-    return None
+        if not words:
+            continue
+        if set(tokenize(" ".join(words))) & written:
+            return None
+        names.append(" ".join(words))
+    return names[0] if names else None
 
 
 @lru_cache(maxsize=256)

@@ -14,7 +14,7 @@ from typing import Any
 
 from rag.chinese_text import fold
 from rag.config import Settings
-from rag.embeddings import hub_reachable, limit_torch_threads, surely_uncached
+from rag.embeddings import hub_reachable, limit_torch_threads, model_cache_folder, surely_uncached
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +55,20 @@ def load_reranker(settings: Settings) -> CrossEncoderReranker | None:
     from sentence_transformers import CrossEncoder
 
     limit_torch_threads(settings)
-    device = settings.embedding_device
+    device, folder = settings.embedding_device, model_cache_folder(settings)
     try:
         if local.exists():
             return CrossEncoderReranker(
                 CrossEncoder(str(local), device=device, local_files_only=True), local.name
             )
         try:
-            return CrossEncoderReranker(CrossEncoder(spec, device=device, local_files_only=True), spec)
+            cached = CrossEncoder(spec, device=device, local_files_only=True, cache_folder=folder)
+            return CrossEncoderReranker(cached, spec)
         except Exception:
             if not hub_reachable(settings.hub_timeout_s):
                 log.warning(_UNAVAILABLE, spec)
                 return None
-        return CrossEncoderReranker(CrossEncoder(spec, device=device), spec)
+        return CrossEncoderReranker(CrossEncoder(spec, device=device, cache_folder=folder), spec)
     except Exception as error:
         log.warning("reranker %r is not available here (%s): retrieval runs without reranking", spec, error)
         return None

@@ -177,7 +177,9 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
             return
         while not job.finished:
             total = len(job.files)
-            if job.status == "queued":
+            if job.waiting:  # another writer (a CLI ingestion) holds the knowledge base
+                step = job.waiting
+            elif job.status == "queued":
                 step = "waiting for its turn"
             else:
                 step = f"reading and indexing {job.current or 'the files'}"

@@ -613,6 +613,22 @@ def test_stored_uploads_the_index_does_not_hold_are_ingested_by_the_next_upload(
     assert (settled.reread, settled.failed, settled.chunks_written) == ([], [], 0)
 
 
+def test_a_handed_over_replacement_that_fails_is_reported_once_and_the_indexed_version_stays(
+    ingestor: Ingestor, tmp_path: Path
+) -> None:
+    uploads = ingestor.settings.uploads_dir / KB
+    uploads.mkdir(parents=True)
+    (uploads / "memo.txt").write_text("备忘：周五下午三点消防演习。" * 20, encoding="utf-8")
+    ingestor.ingest_files([(uploads / "memo.txt", "memo.txt")], KB, origin=UPLOAD, progress=False)
+    (uploads / "memo.txt").write_bytes(b"")  # its replacement, handed over at an app's exit: broken
+    (uploads / "new.txt").write_text("新文件：食堂周六休息。" * 20, encoding="utf-8")
+    first = ingestor.ingest_files([(uploads / "new.txt", "new.txt")], KB, origin=UPLOAD, progress=False)
+    assert [source for source, _ in first.failed] == ["memo.txt"]
+    assert any("消防演习" in chunk["text"] for chunk in _stored(ingestor).values())
+    again = ingestor.ingest_files([(uploads / "new.txt", "new.txt")], KB, origin=UPLOAD, progress=False)
+    assert (again.failed, again.reread) == ([], [])
+
+
 def test_ingest_files_without_create_refuses_a_missing_knowledge_base(
     ingestor: Ingestor, tmp_path: Path
 ) -> None:

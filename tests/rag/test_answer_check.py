@@ -200,6 +200,13 @@ def test_a_traditional_script_answer_is_judged_as_its_simplified_form() -> None:
         ("The context does not mention 2024, but the 2023 rate is 5% [1].", False),
         ("There is no parking fee for staff [1].", False),  # "no" answers, it does not refuse
         ("There is no data retention limit [1].", False),
+        ("无法从外网直接访问OA，需先连接VPN [1]。", False),
+        ("No information is provided to third parties [1].", False),
+        ("Documents do not have to be notarised [1].", False),
+        ("The information does not include your salary [1].", False),
+        ("没有找到相关记录时，系统会自动创建 [1]。", False),
+        ("无法根据提供的资料回答这个问题。", True),
+        ("没有找到相关信息。", True),
         ("There is no relevant information.", True),
         ("资料显示班车有33个座位 [1]。", False),
     ],

@@ -104,3 +104,18 @@ def test_over_english_passages_an_english_name_must_be_written_as_asked() -> Non
     assert unmentioned_term("Is the office open in December?", hotels, english_passages=True) is None
     covered = hotels + " All other cities: 150 EUR."
     assert unmentioned_term(question, covered, english_passages=True) is None
+
+
+def test_english_names_a_question_may_name_without_being_unanswerable() -> None:
+    passages = (
+        "Connect to the office WiFi with your badge number. Outlook is the mail client. "
+        "Travel expenses need receipts. The office opens at 8:00."
+    )
+    for question in (
+        "How do I connect to the office Wi-Fi?",  # a compound: a term, found as WiFi
+        "Can I come in at 8AM?",  # a time, not a code
+        "How do I reset my password in Outlook, Teams or Zoom?",  # one of them is written
+        "Is the office open at Christmas?",  # a holiday, not a name
+        "Where is the Travel Policy?",  # title case: one of its words is written
+    ):
+        assert unmentioned_term(question, passages, english_passages=True) is None, question

@@ -16,7 +16,7 @@ import pytest
 
 import rag.store
 from ingest.manifest import FOLDER, UPLOAD
-from ingest.pipeline import IngestSummary
+from ingest.pipeline import IngestSummary, staging_folder_name
 from rag.config import Settings
 from rag.embeddings import SentenceTransformerEmbeddings
 from rag.jobs import IngestJob, JobReporter
@@ -223,7 +223,8 @@ def test_uploads_cancelled_when_the_app_stops_are_ingested_by_the_next_ingestion
 def test_uploads_staged_by_an_app_that_was_killed_are_ingested_by_the_next_ingestion(
     service: KnowledgeBaseService, settings: Settings
 ) -> None:
-    """A killed app hands nothing over; its staging folder names its process, which is gone."""
+    """A killed app hands nothing over; its staging folder names its process, which is gone, or (an
+    app restarted in a container is PID 1 again) was started at another time."""
     import subprocess
     import sys
 
@@ -231,14 +232,28 @@ def test_uploads_staged_by_an_app_that_was_killed_are_ingested_by_the_next_inges
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
     staging = settings.uploads_dir / KB / ".staging"
-    (staging / f"{gone.stdout.strip()}-abandoned").mkdir(parents=True)
-    (staging / f"{gone.stdout.strip()}-abandoned" / "a.md").write_text(OLD, encoding="utf-8")
-    (staging / f"{os.getpid()}-running").mkdir()  # a job of this (live) process: not touched
-    (staging / f"{os.getpid()}-running" / "c.md").write_text(NEW, encoding="utf-8")
+    abandoned = {
+        f"{gone.stdout.strip()}-0-abandoned": "a.md",
+        f"{os.getpid()}-1-before-a-restart": "d.md",  # this pid, another process start
+        staging_folder_name("running"): "c.md",  # a job of this (live) process: not touched
+    }
+    for folder, name in abandoned.items():
+        (staging / folder).mkdir(parents=True)
+        (staging / folder / name).write_text(OLD, encoding="utf-8")
+    older = staging / f"{gone.stdout.strip()}-0-older"
+    older.mkdir()
+    (older / "b.md").write_text("# 旧\n\n早先上传、被新版取代的内容。\n", encoding="utf-8")
+    os.utime(older / "b.md", (1, 1))
     summary = _finished(service, _upload(service, "b.md", NEW)).summary
-    assert (summary["added"], summary["reread"]) == (1, 1)
-    assert sorted(document["source"] for document in service.list_documents(KB)) == ["a.md", "b.md"]
-    assert _stored_files(settings) == [".staging/" + f"{os.getpid()}-running/c.md", "a.md", "b.md"]
+    assert (summary["added"], summary["reread"]) == (1, 2)
+    assert sorted(document["source"] for document in service.list_documents(KB)) == ["a.md", "b.md", "d.md"]
+    assert any("九百元" in text for text in _texts(service, "b.md"))  # the older staged copy did not win
+    assert _stored_files(settings) == [
+        f".staging/{staging_folder_name('running')}/c.md",
+        "a.md",
+        "b.md",
+        "d.md",
+    ]
 
 
 def test_a_name_that_became_a_folder_document_while_queued_is_refused_by_the_job(
