@@ -371,7 +371,9 @@ class KeywordIndex:
         similarity; None when this snapshot keeps no vectors (then ask Chroma's approximate search).
         With ``companion``, ``query_vector`` is the companion embedder's and so are the chunks'."""
         name = _COMPANION if companion else _VECTORS
-        if self.vector_limit <= 0 or not (self.folder / name).is_file():
+        if self.vector_limit <= 0:
+            return None
+        if not (self.folder / name).is_file() and not self._lost():
             return None  # no copy to search: do not load (or rebuild) the BM25 side for nothing
         loaded = self._current()
         matrix = loaded.companion if companion else loaded.vectors
@@ -427,6 +429,14 @@ class KeywordIndex:
         with self._lock:
             self._loaded = loaded
         return loaded
+
+    def _lost(self) -> bool:
+        """No index at all for a knowledge base small enough to keep its vectors (its folder deleted,
+        or a copied data directory without it): the next search rebuilds it. Left alone, a vector-only
+        knowledge base would search approximately, without the companion, until its next ingestion."""
+        if (self.folder / _STATE).is_file():
+            return False
+        return 0 < self.collection.count() <= self.vector_limit
 
     def _fresh(self, state: dict[str, Any] | None) -> bool:
         """Built, as many chunks as the collection, and not marked stale by a writer."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -278,6 +279,20 @@ def test_a_small_knowledge_base_is_searched_exactly_and_follows_ingestion(
     nearest = index.nearest(np.asarray(query), 10)  # the same instance sees the rebuilt copy
     assert nearest is not None and len(nearest) == 3  # rooms.md's chunk is gone, canteen.md's is in
     assert [chunk_id for chunk_id, _ in nearest] == [i for i, _ in _exact_order(ingestor, query)]
+
+
+def test_a_lost_index_of_a_small_knowledge_base_is_rebuilt_by_its_next_exact_search(
+    ingestor: Ingestor, tmp_path: Path
+) -> None:
+    """A vector-only knowledge base never asks for BM25, so the exact search must notice the loss."""
+    _ingest(ingestor, tmp_path / "docs", {"leave.md": "员工每年享有十五天带薪年假。"})
+    folder = keyword_folder(ingestor.settings.data_dir, KB)
+    shutil.rmtree(folder)
+    query = np.asarray(ingestor.embeddings.embed_query("年假有几天？"))
+    nearest = _index(ingestor).nearest(query, 1)
+    assert nearest is not None and (folder / "vectors.npy").is_file()
+    too_large = KeywordIndex(folder, ingestor.client.get_collection(KB), vector_limit=0)
+    assert too_large.nearest(query, 1) is None
 
 
 def test_an_ingestion_with_nothing_changed_adds_a_missing_exact_copy(
