@@ -68,7 +68,9 @@ jieba.setLogLevel(logging.WARNING)
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets itself to DEBUG: a line per index build
 
 _WORDS = re.compile(
-    r"(?<![\d,])\d{1,3}(?:,\d{3})+(?![\d,])|[a-z0-9\u00df-\u024f]+(?:[._-][a-z0-9\u00df-\u024f]+)*|[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+"
+    r"(?<![\d,])\d{1,3}(?:,\d{3})+(?![\d,])"  # 1,200 (thousands) or 401,403 (a list)
+    r"|[a-z0-9\u00df-\u024f]+(?:[._-][a-z0-9\u00df-\u024f]+)*"  # Latin words, v2.3, file_name.py, wi-fi
+    r"|[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+"  # Chinese, for jieba
 )
 _ACCENTED = re.compile(r"[\u00c0-\u024f]")  # Latin letters with accents: é, ü, ñ, ø (not ß, no decomposition)
 _POSSESSIVE = re.compile(r"(?<=[a-z])['’]s\b")
