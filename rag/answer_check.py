@@ -256,9 +256,9 @@ def withdrawal_reason(
 # The refusal sentences the answer prompts ask the model for (``prompts/*/answer.system.txt``) and
 # kbqa's own (``prompts/*/refusal.txt``) begin with the first three, in either script once folded; a
 # larger model words its refusal its own way ("The context does not mention…", "There is no
-# information about…", "资料中未提及…"), and those count too.
-# "The context does not mention it.", not "The information does not include your salary [1]." (an
-# answer): the subject is what the model was given, the verb says it holds nothing, and "no
+# information about…", "资料中未提及…"), and those count too. They are narrow on purpose, since an
+# answer read as a refusal loses its sources: the subject is what the model was given ("The
+# information does not include your salary [1]." answers), the verb says it holds nothing, and "no
 # information" ends there or says about what ("No information is provided to third parties" answers).
 _GIVEN = (
     r"(?:(?:the |this )?(?:provided |given )?(?:context|documents?|passages?|knowledge base|sources?)"

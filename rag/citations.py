@@ -19,25 +19,8 @@ MARKER = re.compile(r"\[(\d{1,2})\]")  # a citation, "[n]"
 _SENTENCE_END = re.compile(r"(?<=[。！？；!?;\n])|(?<=\.)\s")
 # A bare verdict ("Yes [1].", "可以 [1]。") shares no word with the passage that backs it: it is not
 # judged by its words (nothing left to judge counts as supported), the sentences around it are.
-_VERDICTS = frozenset(
-    {
-        "yes",
-        "no",
-        "yeah",
-        "nope",
-        "correct",
-        "right",
-        "是",
-        "是的",
-        "对",
-        "不",
-        "不是",
-        "可以",
-        "不可以",
-        "不能",
-        "能",
-    }
-)
+_VERDICT_WORDS = "yes no yeah nope correct right 是 是的 对 不 不是 可以 不可以 不能 能"
+_VERDICTS = frozenset(_VERDICT_WORDS.split())
 
 
 @dataclass(frozen=True)
