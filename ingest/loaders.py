@@ -401,24 +401,14 @@ def unwrap_lines(text: str) -> str:
     return "\n".join(out)
 
 
-_SIGNATURES = (
-    (b"PK\x03\x04", "it is a zip archive, such as a Word or Excel file"),
-    (b"\xd0\xcf\x11\xe0", "it is an old Office file (.doc, .xls)"),
-    (b"\x89PNG", "it is a PNG image"),
-    (b"\xff\xd8\xff", "it is a JPEG image"),
-    (b"GIF8", "it is a GIF image"),
-    (b"{\\rtf", "it is an RTF document"),
-)
-
-
 def _looks_like(head: bytes) -> str:
     """What a file that should be a PDF seems to be instead, in words a user can act on (a renamed
     file, a download that saved the error page), rather than its first bytes."""
     if not head.strip():
         return "the file is empty"
-    for signature, what in _SIGNATURES:
+    for signature, kind in _SIGNATURES:  # the signatures that text files are checked against too
         if head.startswith(signature):
-            return what
+            return f"it is {kind}"
     for cut in range(4):  # the first KB may end inside a character
         try:
             text = head[: len(head) - cut].decode("utf-8")

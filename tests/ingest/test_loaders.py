@@ -60,9 +60,9 @@ def test_corrupt_pdf_is_reported(tmp_path: Path, content: bytes) -> None:
 @pytest.mark.parametrize(
     ("content", "said"),
     [
-        (b"PK\x03\x04\x14\x00\x06\x00", "zip archive, such as a Word"),
+        (b"PK\x03\x04\x14\x00\x06\x00", "ZIP archive"),
         (b"<!DOCTYPE html><html><body>404 Not Found</body></html>", "web page"),
-        (b"\x89PNG\r\n\x1a\n\x00\x00", "PNG image"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "it is a PNG image"),
         ("年假规定：员工每年享有十五天年假。".encode(), "plain text"),
         (("<html><body>" + "页面不存在" * 100).encode()[:1100], "web page"),  # a character cut at 1 KB
         (b"\xd9\xd2\x00\x13\xfe", "other binary data"),

@@ -266,6 +266,8 @@ def test_traversal_upload_name_keeps_only_its_base_name(
     files = {"files": ("../../../escape.md", b"# Escape\n\nThe escape hatch is on floor 2.")}
     response = httpx.post(f"{url}/v1/knowledge_bases/uploads/documents", files=files, headers=AUTH)
     assert response.status_code == 202 and response.json()["files"] == ["escape.md"]
+    job = service.jobs.wait(response.json()["id"], 120)  # staged until its job puts it in place
+    assert job is not None and job.status == "succeeded"
     assert (service.settings.uploads_dir / "uploads" / "escape.md").is_file()
     assert not (service.settings.data_dir.parent / "escape.md").exists()
     assert not (service.settings.uploads_dir / "escape.md").exists()
