@@ -63,6 +63,10 @@ _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
 _COPY_BLOCK = 1 << 20
 
 
+class UploadHandedOverError(RuntimeError):
+    """An upload job that did not run to the end, its files left for the next ingestion to take."""
+
+
 class DocumentNotFoundError(StoreError, LookupError):
     """No document of that source in the knowledge base."""
 
@@ -389,9 +393,12 @@ class KnowledgeBaseService:
             ):
                 report.waiting(None)
                 return self._ingest_staged(kb, staging, names, report)
-        except LockWaitCancelledError:  # the app is stopping: as for a job that never ran
+        except LockWaitCancelledError as stopped:  # the app is stopping: as for a job that never ran
             self._hand_over(kb, staging, names)
-            raise
+            raise UploadHandedOverError(
+                "the app stopped while this upload waited for another writer; the next ingestion of "
+                "the knowledge base ingests its files"
+            ) from stopped
         finally:
             _remove_staging(staging)
 

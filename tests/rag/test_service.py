@@ -220,6 +220,19 @@ def test_uploads_cancelled_when_the_app_stops_are_ingested_by_the_next_ingestion
         restarted.close()
 
 
+def test_an_upload_waiting_when_the_app_stops_says_its_files_were_handed_over(
+    settings: Settings, embeddings: SentenceTransformerEmbeddings
+) -> None:
+    service = KnowledgeBaseService(settings, embeddings=embeddings)
+    service.create_knowledge_base(KB)
+    with _held_by_another_writer(settings):
+        job = _upload(service, "a.md", OLD)
+        _until(lambda: job.waiting is not None)
+        service.close()
+    assert job.status == "failed" and "next ingestion" in (job.error or "")
+    assert _stored_files(settings) == ["a.md"]  # handed over, for the next ingestion
+
+
 def test_uploads_staged_by_an_app_that_was_killed_are_ingested_by_the_next_ingestion(
     service: KnowledgeBaseService, settings: Settings
 ) -> None:
