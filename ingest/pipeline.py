@@ -207,6 +207,8 @@ def _adopt_abandoned_uploads(uploads: Path, records: dict[str, FileRecord]) -> N
             if not newer:
                 os.replace(path, stored)
         shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):  # empty now, unless a live upload is staged there
+        (uploads / UPLOAD_STAGING).rmdir()
 
 
 def _process_alive(pid: int, started: str) -> bool:
