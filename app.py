@@ -37,8 +37,9 @@ AUTH_MESSAGE = "Sign in with any user name and the server's API key (KBQA_API_KE
 class BackgroundLLM:
     """Starts the managed vLLM server on a thread, so the app serves while the model loads."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, llm: LLMProvider) -> None:
         self.server = ManagedVLLM(settings)
+        self.llm = llm  # told why the server did not start, so requests say that, not "still loading"
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -58,8 +59,9 @@ class BackgroundLLM:
         try:
             self.server.start()
             self.server.wait_ready()
-        except LLMUnavailableError as error:
+        except Exception as error:  # no LLM environment, a missing binary, a port taken, a crash
             if not self._stopping.is_set():
+                self.llm.startup_failure = str(error) or type(error).__name__
                 log.error("the local LLM server did not start: %s", error)
             return
         log.warning("LLM ready: %s", self.server.url)
@@ -83,9 +85,10 @@ def create_app(
     """
     owns_knowledge = knowledge is None
     knowledge = knowledge or KnowledgeBaseService(settings)
-    chat = ChatService(knowledge, llm or LLMProvider(settings))
+    llm = llm or LLMProvider(settings)
+    chat = ChatService(knowledge, llm)
     background = (
-        BackgroundLLM(settings)
+        BackgroundLLM(settings, llm)
         if (manage_llm if manage_llm is not None else not settings.llm_base_url)
         else None
     )
@@ -106,10 +109,12 @@ def create_app(
         try:
             yield
         finally:
-            if owns_knowledge:
-                knowledge.close()
-            if background is not None:
-                background.stop()
+            try:
+                if owns_knowledge:
+                    knowledge.close()
+            finally:  # vLLM runs in its own session: nothing else would stop it
+                if background is not None:
+                    background.stop()
 
     api = build_api(settings, knowledge, chat)
     api.router.lifespan_context = lifespan

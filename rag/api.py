@@ -13,8 +13,8 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from typing import Annotated, Any, TypeVar
 
 from chromadb.errors import NotFoundError as ChromaNotFoundError
 from fastapi import APIRouter, Depends, FastAPI, File, Request, UploadFile
@@ -314,7 +314,7 @@ def build_api(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatSer
         tags=["openai"],
         responses={200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE with stream"}},
     )
-    async def chat_completions(body: ChatCompletionRequest) -> Any:
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         """OpenAI's chat completions; the cited passages come back in the extra field `sources`."""
         kb = knowledge_base_of(body.model, settings.default_kb)
         messages = [(message.role, message.text()) for message in body.messages]
@@ -333,7 +333,7 @@ def build_api(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatSer
         created = int(time.time())
         events = chat.stream(kb, messages, params)
         if not body.stream:
-            return await _complete(events, completion_id, created, body.model)
+            return await unless_disconnected(request, _complete(events, completion_id, created, body.model))
         # Run until the first answer token (or the end) before answering, so that an unknown
         # knowledge base or an unreachable LLM is a proper 404/503 rather than a broken stream.
         head: list[ChatEvent] = []
@@ -475,6 +475,25 @@ class _BodyLimit:
             return message
 
         await self.app(scope, counted, send)
+
+
+_DISCONNECT_POLL_S = 0.5
+T = TypeVar("T")
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """``work``, cancelled as soon as the client goes away: a whole answer that nobody waits for would
+    keep the LLM generating (a streamed one stops when its stream is closed; this one has none)."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=_DISCONNECT_POLL_S)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                raise ApiError(499, "the client closed the request", code="client_closed_request")
+    finally:
+        task.cancel()
 
 
 async def _complete(events: AsyncIterator[ChatEvent], completion_id: str, created: int, model: str) -> dict:

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import openai
 from langchain_openai import ChatOpenAI
+from langchain_openai.chat_models._client_utils import StreamChunkTimeoutError
 
 from rag.config import PROJECT_ROOT, Settings
 
@@ -85,16 +86,28 @@ def llm_errors(base_url: str) -> Iterator[None]:
         raise LLMUnavailableError(
             f"the LLM server at {base_url} failed ({error.status_code}): {error_text(error)}"
         ) from error
+    except openai.APIError as error:  # an error event inside a stream (vLLM's generation failures)
+        raise LLMUnavailableError(f"the LLM server at {base_url} failed while answering: {error}") from error
+    except StreamChunkTimeoutError as error:  # langchain-openai's wait for the next streamed piece
+        raise LLMUnavailableError(
+            f"the LLM server at {base_url} stopped sending its answer for {error.timeout_s:g} s"
+        ) from error
 
 
 _START_ONE = "start one with `python -m rag llm` or set KBQA_LLM_BASE_URL"
 
 
-def unreachable_advice(settings: Settings) -> str:
+def unreachable_advice(settings: Settings, startup_failure: str | None = None) -> str:
     """What to do about a server that does not answer: a configured one is the user's to check, the
-    local one may simply still be loading (``app.py`` starts it, and that takes a minute on a CPU)."""
+    local one may simply still be loading (``app.py`` starts it, and that takes a minute on a CPU),
+    unless it failed to start (``startup_failure``), which waiting will not mend."""
     if settings.llm_base_url:
         return "check that it is running (KBQA_LLM_BASE_URL)"
+    if startup_failure:
+        return (
+            f"the local LLM server did not start ({startup_failure}); mend that and restart app.py, "
+            "or set KBQA_LLM_BASE_URL"
+        )
     return f"if app.py has just started it, the model is still loading (about a minute); else {_START_ONE}"
 
 
@@ -151,6 +164,7 @@ class LLMProvider:
         self._model = settings.llm_model if settings.llm_base_url and settings.llm_model else None
         self._models: OrderedDict[tuple[Any, ...], ChatOpenAI] = OrderedDict()
         self._models_lock = threading.Lock()
+        self.startup_failure: str | None = None  # why the managed server did not start (app.py sets it)
 
     def model_name(self) -> str:
         if self._model is None:
@@ -158,7 +172,7 @@ class LLMProvider:
                 self.base_url,
                 self.settings.llm_api_key,
                 timeout_s=self.settings.llm_connect_timeout_s,
-                advice=unreachable_advice(self.settings),
+                advice=unreachable_advice(self.settings, self.startup_failure),
             )
             if not models:
                 raise LLMUnavailableError(f"the LLM server at {self.base_url} serves no model")
@@ -171,7 +185,7 @@ class LLMProvider:
             self.base_url,
             self.settings.llm_api_key,
             timeout_s=self.settings.llm_connect_timeout_s,
-            advice=unreachable_advice(self.settings),
+            advice=unreachable_advice(self.settings, self.startup_failure),
         )
         if not models:
             raise LLMUnavailableError(f"the LLM server at {self.base_url} serves no model")
@@ -214,6 +228,9 @@ class LLMProvider:
             "timeout": _HashableTimeout(settings.llm_timeout_s, connect=settings.llm_connect_timeout_s),
             "max_retries": 1,
             "stream_usage": True,
+            # langchain-openai's own per-piece wait (120 s) would otherwise cut a slow CPU prefill
+            # short of KBQA_LLM_TIMEOUT_S, or race it
+            "stream_chunk_timeout": settings.llm_timeout_s,
         }
         params.update({key: value for key, value in overrides.items() if value is not None})
         return params

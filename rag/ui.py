@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from chromadb.errors import NotFoundError as ChromaNotFoundError
 
 from ingest.loaders import LOADERS
 from rag.chat import AnswerDelta, ChatParams, ChatService, SourcesFound, TurnFinished
@@ -158,6 +159,9 @@ def build_ui(settings: Settings, knowledge: KnowledgeBaseService, chat: ChatServ
                     yield history, shown_sources(event), gr.skip()
         except (LLMUnavailableError, LLMRequestError, StoreError, ValueError) as error:
             history[-1]["content"] = f"{_ERROR}{error}"
+            yield history, _NO_ANSWER, gr.skip()
+        except ChromaNotFoundError:  # deleted (by another tab, the API, the CLI) while this question ran
+            history[-1]["content"] = f"{_ERROR}The knowledge base '{kb}' was deleted: choose another one."
             yield history, _NO_ANSWER, gr.skip()
 
     def upload(kb: str | None, paths: list[str] | None) -> Iterator[tuple[Any, Any, Any]]:

@@ -523,3 +523,37 @@ def test_a_knowledge_base_deleted_while_a_request_reads_it_is_404() -> None:
 
     error = _as_api_error(NotFoundError("Collection [1234] does not exist."))
     assert (error.status, error.code) == (404, "knowledge_base_not_found")
+
+
+def test_a_whole_answer_is_cancelled_when_its_client_goes_away() -> None:
+    """A non-streamed request whose client gave up must not keep the LLM generating."""
+    import asyncio
+
+    from rag.api import ApiError, unless_disconnected
+
+    class GoneClient:
+        async def is_disconnected(self) -> bool:
+            return True
+
+    class WaitingClient:
+        async def is_disconnected(self) -> bool:
+            return False
+
+    async def main() -> tuple[bool, str]:
+        cancelled = asyncio.Event()
+
+        async def answer() -> str:
+            try:
+                await asyncio.sleep(60)  # an LLM still generating
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+            return "never"
+
+        with pytest.raises(ApiError):
+            await unless_disconnected(GoneClient(), answer())  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        done = await unless_disconnected(WaitingClient(), asyncio.sleep(0.01, result="whole"))  # type: ignore[arg-type]
+        return cancelled.is_set(), done
+
+    assert asyncio.run(main()) == (True, "whole")

@@ -321,3 +321,23 @@ def test_hung_chroma_server_is_a_503_after_its_timeout(
         else:
             chroma.start()
         knowledge.client.delete_collection(settings.default_kb)
+
+
+def test_a_managed_llm_that_did_not_start_is_reported_as_such_not_as_still_loading(
+    embeddings: SentenceTransformerEmbeddings, tmp_path: Path
+) -> None:
+    """Waiting a minute mends a loading model, not a missing LLM environment: say which it is."""
+    settings = make_settings(
+        tmp_path / "data", llm_python=tmp_path / "no-llm-env" / "python", llm_port=free_port()
+    )
+    knowledge = KnowledgeBaseService(settings, embeddings=embeddings)
+    app = create_app(settings, manage_llm=True, knowledge=knowledge)
+    with ServerThread(app, free_port()) as running:
+        deadline = time.monotonic() + 60  # a guard against a hang, not a timing assertion
+        while True:
+            llm = httpx.get(f"{running.url}/health", timeout=10).json()["llm"]
+            if "did not start" in llm.get("error", "") or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    assert llm["reachable"] is False and "did not start" in llm["error"]
+    assert "still loading" not in llm["error"]

@@ -63,3 +63,23 @@ def test_the_managed_server_gets_the_cpus_dtype_unless_one_is_configured(
     command = _cpu_command(settings, monkeypatch, {"avx2"}, llm_dtype="bfloat16", llm_cpu_reserved_cores=0)
     assert command[command.index("--dtype") + 1] == "bfloat16"
     assert command[:3] == ["env", "VLLM_CPU_NUM_OF_RESERVED_CPU=0", str(settings.llm_python)]
+
+
+def test_an_error_inside_the_stream_and_a_stalled_stream_are_the_llm_being_unavailable(
+    settings: Settings,
+) -> None:
+    """vLLM reports a failed generation as an error event inside its stream (openai's base APIError),
+    and langchain-openai gives up on a stream whose next piece does not come: both are 503s, not 500s."""
+    import httpx
+    import openai
+    from langchain_openai.chat_models._client_utils import StreamChunkTimeoutError
+
+    request = httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+    for error in (openai.APIError("engine overloaded", request, body=None), StreamChunkTimeoutError(120.0)):
+        with (
+            pytest.raises(llm.LLMUnavailableError, match=r"127\.0\.0\.1:9"),
+            llm.llm_errors("http://127.0.0.1:9/v1"),
+        ):
+            raise error
+    model = _provider(settings.model_copy(update={"llm_timeout_s": 300.0})).chat_model()
+    assert model.stream_chunk_timeout == 300.0  # langchain-openai's own 120 s would cut it short
