@@ -293,6 +293,22 @@ def prepare_packaged_model(settings: Settings) -> Path:
     return Path(result.stdout.strip().splitlines()[-1])
 
 
+def _group_ended(leader: subprocess.Popen[bytes], wait_s: float) -> bool:
+    """Whether every process of ``leader``'s group is gone within ``wait_s`` (the leader reaped)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        leader.poll()  # reaps it once it exits: a zombie still counts as a member of the group
+        try:
+            os.killpg(leader.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # a member we may not signal: not ours to wait for
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+
+
 class ManagedVLLM:
     """A vLLM OpenAI server child process: started on enter, ready-checked, stopped on exit."""
 
@@ -301,6 +317,7 @@ class ManagedVLLM:
         self.url = settings.managed_llm_url
         self.log_path = settings.log_dir / f"vllm-{settings.llm_port}.log"
         self._process: subprocess.Popen[bytes] | None = None
+        self._stopped = False
 
     def command(self) -> list[str]:
         settings = self.settings
@@ -342,7 +359,9 @@ class ManagedVLLM:
             raise LLMUnavailableError(
                 f"port {self.settings.llm_port} already serves an LLM: use it, or pick --port"
             )
-        command = self.command()
+        command = self.command()  # may take a while: the packaged model is converted on first use
+        if self._stopped:
+            raise LLMUnavailableError("the app stopped before the vLLM server was started")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log.info("starting vLLM: %s", " ".join(command))
         with self.log_path.open("ab") as log_file:
@@ -378,19 +397,22 @@ class ManagedVLLM:
             return "(no log)"
 
     def stop(self, timeout_s: float = 20.0) -> None:
+        """Stop the server's whole process group (its session), not only its leader: vLLM runs its
+        engine in processes of its own, which outlive a leader that exited first. A ``start`` still
+        preparing the model when this is called does not go on to launch the server."""
+        self._stopped = True
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
         for signum, wait in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
             try:
                 os.killpg(process.pid, signum)
             except ProcessLookupError:
-                return
-            try:
-                process.wait(wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+                break
+            if _group_ended(process, wait):
+                break
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(1.0)
 
     def __enter__(self) -> ManagedVLLM:
         self.start()

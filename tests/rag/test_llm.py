@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rag import llm
@@ -83,3 +85,39 @@ def test_an_error_inside_the_stream_and_a_stalled_stream_are_the_llm_being_unava
             raise error
     model = _provider(settings.model_copy(update={"llm_timeout_s": 300.0})).chat_model()
     assert model.stream_chunk_timeout == 300.0  # langchain-openai's own 120 s would cut it short
+
+
+def test_stopping_the_managed_server_ends_its_whole_process_group(settings: Settings, tmp_path: Path) -> None:
+    """vLLM's engine runs in processes of its own; one left when the leader exited first must go too."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    child_pid = tmp_path / "child.pid"
+    leader = (
+        "import subprocess, sys; "
+        f"child = subprocess.Popen(['sleep', '60']); open({str(child_pid)!r}, 'w').write(str(child.pid))"
+    )
+    from tests.conftest import free_port
+
+    server = ManagedVLLM(settings.model_copy(update={"llm_model": "/models/m", "llm_port": free_port()}))
+    server._process = subprocess.Popen([sys.executable, "-c", leader], start_new_session=True)
+    server._process.wait(30)  # the leader has exited; its child lives on in the group
+    pid = int(child_pid.read_text())
+    os.kill(pid, 0)
+    server.stop(timeout_s=5)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{pid}/stat") as stat:  # a zombie waiting for init to reap it is gone too
+            if stat.read().rpartition(")")[2].split()[0] == "Z":
+                break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the engine process outlived stop()")
+    with pytest.raises(llm.LLMUnavailableError, match="stopped"):
+        server.start()  # stopped: a late start does not launch it
