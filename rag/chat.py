@@ -8,16 +8,18 @@ run the RAG chain, count tokens, translate LLM failures — lives here once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import openai
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
 
 from rag.answer_check import final_answer, is_refusal_turn
 from rag.citations import check_citations
-from rag.llm import LLMProvider, llm_errors
+from rag.llm import LLMProvider, LLMUnavailableError, llm_errors
 from rag.service import KnowledgeBaseService
 
 Message = tuple[str, str]  # (role, text), roles "user" / "assistant"
@@ -167,7 +169,7 @@ class ChatService:
         withdrawn: dict[str, str] | None = None
         small_talk: str | None = None
         query = question
-        with llm_errors(self.llm.base_url):
+        with self._model_swaps(), llm_errors(self.llm.base_url):
             async for part in chain.astream(
                 {"question": question, "history": history}, config={"callbacks": [recorder]}
             ):
@@ -192,6 +194,17 @@ class ChatService:
             refused=is_refusal_turn("".join(answer), sources, withdrawn),
             small_talk=small_talk,
         )
+
+    @contextlib.contextmanager
+    def _model_swaps(self) -> Iterator[None]:
+        """A model the server no longer serves (its operator swapped it) is asked for again next time,
+        instead of failing every request until kbqa restarts."""
+        try:
+            yield
+        except LLMUnavailableError as error:
+            if isinstance(error.__cause__, openai.NotFoundError):
+                self.llm.forget_model()
+            raise
 
     def _prepare(self, kb: str, params: ChatParams) -> Any:
         """The turn's chain, in one worker-thread hop (each hop waits its turn for a thread and the GIL).

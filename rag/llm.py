@@ -189,7 +189,18 @@ class LLMProvider:
         )
         if not models:
             raise LLMUnavailableError(f"the LLM server at {self.base_url} serves no model")
+        if self._model is not None and self._model not in models:
+            self.forget_model()  # the server's operator swapped the model: ask again
         return self._model or models[0]
+
+    def forget_model(self) -> None:
+        """Forget the model name asked of the server (not a configured one), and the chat models made
+        for it: the next request asks the server again. Called when the server no longer serves it."""
+        if self.settings.llm_base_url and self.settings.llm_model:
+            return
+        with self._models_lock:
+            self._model = None
+            self._models.clear()
 
     def rewrite_model(self) -> ChatOpenAI:
         """The model for the follow-up rewrite and the query translation (``REWRITE_SAMPLING``)."""

@@ -121,3 +121,37 @@ def test_stopping_the_managed_server_ends_its_whole_process_group(settings: Sett
         raise AssertionError("the engine process outlived stop()")
     with pytest.raises(llm.LLMUnavailableError, match="stopped"):
         server.start()  # stopped: a late start does not launch it
+
+
+def test_a_model_the_server_no_longer_serves_is_asked_for_again(settings: Settings) -> None:
+    from tests.conftest import free_port
+    from tests.support.fake_openai import FakeOpenAIServer
+
+    with FakeOpenAIServer(free_port(), model="new-model") as server:
+        provider = LLMProvider(settings.model_copy(update={"llm_base_url": server.url, "llm_model": None}))
+        provider._model = "old-model"  # what the server served when it was first asked
+        old = provider.chat_model()
+        assert provider.check() == "new-model"  # /health sees the swap, and the name is asked again
+        assert provider.model_name() == "new-model" and provider.chat_model() is not old
+    configured = _provider(settings)
+    configured.forget_model()
+    assert configured.model_name() == "m"  # a configured name is never forgotten
+
+
+def test_a_chat_told_the_model_does_not_exist_forgets_the_name(settings: Settings) -> None:
+    import httpx
+    import openai
+
+    from rag.chat import ChatService
+
+    provider = LLMProvider(
+        settings.model_copy(update={"llm_base_url": "http://127.0.0.1:9/v1", "llm_model": None})
+    )
+    provider._model = "old-model"
+    chat = ChatService.__new__(ChatService)
+    chat.llm = provider
+    response = httpx.Response(404, request=httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions"))
+    gone = openai.NotFoundError("The model `old-model` does not exist.", response=response, body=None)
+    with pytest.raises(llm.LLMUnavailableError), chat._model_swaps(), llm.llm_errors(provider.base_url):
+        raise gone
+    assert provider._model is None
