@@ -472,27 +472,12 @@ class Ingestor:
             # upload folder, so the ingestion that finds them lost, read by an earlier kbqa, or left
             # half done does it.
             lost = [item for item in self._forget_records_without_chunks(kb) if item[1] not in ours]
-            for lost_chunks in (True, False):
-                if lost_chunks:
-                    uploads = lost
-                else:  # after the lost ones are back: they are recorded as they are on disk now
-                    uploads, gone = self._uploads_to_redo(kb, ours)
-                    if gone:
-                        summary.chunks_deleted += self._drop_uploads(kb, gone)
-                if uploads:
-                    log.warning("ingesting the %d uploaded document(s) of %s again", len(uploads), kb)
-                    again = self._ingest_files(
-                        uploads,
-                        kb,
-                        full=lost_chunks,
-                        origin=UPLOAD,
-                        progress=progress,
-                        on_file=None,
-                        refresh_keyword_index=False,
-                        recover_uploads=False,
-                    )
-                    summary.absorb(again)
-                    self._forget_failed_uploads(kb, again)
+            self._ingest_uploads_again(kb, lost, summary, full=True, progress=progress)
+            # after the lost ones are back: they are recorded as they are on disk now
+            redo, gone = self._uploads_to_redo(kb, ours)
+            if gone:
+                summary.chunks_deleted += self._drop_uploads(kb, gone)
+            self._ingest_uploads_again(kb, redo, summary, full=False, progress=progress)
         embedded = 0
         latest = ""
 
@@ -654,6 +639,27 @@ class Ingestor:
             and source not in stored
         ]
         return redo, gone
+
+    def _ingest_uploads_again(
+        self, kb: str, uploads: list[tuple[Path, str]], summary: IngestSummary, *, full: bool, progress: bool
+    ) -> None:
+        """Ingest stored uploads that an earlier run left lost (``full``: their vectors are gone too)
+        or unfinished, into ``summary`` (as ``reread``); one that cannot be read is dropped."""
+        if not uploads:
+            return
+        log.warning("ingesting the %d uploaded document(s) of %s again", len(uploads), kb)
+        again = self._ingest_files(
+            uploads,
+            kb,
+            full=full,
+            origin=UPLOAD,
+            progress=progress,
+            on_file=None,
+            refresh_keyword_index=False,
+            recover_uploads=False,
+        )
+        summary.absorb(again)
+        self._forget_failed_uploads(kb, again)
 
     def _drop_uploads(self, kb: str, sources: list[str]) -> int:
         """Remove the chunks and rows of uploads whose ingestion died and whose file is gone."""

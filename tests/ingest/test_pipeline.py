@@ -191,6 +191,13 @@ def test_a_knowledge_base_that_lost_its_chunks_is_ingested_again(ingestor: Inges
     assert ingestor.ingest_folder(folder, KB, progress=False).chunks_written == 0  # and settled
 
 
+def _upload_folder(ingestor: Ingestor) -> Path:
+    """The knowledge base's upload folder, made, as ``rag.service`` stores uploads there."""
+    uploads = ingestor.settings.uploads_dir / KB
+    uploads.mkdir(parents=True)
+    return uploads
+
+
 def test_uploads_come_back_when_the_knowledge_base_lost_its_chunks(
     ingestor: Ingestor, tmp_path: Path
 ) -> None:
@@ -198,8 +205,7 @@ def test_uploads_come_back_when_the_knowledge_base_lost_its_chunks(
     folder = tmp_path / "docs"
     _write_corpus(folder)
     ingestor.ingest_folder(folder, KB, progress=False)
-    uploads = ingestor.settings.uploads_dir / KB
-    uploads.mkdir(parents=True)
+    uploads = _upload_folder(ingestor)
     (uploads / "memo.txt").write_text("备忘：周五下午三点消防演习。" * 20, encoding="utf-8")
     (uploads / "gone.txt").write_text("This upload's file will be missing. " * 20, encoding="utf-8")
     uploaded = [(uploads / name, name) for name in ("memo.txt", "gone.txt")]
@@ -488,8 +494,7 @@ def test_uploads_read_by_an_earlier_kbqa_are_read_again_by_the_next_ingestion(
 ) -> None:
     """No folder run holds an upload, so whichever ingestion comes next reads it again; counted
     apart, so that an upload that fails cannot look ingested."""
-    uploads = ingestor.settings.uploads_dir / KB
-    uploads.mkdir(parents=True)
+    uploads = _upload_folder(ingestor)
     for name in ("memo.txt", "plan.txt"):
         (uploads / name).write_text(f"{name}：周五下午三点消防演习。" * 20, encoding="utf-8")
     stored = [(uploads / name, name) for name in ("memo.txt", "plan.txt")]
@@ -549,8 +554,7 @@ def test_an_upload_cut_off_mid_ingestion_is_redone_by_the_next_ingestion(
     folder = tmp_path / "docs"
     _write_corpus(folder)
     ingestor.ingest_folder(folder, KB, progress=False)
-    uploads = ingestor.settings.uploads_dir / KB
-    uploads.mkdir(parents=True)
+    uploads = _upload_folder(ingestor)
     (uploads / "policy.md").write_text("# 年假\n\n员工入职满一年后享有五天带薪年假。" * 10, encoding="utf-8")
     broken, _ = _counting_ingestor(ingestor)
 
@@ -578,8 +582,7 @@ def test_stored_uploads_the_index_does_not_hold_are_ingested_by_the_next_upload(
     """A stored upload with no row (handed over by an app that stopped before its job ran) or
     changed since its row is ingested; a pending upload whose file is gone is removed; a stored file
     that cannot be read and has no indexed version goes, rather than failing every later run."""
-    uploads = ingestor.settings.uploads_dir / KB
-    uploads.mkdir(parents=True)
+    uploads = _upload_folder(ingestor)
     for name in ("memo.txt", "plan.txt", "gone.txt"):
         (uploads / name).write_text(f"{name}：周五下午三点消防演习。" * 20, encoding="utf-8")
     ingestor.ingest_files(
@@ -616,8 +619,7 @@ def test_stored_uploads_the_index_does_not_hold_are_ingested_by_the_next_upload(
 def test_a_handed_over_replacement_that_fails_is_reported_once_and_the_indexed_version_stays(
     ingestor: Ingestor, tmp_path: Path
 ) -> None:
-    uploads = ingestor.settings.uploads_dir / KB
-    uploads.mkdir(parents=True)
+    uploads = _upload_folder(ingestor)
     (uploads / "memo.txt").write_text("备忘：周五下午三点消防演习。" * 20, encoding="utf-8")
     ingestor.ingest_files([(uploads / "memo.txt", "memo.txt")], KB, origin=UPLOAD, progress=False)
     (uploads / "memo.txt").write_bytes(b"")  # its replacement, handed over at an app's exit: broken
