@@ -223,7 +223,7 @@ class HashEmbeddings:
 
     name = "bench-hash"
     dimension = 64
-    batch_size = 8  # as the real embedder on a CPU; the pipeline reads it
+    batch_size = 1  # as the real embedder on a CPU; the pipeline reads it
     min_relevance = 0.0
     lowercase = False
 

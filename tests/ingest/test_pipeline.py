@@ -11,7 +11,9 @@ import pytest
 from ingest.loaders import LoadError
 from ingest.manifest import UPLOAD, FileRecord
 from ingest.pipeline import EmptyFolderError, Ingestor, IngestSummary, record_manager
+from rag.embeddings import SentenceTransformerEmbeddings
 from rag.store import KnowledgeBaseNotFoundError, find_collection, knowledge_base_info
+from tests.conftest import make_settings
 from tests.support.sample_docs import write_docx, write_pdf
 
 KB = "pipeline"
@@ -662,3 +664,22 @@ def test_editing_one_chunk_of_a_large_file_writes_only_that_chunk(ingestor: Inge
     stored = _stored(small)
     assert len(stored) == 30 and len(record_manager(small.settings, KB).list_keys()) == 30
     assert any("通报批评" in chunk["text"] for chunk in stored.values())
+
+
+def test_companion_encodes_with_the_threads_torch_has(
+    tmp_path: Path, embeddings: SentenceTransformerEmbeddings
+) -> None:
+    """A batch ingestion (torch_threads 0: every core) encodes the companion's passages on every core;
+    the app's ingestions (1 thread) leave the other core to questions."""
+
+    def companion_threads(torch_threads: int) -> int:
+        settings = make_settings(
+            tmp_path / "data", companion_model="use-multilingual", torch_threads=torch_threads
+        )
+        companion = Ingestor(settings, embeddings).companion
+        assert companion is not None
+        return companion.threads
+
+    assert companion_threads(1) == 1
+    assert companion_threads(2) == 2
+    assert companion_threads(0) == (os.cpu_count() or 1)

@@ -8,8 +8,10 @@ import torch
 from rag.embeddings import (
     EmbeddingModelError,
     SentenceTransformerEmbeddings,
+    embedder_dtype,
     embedding_batch_size,
     load_embeddings,
+    native_bfloat16_cpu,
 )
 from tests.conftest import make_settings
 
@@ -116,6 +118,43 @@ def test_int8_embedder_stays_close_to_float32(
     assert list(np.argmax(quantized @ exact.T, axis=1)) == [0, 1, 2]
 
 
+def test_bfloat16_embedder_stays_close_to_float32_and_normalised(tmp_path: Path) -> None:
+    # Forced, so the bfloat16 path runs on any CPU (emulated where it has no bfloat16 instructions).
+    half = load_embeddings(make_settings(tmp_path, embedding_dtype="bfloat16"))
+    exact = load_embeddings(make_settings(tmp_path, embedding_dtype="float32"))
+    assert next(half._model.parameters()).dtype == torch.bfloat16
+    assert next(exact._model.parameters()).dtype == torch.float32
+    texts = ["员工每年有十五天年假。", "The Q1 shuttle bus has 33 seats.", "会议室「观澜」可容纳二十人。"]
+    halved, full = np.array(half.embed_documents(texts)), np.array(exact.embed_documents(texts))
+    # Normalised in float32 after the model: bfloat16's own normalisation is off by ~0.5 %.
+    assert np.allclose(np.linalg.norm(halved, axis=1), 1.0, atol=1e-5)
+    assert np.all(np.sum(halved * full, axis=1) > 0.99)
+    assert list(np.argmax(halved @ full.T, axis=1)) == [0, 1, 2]
+
+
+def test_auto_dtype_is_bfloat16_only_on_a_cpu_that_has_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class OnCPU:
+        device = torch.device("cpu")
+
+    class OnGPU:
+        device = torch.device("cuda")  # only its type is read: no GPU needed
+
+    auto = make_settings(tmp_path, embedding_dtype="auto")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert native_bfloat16_cpu()
+    assert embedder_dtype(auto, OnCPU()) == "bfloat16"
+    assert embedder_dtype(auto, OnGPU()) == "float32"
+    assert embedder_dtype(make_settings(tmp_path, embedding_int8=True), OnCPU()) == "float32"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert embedder_dtype(auto, OnCPU()) == "float32"  # emulated bfloat16 would be slower
+    assert embedder_dtype(make_settings(tmp_path, embedding_dtype="bfloat16"), OnCPU()) == "bfloat16"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: 1 / 0)
+    assert not native_bfloat16_cpu()  # a changed private helper means float32, not a crash
+
+
 def test_batch_size_defaults_to_the_device_and_a_setting_wins(
     tmp_path: Path, embeddings: SentenceTransformerEmbeddings
 ) -> None:
@@ -124,9 +163,9 @@ def test_batch_size_defaults_to_the_device_and_a_setting_wins(
 
     unset = make_settings(tmp_path)
     assert unset.embedding_batch_size is None
-    assert embeddings.batch_size == 8  # the shared test model runs on the CPU
+    assert embeddings.batch_size == 1  # the shared test model runs on the CPU
     assert embedding_batch_size(unset, OnGPU()) == 32
-    assert embedding_batch_size(unset) == 8
+    assert embedding_batch_size(unset) == 1
     assert embedding_batch_size(make_settings(tmp_path, embedding_batch_size=64), OnGPU()) == 64
 
 
