@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     embedding_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         default="auto",
         description="Number format of a sentence-transformers embedder's weights. auto = bfloat16 on a "
-        "CPU with native bfloat16 instructions (AVX512-BF16 or AMX), float32 elsewhere, a GPU included. "
+        "CPU with bfloat16 arithmetic (AVX512-BF16, AMX, ARM bf16), float32 elsewhere, a GPU included. "
         "bfloat16 embedded m3e-small 2.7x faster on such a CPU, cosine 0.997+ to the float32 vectors; "
         "where the CPU lacks the instructions it is emulated and slower. Ignored with embedding_int8.",
     )

@@ -23,6 +23,7 @@ from langchain_core.embeddings import Embeddings
 
 from rag.chinese_text import fold
 from rag.config import Settings
+from rag.cpu import cpu_dtype, cpu_flags
 
 log = logging.getLogger(__name__)
 
@@ -246,17 +247,6 @@ def quantize_int8(model: Any) -> Any:
         return model
 
 
-def native_bfloat16_cpu() -> bool:
-    """Whether this CPU computes in bfloat16 natively; elsewhere torch emulates it, slower than float32."""
-    import torch
-
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    try:
-        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-    except Exception:  # a private torch helper that changed: float32 is always safe
-        return False
-
-
 def embedder_dtype(settings: Settings, model: Any) -> str:
     """The weight format ``settings.embedding_dtype`` means for ``model`` on its device."""
     if settings.embedding_int8:
@@ -264,7 +254,7 @@ def embedder_dtype(settings: Settings, model: Any) -> str:
     if settings.embedding_dtype != "auto":
         return settings.embedding_dtype
     on_cpu = getattr(getattr(model, "device", None), "type", "cpu") == "cpu"
-    return "bfloat16" if on_cpu and native_bfloat16_cpu() else "float32"
+    return cpu_dtype(cpu_flags()) if on_cpu else "float32"
 
 
 def with_dtype(model: Any, dtype: str) -> Any:

@@ -11,7 +11,6 @@ from rag.embeddings import (
     embedder_dtype,
     embedding_batch_size,
     load_embeddings,
-    native_bfloat16_cpu,
 )
 from tests.conftest import make_settings
 
@@ -135,6 +134,8 @@ def test_bfloat16_embedder_stays_close_to_float32_and_normalised(tmp_path: Path)
 def test_auto_dtype_is_bfloat16_only_on_a_cpu_that_has_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import rag.embeddings
+
     class OnCPU:
         device = torch.device("cpu")
 
@@ -142,17 +143,13 @@ def test_auto_dtype_is_bfloat16_only_on_a_cpu_that_has_it(
         device = torch.device("cuda")  # only its type is read: no GPU needed
 
     auto = make_settings(tmp_path, embedding_dtype="auto")
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
-    assert native_bfloat16_cpu()
+    monkeypatch.setattr(rag.embeddings, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
     assert embedder_dtype(auto, OnCPU()) == "bfloat16"
     assert embedder_dtype(auto, OnGPU()) == "float32"
     assert embedder_dtype(make_settings(tmp_path, embedding_int8=True), OnCPU()) == "float32"
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(rag.embeddings, "cpu_flags", lambda: {"avx2", "fma"})
     assert embedder_dtype(auto, OnCPU()) == "float32"  # emulated bfloat16 would be slower
     assert embedder_dtype(make_settings(tmp_path, embedding_dtype="bfloat16"), OnCPU()) == "bfloat16"
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: 1 / 0)
-    assert not native_bfloat16_cpu()  # a changed private helper means float32, not a crash
 
 
 def test_batch_size_defaults_to_the_device_and_a_setting_wins(

@@ -8,7 +8,7 @@ import pytest
 
 from rag import llm
 from rag.config import Settings
-from rag.llm import LLMProvider, ManagedVLLM, cpu_dtype
+from rag.llm import LLMProvider, ManagedVLLM
 
 
 def _provider(settings: Settings) -> LLMProvider:
@@ -38,19 +38,11 @@ def test_kept_models_are_bounded(settings: Settings) -> None:
     assert provider.chat_model(max_tokens=1) is not first  # the oldest went first
 
 
-def test_cpu_dtype_is_bfloat16_only_where_the_cpu_computes_it() -> None:
-    assert cpu_dtype({"avx2", "fma"}) == "float32"
-    assert cpu_dtype({"avx2", "avx512f", "avx512_bf16"}) == "bfloat16"
-    assert cpu_dtype({"amx_bf16", "amx_tile"}) == "bfloat16"
-    assert cpu_dtype({"asimd", "bf16"}) == "bfloat16"  # ARM
-    assert cpu_dtype(set()) == "float32"
-
-
 def _cpu_command(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, flags: set[str], **update: object
 ) -> list[str]:
     monkeypatch.setattr(llm, "_gpu_present", lambda: False)
-    monkeypatch.setattr(llm, "_cpu_flags", lambda: flags)
+    monkeypatch.setattr(llm, "cpu_flags", lambda: flags)
     return ManagedVLLM(settings.model_copy(update={"llm_model": "/models/m", **update})).command()
 
 
