@@ -162,6 +162,12 @@ class Settings(BaseSettings):
         description="Cross-encoder (hub name or local path) reordering the fused candidates; 'none' = off. "
         "Switched off with a warning when it cannot be loaded here.",
     )
+    reranker_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto",
+        description="Number format of the reranker's weights, as embedding_dtype: auto = bfloat16 on a CPU "
+        "with bfloat16 arithmetic, float32 elsewhere (cross-encoders are commonly run in half precision; "
+        "no trained one is available offline here to measure it).",
+    )
     query_translation: Literal["off", "en-to-zh", "both"] = Field(
         default="both",
         description="When answering, also search with the question translated by the LLM (zh <-> en): "

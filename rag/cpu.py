@@ -29,7 +29,8 @@ def cpu_dtype(flags: set[str]) -> str:
     """bfloat16 where the CPU has bfloat16 arithmetic, float32 where it would be emulated.
 
     Emulated, bfloat16 is the slower one: on an AVX2-only EPYC the packaged 0.5B LLM read a 589-token
-    prompt in 25 s in bfloat16 against 4.4 s in float32. Native, it is the faster one: on an EPYC
-    with AVX512-BF16, m3e-small embedded 2.7x faster in bfloat16 (docs/BENCHMARKS.md).
+    prompt in 25 s in bfloat16 against 4.4 s in float32 (it generated 8 tokens/s against 4, but a RAG
+    prompt is long and its answer short). Native, it is the faster one: on an EPYC with AVX512-BF16,
+    m3e-small embedded 2.7x faster in bfloat16 (docs/BENCHMARKS.md).
     """
     return "bfloat16" if flags & _BFLOAT16_FLAGS else "float32"

@@ -247,18 +247,24 @@ def quantize_int8(model: Any) -> Any:
         return model
 
 
-def embedder_dtype(settings: Settings, model: Any) -> str:
-    """The weight format ``settings.embedding_dtype`` means for ``model`` on its device."""
-    if settings.embedding_int8:
-        return "float32"  # dynamic quantization starts from float32 linear layers
-    if settings.embedding_dtype != "auto":
-        return settings.embedding_dtype
+def model_dtype(choice: str, model: Any) -> str:
+    """The weight format a dtype setting (``choice``) means for ``model`` on its device: "auto" is
+    bfloat16 on a CPU that computes it natively, float32 on other CPUs and on GPUs."""
+    if choice != "auto":
+        return choice
     on_cpu = getattr(getattr(model, "device", None), "type", "cpu") == "cpu"
     return cpu_dtype(cpu_flags()) if on_cpu else "float32"
 
 
+def embedder_dtype(settings: Settings, model: Any) -> str:
+    """The weight format ``settings.embedding_dtype`` means for ``model`` on its device."""
+    if settings.embedding_int8:
+        return "float32"  # dynamic quantization starts from float32 linear layers
+    return model_dtype(settings.embedding_dtype, model)
+
+
 def with_dtype(model: Any, dtype: str) -> Any:
-    """``model`` with its weights in ``dtype``; sentence-transformers returns float32 vectors either way."""
+    """``model`` with its weights in ``dtype``; sentence-transformers returns float32 results either way."""
     if dtype == "float32":
         return model
     import torch

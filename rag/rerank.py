@@ -14,7 +14,14 @@ from typing import Any
 
 from rag.chinese_text import fold
 from rag.config import Settings
-from rag.embeddings import hub_reachable, limit_torch_threads, model_cache_folder, surely_uncached
+from rag.embeddings import (
+    hub_reachable,
+    limit_torch_threads,
+    model_cache_folder,
+    model_dtype,
+    surely_uncached,
+    with_dtype,
+)
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +30,8 @@ class CrossEncoderReranker:
     """Scores (query, passage) pairs; higher is more relevant. Both are read folded, as the embedders
     read them (``rag.chinese_text``), so a difference of script or width is not one of relevance."""
 
-    def __init__(self, model: Any, name: str, *, batch_size: int = 16) -> None:
-        self._model = model
+    def __init__(self, model: Any, name: str, *, batch_size: int = 16, dtype: str = "float32") -> None:
+        self._model = with_dtype(model, model_dtype(dtype, model))
         self.name = name
         self.batch_size = batch_size
 
@@ -55,20 +62,20 @@ def load_reranker(settings: Settings) -> CrossEncoderReranker | None:
     from sentence_transformers import CrossEncoder
 
     limit_torch_threads(settings)
-    device, folder = settings.embedding_device, model_cache_folder(settings)
+    device, folder, dtype = settings.embedding_device, model_cache_folder(settings), settings.reranker_dtype
     try:
         if local.exists():
             return CrossEncoderReranker(
-                CrossEncoder(str(local), device=device, local_files_only=True), local.name
+                CrossEncoder(str(local), device=device, local_files_only=True), local.name, dtype=dtype
             )
         try:
             cached = CrossEncoder(spec, device=device, local_files_only=True, cache_folder=folder)
-            return CrossEncoderReranker(cached, spec)
+            return CrossEncoderReranker(cached, spec, dtype=dtype)
         except Exception:
             if not hub_reachable(settings.hub_timeout_s):
                 log.warning(_UNAVAILABLE, spec)
                 return None
-        return CrossEncoderReranker(CrossEncoder(spec, device=device, cache_folder=folder), spec)
+        return CrossEncoderReranker(CrossEncoder(spec, device=device, cache_folder=folder), spec, dtype=dtype)
     except Exception as error:
         log.warning("reranker %r is not available here (%s): retrieval runs without reranking", spec, error)
         return None

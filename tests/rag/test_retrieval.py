@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from langchain_core.documents import Document
 from sentence_transformers import CrossEncoder
 
@@ -86,6 +87,27 @@ def test_cross_encoder_reorders_the_candidates(service: KnowledgeBaseService) ->
     assert reranker.score("會議室在幾樓", ["會議室在三樓。"]) == pytest.approx(
         reranker.score("会议室在几楼", ["会议室在三楼。"]), rel=1e-4
     )
+
+
+def test_reranker_runs_in_the_configured_dtype(service: KnowledgeBaseService) -> None:
+    """bfloat16 (auto's choice on a CPU with bfloat16 arithmetic) changes a cross-encoder's scores by
+    rounding only: checked with the same untrained MiniLM head loaded both ways (its scores differ by
+    ~1e-4 there, and by ~2e-3 from one passage to the next)."""
+    path = PACKAGED_MODELS["all-minilm-l6-v2"].locate()
+    settings = service.settings.model_copy(update={"reranker_model": path})
+    loaded = {
+        dtype: load_reranker(settings.model_copy(update={"reranker_dtype": dtype}))
+        for dtype in ("float32", "bfloat16")
+    }
+    exact, half = loaded["float32"], loaded["bfloat16"]
+    assert exact is not None and half is not None
+    assert next(exact._model.parameters()).dtype == torch.float32
+    assert next(half._model.parameters()).dtype == torch.bfloat16
+    half._model.load_state_dict(exact._model.state_dict())  # the same random head in both
+    passages = ["员工每年有十五天年假。", "The API allows 600 requests per minute.", "班车七点发车。"]
+    scores = half.score("How many requests per minute?", passages)
+    assert all(isinstance(score, float) for score in scores)
+    assert scores == pytest.approx(exact.score("How many requests per minute?", passages), abs=1e-3)
 
 
 def test_unavailable_reranker_is_switched_off(service: KnowledgeBaseService, tmp_path: Path) -> None:
