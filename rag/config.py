@@ -63,9 +63,10 @@ class Settings(BaseSettings):
     torch_threads: int = Field(
         default=1,
         ge=0,
-        description="CPU threads per torch operation (embedder, reranker); 0 = torch's default, one per "
-        "core. 1 because a question's embedding is many tiny operations: on 2 cores shared with vLLM, "
-        "other requests or ingestion, 2 threads wait on each other and took 200-900 ms instead of ~25 ms.",
+        description="CPU threads per torch operation (embedder, reranker), and the packaged e5 engine's "
+        "OpenMP threads; 0 = one per core. 1 because a question's embedding is many tiny operations: on 2 "
+        "cores shared with vLLM, other requests or ingestion, 2 threads wait on each other and took "
+        "200-900 ms instead of ~25 ms (e5 right after a vLLM answer: ~1 s of kbqa's time to first token).",
     )
     ingest_torch_threads: int = Field(
         default=0,

