@@ -74,6 +74,38 @@ class ChatCompletionRequest(BaseModel):
     stop: Text | list[Text] | None = None
     n: int | None = Field(default=None, ge=1, le=1, description="Only one choice is supported.")
     top_k: int | None = Field(default=None, ge=1, le=50, description="kbqa extension: passages retrieved.")
+    # Accepted only where they ask for what kbqa does anyway: silently ignoring a request for JSON or
+    # for a tool call would hand the client prose it then fails to parse, with no word why.
+    response_format: dict[str, Any] | None = Field(
+        default=None, description='Only {"type": "text"}: answers are prose with [n] citations.'
+    )
+    tools: list[Any] | None = Field(default=None, description="Only none: kbqa calls no tools.")
+    tool_choice: Any = Field(default=None, description='Only "none" or "auto" (with no tools).')
+
+    @field_validator("response_format")
+    @classmethod
+    def _text_only(cls, response_format: dict[str, Any] | None) -> dict[str, Any] | None:
+        kind = (response_format or {}).get("type", "text")
+        if kind != "text":
+            raise ValueError(
+                f"response_format {kind!r} is not supported: kbqa answers in prose from the documents, "
+                'with [n] citations; send {"type": "text"} or leave it out'
+            )
+        return response_format
+
+    @field_validator("tools")
+    @classmethod
+    def _no_tools(cls, tools: list[Any] | None) -> list[Any] | None:
+        if tools:
+            raise ValueError("tools are not supported: kbqa answers from its documents and calls no tools")
+        return tools
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _no_tool_choice(cls, choice: Any) -> Any:
+        if choice not in (None, "none", "auto"):
+            raise ValueError('tool_choice must be "none" or "auto": kbqa calls no tools')
+        return choice
 
     @field_validator("stop")
     @classmethod

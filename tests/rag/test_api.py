@@ -322,6 +322,19 @@ def test_malformed_chat_requests_are_400(url: str, content: str | None, json_bod
     assert error["type"] == "invalid_request_error"
 
 
+def test_json_output_and_tools_are_refused_by_name_not_ignored(url: str) -> None:
+    """A client asking for JSON or a tool call learns why it gets neither, instead of prose it cannot
+    parse; what kbqa does anyway (text, no tools) is accepted as OpenAI clients send it."""
+    error = _assert_error(_chat(url, response_format={"type": "json_object"}), 400)
+    assert error["param"] == "response_format" and "json_object" in error["message"]
+    assert "prose" in error["message"]
+    error = _assert_error(_chat(url, tools=[{"type": "function", "function": {"name": "lookup"}}]), 400)
+    assert error["param"] == "tools" and "tools are not supported" in error["message"]
+    assert _assert_error(_chat(url, tool_choice="required"), 400)["param"] == "tool_choice"
+    accepted = _chat(url, response_format={"type": "text"}, tools=[], tool_choice="none", max_tokens=8)
+    assert accepted.status_code == 200, accepted.text
+
+
 def test_unknown_model_and_unknown_knowledge_base_are_404(url: str) -> None:
     assert _assert_error(_chat(url, model="gpt-4o"), 404)["code"] == "model_not_found"
     assert _assert_error(_chat(url, model="kbqa:nosuchkb"), 404)["code"] == "knowledge_base_not_found"

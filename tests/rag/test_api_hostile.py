@@ -155,6 +155,15 @@ HOSTILE = [
     _chat(400, "empty-stop-string", _ask(stop=[""])),
     _chat(400, "top-k-zero", _ask(top_k=0)),
     _chat(400, "top-k-huge", _ask(top_k=10_000)),
+    # --- what kbqa does not do: refused by name, not ignored
+    _chat(400, "json-response-format", _ask(response_format={"type": "json_object"})),
+    _chat(
+        400, "json-schema-response-format", _ask(response_format={"type": "json_schema", "json_schema": {}})
+    ),
+    _chat(400, "response-format-not-an-object", _ask(response_format="json")),
+    _chat(400, "tools", _ask(tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}])),
+    _chat(400, "tool-choice-required", _ask(tool_choice="required")),
+    _chat(400, "tool-choice-a-function", _ask(tool_choice={"type": "function", "function": {"name": "f"}})),
     # --- routes and methods
     Hostile("get-on-chat", "GET", CHAT, 405),
     Hostile("put-on-models", "PUT", "/v1/models", 405, {"json": {}}),
