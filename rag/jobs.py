@@ -38,6 +38,7 @@ class IngestJob:
     summary: dict[str, Any] | None = None
     error: str | None = None
     waiting: str | None = None  # why a job that was started is not running yet (another writer)
+    settled: set[str] = field(default_factory=set)  # files read and indexed, or refused, so far
     created_at: float = field(default_factory=time.time)
     finished_at: float | None = None
 
@@ -48,8 +49,10 @@ class IngestJob:
     @property
     def current(self) -> str | None:
         """The file being read and indexed: files are read and reported in order, so while the job
-        runs it is the first one not done."""
-        return self.files[self.done] if self.status == "running" and self.done < len(self.files) else None
+        runs it is the first one neither done nor refused (a refused one is never read)."""
+        if self.status != "running":
+            return None
+        return next((name for name in self.files if name not in self.settled), None)
 
     def as_dict(self) -> dict[str, Any]:
         total = len(self.files)
@@ -81,7 +84,13 @@ class JobReporter:
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def file_done(self, done: int, total: int, source: str) -> None:
-        self.job.done = done
+        self.job.settled.add(source)
+        self.job.done = len(self.job.settled)
+
+    def refused(self, names: list[str]) -> None:
+        """``names`` will not be read (the job found them taken): done, as far as progress goes."""
+        self.job.settled.update(names)
+        self.job.done = len(self.job.settled)
 
     def chunks_embedded(self, count: int) -> None:
         self.job.chunks_embedded = count

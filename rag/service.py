@@ -416,6 +416,7 @@ class KnowledgeBaseService:
                 f"knowledge base {kb!r} was deleted before this upload could be ingested"
             )
         taken = self._folder_documents(kb, names)
+        report.refused(taken)
         folder = self._upload_folder(kb)
         placed: list[tuple[Path, Path | None]] = []  # (stored file, link to the bytes it replaced)
         try:

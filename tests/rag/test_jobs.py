@@ -43,6 +43,33 @@ def test_job_reports_progress_and_summary() -> None:
     jobs.shutdown()
 
 
+def test_a_refused_file_is_done_and_not_current() -> None:
+    """A name the job refuses (a folder's document took it meanwhile) is never read: progress counts it
+    done, and the file in progress is the next one, not the refused one."""
+    jobs = IngestJobs()
+    checked, go_on = threading.Event(), threading.Event()
+
+    def work(report: JobReporter) -> IngestSummary:
+        report.refused(["a.md"])
+        report.file_done(1, 2, "b.md")  # the pipeline counts only the files it reads
+        checked.set()
+        go_on.wait(10)
+        report.file_done(2, 2, "c.md")
+        return IngestSummary(kb="kb", added=["b.md", "c.md"], failed=[("a.md", "taken")])
+
+    job = jobs.submit("kb", ["a.md", "b.md", "c.md"], work)
+    assert checked.wait(10)
+    assert jobs.get(job.id).as_dict()["progress"] == {
+        "done": 2,
+        "total": 3,
+        "current": "c.md",
+        "chunks_embedded": 0,
+    }
+    go_on.set()
+    assert jobs.wait(job.id, 10).as_dict()["progress"]["done"] == 3
+    jobs.shutdown()
+
+
 def test_failures_end_the_job_as_failed_with_a_reason() -> None:
     jobs = IngestJobs()
 
