@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from rag.chinese_text import fold
+from rag.embeddings import unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,7 @@ class CompanionEncoder:
 
                 self._model = USE(threads=self.threads)
             vectors = np.asarray(self._model.encode(folded), dtype=np.float32)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.where(norms > 0, norms, 1.0)
+        return unit_rows(vectors)
 
 
 def load_companion(model: str, embeddings: object = None, *, threads: int = 1) -> CompanionEncoder | None:

@@ -91,6 +91,12 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
 DEFAULT_MIN_RELEVANCE = 0.45
 
 
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    """``matrix`` with each row scaled to length 1 (an all-zero row stays zero), for cosine scores."""
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms > 0, norms, 1.0)
+
+
 class SentenceTransformerEmbeddings(Embeddings):
     """Batched, L2-normalised embeddings; normalised so that cosine distance in Chroma is meaningful.
 
@@ -135,9 +141,7 @@ class SentenceTransformerEmbeddings(Embeddings):
             show_progress_bar=False,
         )
         # Normalised here, in float32: a bfloat16 model's own normalisation left norms off by ~0.5 %.
-        vectors = np.asarray(vectors, dtype=np.float32)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return (vectors / np.maximum(norms, 1e-12)).tolist()
+        return unit_rows(np.asarray(vectors, dtype=np.float32)).tolist()
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self._encode(list(texts)) if texts else []

@@ -33,7 +33,6 @@ class IngestJob:
     kb: str
     files: list[str]
     status: JobStatus = "queued"
-    done: int = 0
     chunks_embedded: int = 0
     summary: dict[str, Any] | None = None
     error: str | None = None
@@ -45,6 +44,10 @@ class IngestJob:
     @property
     def finished(self) -> bool:
         return self.status in ("succeeded", "failed")
+
+    @property
+    def done(self) -> int:
+        return len(self.settled)
 
     @property
     def current(self) -> str | None:
@@ -85,12 +88,10 @@ class JobReporter:
 
     def file_done(self, done: int, total: int, source: str) -> None:
         self.job.settled.add(source)
-        self.job.done = len(self.job.settled)
 
     def refused(self, names: list[str]) -> None:
         """``names`` will not be read (the job found them taken): done, as far as progress goes."""
         self.job.settled.update(names)
-        self.job.done = len(self.job.settled)
 
     def chunks_embedded(self, count: int) -> None:
         self.job.chunks_embedded = count

@@ -55,6 +55,7 @@ import numpy as np
 from filelock import FileLock
 
 from rag.chinese_text import fold
+from rag.embeddings import unit_rows
 from rag.language import CJK
 from rag.token_cache import TokenCache, text_hash
 
@@ -276,9 +277,7 @@ class KeywordIndex:
             model.save(str(staging), show_progress=False)
         (staging / "ids.json").write_text(json.dumps(ids), encoding="utf-8")
         if with_vectors and vectors and len(ids) <= self.vector_limit:  # it may have grown meanwhile
-            matrix = np.concatenate(vectors)
-            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-            np.save(staging / _VECTORS, matrix / np.where(norms > 0, norms, 1.0))
+            np.save(staging / _VECTORS, unit_rows(np.concatenate(vectors)))
             if companion:
                 np.save(staging / _COMPANION, np.concatenate(companion))
         state = {"count": len(ids), "version": version, "tokenizer": TOKENIZER_VERSION}
