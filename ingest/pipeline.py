@@ -61,6 +61,7 @@ from ingest.splitter import make_splitter, split_documents
 from ingest.vector_reuse import ReusingEmbeddings
 from rag.companion import load_companion
 from rag.config import Settings
+from rag.cpu import usable_cores
 from rag.embeddings import SentenceTransformerEmbeddings
 from rag.keyword_index import KeywordIndex, keyword_folder
 from rag.locking import IngestionLock
@@ -351,7 +352,7 @@ class Ingestor:
         # The keyword-index rebuild keeps the companion's vectors too (rag.companion), encoded in bulk:
         # as many BLAS threads as torch has for the embedder (the CLI: every core, 1.5x faster than
         # one on 2 cores; the app: 1).
-        threads = settings.torch_threads or os.cpu_count() or 1
+        threads = settings.torch_threads or usable_cores()
         self.companion = load_companion(settings.companion_model, embeddings, threads=threads)
 
     def ingest_folder(

@@ -52,8 +52,11 @@ class ReusingEmbeddings(Embeddings):
         return [self._known[text] for text in texts]
 
     def _batch_size(self) -> int:
+        """Texts the model takes in one step: a batch per worker thread."""
         size = getattr(self.inner, "batch_size", None)
-        return size if isinstance(size, int) and size > 0 else 32
+        workers = getattr(self.inner, "workers", 1)
+        size = size if isinstance(size, int) and size > 0 else 32
+        return size * (workers if isinstance(workers, int) and workers > 0 else 1)
 
     def embed_query(self, text: str) -> list[float]:
         return self.inner.embed_query(text)

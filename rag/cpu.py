@@ -6,6 +6,7 @@ AVX-512 and AVX512-BF16), so such choices are made at start-up from the CPU's ow
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 # x86 AVX512-BF16 or AMX, ARM's bf16 extension: bfloat16 products in hardware.
@@ -34,3 +35,11 @@ def cpu_dtype(flags: set[str]) -> str:
     m3e-small embedded 2.7x faster in bfloat16 (docs/BENCHMARKS.md).
     """
     return "bfloat16" if flags & _BFLOAT16_FLAGS else "float32"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, which a container narrows), at least 1."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # no affinity call on this platform
+        return os.cpu_count() or 1

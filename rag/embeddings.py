@@ -12,8 +12,10 @@ import importlib.util
 import logging
 import os
 import socket
+import threading
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from langchain_core.embeddings import Embeddings
 
 from rag.chinese_text import fold
 from rag.config import Settings
-from rag.cpu import cpu_dtype, cpu_flags
+from rag.cpu import cpu_dtype, cpu_flags, usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,26 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
 DEFAULT_MIN_RELEVANCE = 0.45
 
 
+def encode_side_by_side(
+    texts: list[str], workers: int, encode: Callable[[list[str]], np.ndarray]
+) -> np.ndarray:
+    """``encode(texts)``'s rows, computed by ``workers`` threads at once, each on its share of ``texts``.
+
+    Shares are dealt from the longest text down, in turn, so every thread gets texts of about the same
+    lengths and they finish together. Worth it where ``encode`` releases the GIL for its arithmetic
+    (torch, numpy's BLAS) and runs it on one thread: then the cores work on different texts instead of
+    splitting each small operation between them.
+    """
+    order = sorted(range(len(texts)), key=lambda index: len(texts[index]), reverse=True)
+    shares = [order[start::workers] for start in range(min(workers, len(texts)))]
+    with ThreadPoolExecutor(len(shares), thread_name_prefix="encode") as pool:
+        parts = list(pool.map(lambda share: encode([texts[index] for index in share]), shares))
+    vectors = np.empty((len(texts), np.shape(parts[0])[1]), dtype=np.float32)
+    for share, part in zip(shares, parts, strict=True):
+        vectors[share] = part
+    return vectors
+
+
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
     """``matrix`` with each row scaled to length 1 (an all-zero row stays zero), for cosine scores."""
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
@@ -115,10 +137,17 @@ class SentenceTransformerEmbeddings(Embeddings):
         lowercase: bool = False,
         min_relevance: float = DEFAULT_MIN_RELEVANCE,
         retrieval_mode: str = "hybrid",
+        workers: int = 1,
     ) -> None:
         self._model = model
         self.name = name
         self.batch_size = batch_size
+        # Texts embedded at once on a CPU, each by its own thread with one torch thread: on 2 cores
+        # this was 1.2x faster than both cores on every operation of one text (docs/BENCHMARKS.md),
+        # since a small model's operations on one short text are too small to split well.
+        self.workers = workers
+        self._spread_lock = threading.Lock()
+        self._tokenizer_ready = False
         self.lowercase = lowercase
         self.min_relevance = min_relevance  # similarity scales differ per model, so the gate follows it
         # Whether BM25 helps depends on the model too: it makes up for a weak one's term matching.
@@ -133,6 +162,11 @@ class SentenceTransformerEmbeddings(Embeddings):
         texts = [fold(text) for text in texts]
         if self.lowercase:
             texts = [text.lower() for text in texts]
+        vectors = self._encode_spread(texts) if self.workers > 1 and len(texts) > 1 else self._run(texts)
+        # Normalised here, in float32: a bfloat16 model's own normalisation left norms off by ~0.5 %.
+        return unit_rows(vectors).tolist()
+
+    def _run(self, texts: list[str]) -> np.ndarray:
         vectors = self._model.encode(
             texts,
             batch_size=self.batch_size,
@@ -140,8 +174,28 @@ class SentenceTransformerEmbeddings(Embeddings):
             convert_to_numpy=True,
             show_progress_bar=False,
         )
-        # Normalised here, in float32: a bfloat16 model's own normalisation left norms off by ~0.5 %.
-        return unit_rows(np.asarray(vectors, dtype=np.float32)).tolist()
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+
+    def _encode_spread(self, texts: list[str]) -> np.ndarray:
+        """``texts`` embedded by ``workers`` threads of one torch thread each.
+
+        torch's thread count is process-wide and new threads take it when they start, so it is 1
+        while the workers start and run, then put back; one spread at a time.
+        """
+        import torch
+
+        with self._spread_lock:
+            if not self._tokenizer_ready:
+                # A fast tokenizer's first call sets its truncation; two threads doing that at once
+                # can collide ("Already borrowed"). Later calls only read it.
+                self._run(texts[:1])
+                self._tokenizer_ready = True
+            previous = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                return encode_side_by_side(texts, self.workers, self._run)
+            finally:
+                torch.set_num_threads(previous)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self._encode(list(texts)) if texts else []
@@ -327,11 +381,23 @@ def embedding_batch_size(settings: Settings, model: object | None = None) -> int
     return CPU_EMBEDDING_BATCH if on_cpu else GPU_EMBEDDING_BATCH
 
 
+def embedding_workers(settings: Settings, model: object | None = None) -> int:
+    """Threads that embed texts side by side: ``torch_threads`` (0 = one per core) on a CPU, 1 on a GPU."""
+    device = getattr(model, "device", None)
+    if device is not None and getattr(device, "type", "cpu") != "cpu":
+        return 1
+    return settings.torch_threads or usable_cores()
+
+
 def _sentence_transformer(
     model: object, name: str, settings: Settings, **traits: Any
 ) -> SentenceTransformerEmbeddings:
     return SentenceTransformerEmbeddings(
-        model, name, batch_size=embedding_batch_size(settings, model), **traits
+        model,
+        name,
+        batch_size=embedding_batch_size(settings, model),
+        workers=embedding_workers(settings, model),
+        **traits,
     )
 
 

@@ -37,3 +37,10 @@ def test_without_a_progress_callback_the_texts_go_in_one_call() -> None:
     inner = _LengthEmbedder()
     ReusingEmbeddings(inner).embed_documents([f"t{n}" for n in range(100)])
     assert [len(call) for call in inner.calls] == [100]
+
+
+def test_an_embedder_with_worker_threads_gets_a_batch_per_worker_in_each_slice() -> None:
+    inner = _LengthEmbedder()
+    inner.workers = 2  # type: ignore[attr-defined]
+    ReusingEmbeddings(inner, on_embedded=lambda _: None).embed_documents([f"t{n}" for n in range(100)])
+    assert [len(call) for call in inner.calls] == [64, 36]  # 16 batches of 2 for each of 2 workers

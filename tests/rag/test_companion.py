@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,18 @@ def test_vectors_are_unit_length_and_match_across_languages(encoder: CompanionEn
     assert isinstance(load_companion("auto", Measured()), CompanionEncoder)
     with pytest.raises(ValueError, match="unknown companion"):
         load_companion("nope")
+
+
+def test_a_batch_spread_over_threads_encodes_as_one_thread_does(encoder: CompanionEncoder) -> None:
+    texts = [FILES["leave.md"], FILES["shuttle.txt"] * 3, FILES["canteen.md"], "班车有多少座位？", "canteen"]
+    spread = CompanionEncoder(threads=2)
+    names: list[str] = []
+    vectors = spread.encode(texts[:1])  # loads the model
+    model_encode = spread._model.encode
+    spread._model.encode = lambda part: names.append(threading.current_thread().name) or model_encode(part)
+    vectors = spread.encode(texts)
+    assert sorted(names) == ["encode_0", "encode_1"]
+    assert np.allclose(vectors, encoder.encode(texts), atol=1e-5)
 
 
 class _Counting(CompanionEncoder):

@@ -1,4 +1,6 @@
-from rag.cpu import cpu_dtype, cpu_flags
+import os
+
+from rag.cpu import cpu_dtype, cpu_flags, usable_cores
 
 
 def test_cpu_dtype_is_bfloat16_only_where_the_cpu_computes_it() -> None:
@@ -13,3 +15,7 @@ def test_cpu_flags_reads_this_machines_cpu() -> None:
     flags = cpu_flags()
     assert isinstance(flags, set)
     assert not flags or all(flag == flag.strip() and flag for flag in flags)
+
+
+def test_usable_cores_counts_this_process_cores() -> None:
+    assert 1 <= usable_cores() <= (os.cpu_count() or 1)

@@ -1,6 +1,7 @@
 import logging
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -8,11 +9,13 @@ import pytest
 import torch
 
 from rag.config import PROJECT_ROOT
+from rag.cpu import usable_cores
 from rag.embeddings import (
     EmbeddingModelError,
     SentenceTransformerEmbeddings,
     embedder_dtype,
     embedding_batch_size,
+    embedding_workers,
     load_embeddings,
 )
 from tests.conftest import make_settings, subprocess_env
@@ -201,6 +204,45 @@ def test_batch_size_defaults_to_the_device_and_a_setting_wins(
     assert embedding_batch_size(unset, OnGPU()) == 32
     assert embedding_batch_size(unset) == 1
     assert embedding_batch_size(make_settings(tmp_path, embedding_batch_size=64), OnGPU()) == 64
+
+
+def test_a_batch_is_shared_out_to_worker_threads_of_one_torch_thread_each(tmp_path: Path) -> None:
+    spread = load_embeddings(make_settings(tmp_path, torch_threads=2))
+    assert spread.workers == 2
+    seen: list[tuple[str, int, int]] = []
+    run = spread._run
+
+    def watched(texts: list[str]) -> np.ndarray:
+        seen.append((threading.current_thread().name, torch.get_num_threads(), len(texts)))
+        return run(texts)
+
+    spread._run = watched  # type: ignore[method-assign]
+    texts = ["员工每年有十五天带薪年假，须提前一周申请。" * n for n in (1, 5, 2, 4, 3)] + ["班车几点发车？"]
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        vectors = np.array(spread.embed_documents(texts))
+        assert torch.get_num_threads() == 2  # put back for the rest of the process
+    finally:
+        torch.set_num_threads(before)
+    workers = [entry for entry in seen if entry[0].startswith("encode")]
+    assert sorted(entry[2] for entry in workers) == [3, 3] and {entry[1] for entry in workers} == {1}
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    spread.workers = 1  # the same texts on one thread, every core on each operation
+    alone = np.array(spread.embed_documents(texts))
+    assert np.all(np.sum(vectors * alone, axis=1) > 0.999)  # each row is its own text's vector
+    one = np.array(spread.embed_query(texts[0]))
+    assert float(one @ vectors[0]) > 0.999
+
+
+def test_worker_count_follows_torch_threads_on_a_cpu_and_is_one_on_a_gpu(tmp_path: Path) -> None:
+    class OnGPU:
+        device = torch.device("cuda")  # only its type is read: no GPU needed
+
+    assert embedding_workers(make_settings(tmp_path, torch_threads=1)) == 1  # the app's default
+    assert embedding_workers(make_settings(tmp_path, torch_threads=3)) == 3
+    assert embedding_workers(make_settings(tmp_path, torch_threads=0)) == usable_cores()
+    assert embedding_workers(make_settings(tmp_path, torch_threads=0), OnGPU()) == 1
 
 
 def _hub_cache_with(root: Path, name: str, model_folder: str) -> Path:
