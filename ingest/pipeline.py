@@ -349,9 +349,8 @@ class Ingestor:
         self.limits = LoadLimits.from_settings(settings)
         self.manifest = Manifest(settings.index_db)
         self.reading = reading_key(settings)
-        # The keyword-index rebuild keeps the companion's vectors too (rag.companion), encoded in bulk:
-        # as many BLAS threads as torch has for the embedder (the CLI: every core, 1.5x faster than
-        # one on 2 cores; the app: 1).
+        # The keyword-index rebuild keeps the companion's vectors too (rag.companion), encoded in bulk
+        # by as many threads as the embedder has (the CLI: one per core; the app: 1).
         threads = settings.torch_threads or usable_cores()
         self.companion = load_companion(settings.companion_model, embeddings, threads=threads)
 

@@ -51,7 +51,7 @@ def test_a_batch_spread_over_threads_encodes_as_one_thread_does(encoder: Compani
     texts = [FILES["leave.md"], FILES["shuttle.txt"] * 3, FILES["canteen.md"], "班车有多少座位？", "canteen"]
     spread = CompanionEncoder(threads=2)
     names: list[str] = []
-    vectors = spread.encode(texts[:1])  # loads the model
+    spread.encode(texts[:1])  # loads the model
     model_encode = spread._model.encode
     spread._model.encode = lambda part: names.append(threading.current_thread().name) or model_encode(part)
     vectors = spread.encode(texts)

@@ -217,7 +217,14 @@ def test_a_batch_is_shared_out_to_worker_threads_of_one_torch_thread_each(tmp_pa
         return run(texts)
 
     spread._run = watched  # type: ignore[method-assign]
-    texts = ["员工每年有十五天带薪年假，须提前一周申请。" * n for n in (1, 5, 2, 4, 3)] + ["班车几点发车？"]
+    texts = [
+        "员工每年有十五天带薪年假。",
+        "The company shuttle bus has 33 seats and runs every 15 minutes between the two campuses.",
+        "会议室「观澜」可容纳二十人，须提前一天在系统里预订，取消也要提前两小时。",
+        "食堂在三楼。",
+        "Expense claims must be filed within 20 working days after the trip, with every receipt attached.",
+        "班车几点发车？",
+    ]
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -230,7 +237,8 @@ def test_a_batch_is_shared_out_to_worker_threads_of_one_torch_thread_each(tmp_pa
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     spread.workers = 1  # the same texts on one thread, every core on each operation
     alone = np.array(spread.embed_documents(texts))
-    assert np.all(np.sum(vectors * alone, axis=1) > 0.999)  # each row is its own text's vector
+    assert np.all(np.sum(vectors * alone, axis=1) > 0.999)
+    assert list(np.argmax(vectors @ alone.T, axis=1)) == list(range(len(texts)))  # each row its own text's
     one = np.array(spread.embed_query(texts[0]))
     assert float(one @ vectors[0]) > 0.999
 
