@@ -57,6 +57,9 @@ from rag.language import detect_language, passage_language
 from rag.named_terms import unmentioned_term
 from rag.rerank import CrossEncoderReranker
 
+# The question's translation ("" for none) and its embedding (None where not made).
+_Translation = tuple[str, np.ndarray | None]
+
 
 @dataclass
 class _Candidate:
@@ -118,11 +121,11 @@ class KnowledgeBaseRetriever(BaseRetriever):
         target = "zh" if detect_language(query) == "en" else "en"
         translation = self._start_translation(query, target)
         self._search(query, 1.0, pool, vectors)
-        translated = self._translation_result(translation)
+        translated, translated_vector = self._translation_result(translation)
         translated = translated if translated != query.strip() else ""
         share = self.translation_weight if target == "zh" else self.translation_weight_to_english
         if translated:
-            self._search(translated, share, pool, vectors, translation=True)
+            self._search(translated, share, pool, vectors, translation=True, query_vector=translated_vector)
         if self.context and self.context.strip() != query.strip():
             self._search(self.context, 1.0, pool, vectors)
         self._fill_keyword_only(pool, vectors)
@@ -188,18 +191,19 @@ class KnowledgeBaseRetriever(BaseRetriever):
         rest = [candidate for candidate in ranked[width:] if str(candidate.document.id) not in scores]
         return [allowed[chunk_id] for chunk_id in fused] + rest
 
-    def _translation_result(self, translation: Future[str | None] | None) -> str:
-        """The translation, or "" when there is none or it is not back within ``translation_wait_s``.
+    def _translation_result(self, translation: Future[_Translation | None] | None) -> _Translation:
+        """The translation and its embedding, or ("", None) when there is none or it is not back
+        within ``translation_wait_s``.
 
         A late translation is not lost: it finishes on its thread and the translator caches it, so
         the question asked again is searched in both languages.
         """
         if translation is None:
-            return ""
+            return "", None
         try:
-            return (translation.result(timeout=self.translation_wait_s) or "").strip()
+            return translation.result(timeout=self.translation_wait_s) or ("", None)
         except TimeoutError:
-            return ""
+            return "", None
 
     def _cover_language(self, ranked: list[_Candidate], language: str) -> list[_Candidate]:
         """``ranked`` with the translation's best passage in ``language`` at ``coverage_rank`` or better."""
@@ -238,22 +242,30 @@ class KnowledgeBaseRetriever(BaseRetriever):
             return True
         return not self.store.get(where={"language": {"$in": ["zh", "en"]}}, limit=1, include=[])["ids"]
 
-    def _start_translation(self, query: str, target: str) -> Future[str | None] | None:
-        """The question's translation, asked on a thread of its own while the question itself is searched.
+    def _start_translation(self, query: str, target: str) -> Future[_Translation | None] | None:
+        """The question's translation, and its embedding, made on a thread of their own while the
+        question itself is searched.
 
         Translating is an LLM round trip (seconds on a CPU vLLM); the question's own embedding and
-        searches (25-40 ms here) no longer wait for it. The thread runs in this one's context, so the LLM call
-        stays a child of this run for callbacks (token counts), and its errors are raised here. A
-        knowledge base without passages in the ``target`` language is not worth the round trip.
+        searches (25-40 ms here) no longer wait for it. A cached translation is embedded there too,
+        beside the question's own embedding: the two no longer take turns (~15 ms each with the e5
+        engine on its one thread). The thread runs in this one's context, so the LLM call stays a
+        child of this run for callbacks (token counts), and its errors are raised here. A knowledge
+        base without passages in the ``target`` language is not worth the round trip.
         """
         if self.translate is None:
             return None
-        future: Future[str | None] = Future()
+        future: Future[_Translation | None] = Future()
         context = contextvars.copy_context()
         translate = self.translate
 
-        def translation() -> str | None:
-            return translate(query) if self._holds_language(target) else None
+        def translation() -> _Translation | None:
+            if not self._holds_language(target):
+                return None
+            text = (translate(query) or "").strip()
+            if not text or text == query.strip():
+                return text, None
+            return text, np.asarray(self.store.embeddings.embed_query(text), dtype=np.float32)
 
         def work() -> None:
             try:
@@ -272,13 +284,16 @@ class KnowledgeBaseRetriever(BaseRetriever):
         vectors: list[np.ndarray],
         *,
         translation: bool = False,
+        query_vector: np.ndarray | None = None,
     ) -> None:
         """Vector and keyword search for ``text``; their ranks go into ``pool``, weighted by ``share``.
 
         A ``translation``'s own fusion score is also kept apart, for language coverage.
+        ``query_vector``: ``text``'s embedding where it was made already.
         """
         width = max(self.candidates, self.k)
-        query_vector = np.asarray(self.store.embeddings.embed_query(text), dtype=np.float32)
+        if query_vector is None:
+            query_vector = np.asarray(self.store.embeddings.embed_query(text), dtype=np.float32)
         vectors.append(query_vector)
         for rank, (document, similarity) in enumerate(self._nearest(query_vector, width), start=1):
             candidate = pool.setdefault(str(document.id), _Candidate(document))

@@ -196,6 +196,29 @@ def test_translation_runs_while_the_question_itself_is_searched(
     assert "leave.md" in [document.metadata["source"] for document in found]
 
 
+def test_the_translation_is_embedded_on_its_own_thread_beside_the_question(
+    service: KnowledgeBaseService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    embedded: dict[str, str] = {}
+    embed_query = service.embeddings.embed_query
+
+    def recording_embed_query(text: str) -> list[float]:
+        embedded[text] = threading.current_thread().name
+        return embed_query(text)
+
+    monkeypatch.setattr(service.embeddings, "embed_query", recording_embed_query)
+    question = "How many days of paid annual leave do employees get?"
+    translation = "员工每年有几天带薪年假？"
+    found = service.retriever(KB, k=3, gated=False, translate=lambda _: translation).invoke(question)
+    assert embedded == {question: threading.current_thread().name, translation: "kbqa-translate"}
+    assert "leave.md" in [document.metadata["source"] for document in found]
+    embedded.clear()  # a "translation" that is the question itself is neither embedded nor searched again
+    service.retriever(KB, k=3, gated=False, translate=lambda text: f" {text} ").invoke(question)
+    assert embedded == {question: threading.current_thread().name}
+
+
 def test_a_failing_translation_fails_the_search(service: KnowledgeBaseService) -> None:
     def translate(question: str) -> str:
         raise ConnectionError("the LLM server is gone")
