@@ -57,8 +57,14 @@ from rag.language import detect_language, passage_language
 from rag.named_terms import unmentioned_term
 from rag.rerank import CrossEncoderReranker
 
-# The question's translation ("" for none) and its embedding (None where not made).
-_Translation = tuple[str, np.ndarray | None]
+
+@dataclass(frozen=True)
+class _PendingTranslation:
+    """The question's translation ("" for none), then its embedding (None where there is nothing to
+    search), each set by the translation's thread when made."""
+
+    text: Future[str]
+    vector: Future[np.ndarray | None]
 
 
 @dataclass
@@ -191,19 +197,20 @@ class KnowledgeBaseRetriever(BaseRetriever):
         rest = [candidate for candidate in ranked[width:] if str(candidate.document.id) not in scores]
         return [allowed[chunk_id] for chunk_id in fused] + rest
 
-    def _translation_result(self, translation: Future[_Translation | None] | None) -> _Translation:
+    def _translation_result(self, pending: _PendingTranslation | None) -> tuple[str, np.ndarray | None]:
         """The translation and its embedding, or ("", None) when there is none or it is not back
-        within ``translation_wait_s``.
+        within ``translation_wait_s`` (the embedding of one that is back is always waited for).
 
         A late translation is not lost: it finishes on its thread and the translator caches it, so
         the question asked again is searched in both languages.
         """
-        if translation is None:
+        if pending is None:
             return "", None
         try:
-            return translation.result(timeout=self.translation_wait_s) or ("", None)
+            text = pending.text.result(timeout=self.translation_wait_s)
         except TimeoutError:
             return "", None
+        return text, pending.vector.result()
 
     def _cover_language(self, ranked: list[_Candidate], language: str) -> list[_Candidate]:
         """``ranked`` with the translation's best passage in ``language`` at ``coverage_rank`` or better."""
@@ -242,7 +249,7 @@ class KnowledgeBaseRetriever(BaseRetriever):
             return True
         return not self.store.get(where={"language": {"$in": ["zh", "en"]}}, limit=1, include=[])["ids"]
 
-    def _start_translation(self, query: str, target: str) -> Future[_Translation | None] | None:
+    def _start_translation(self, query: str, target: str) -> _PendingTranslation | None:
         """The question's translation, and its embedding, made on a thread of their own while the
         question itself is searched.
 
@@ -255,26 +262,32 @@ class KnowledgeBaseRetriever(BaseRetriever):
         """
         if self.translate is None:
             return None
-        future: Future[_Translation | None] = Future()
+        pending = _PendingTranslation(Future(), Future())
         context = contextvars.copy_context()
         translate = self.translate
 
-        def translation() -> _Translation | None:
-            if not self._holds_language(target):
-                return None
-            text = (translate(query) or "").strip()
+        def translation() -> str:
+            return (translate(query) or "").strip() if self._holds_language(target) else ""
+
+        def embedding(text: str) -> np.ndarray | None:
             if not text or text == query.strip():
-                return text, None
-            return text, np.asarray(self.store.embeddings.embed_query(text), dtype=np.float32)
+                return None  # nothing to search in another language
+            return np.asarray(self.store.embeddings.embed_query(text), dtype=np.float32)
 
         def work() -> None:
             try:
-                future.set_result(context.run(translation))
+                text = context.run(translation)
             except BaseException as error:
-                future.set_exception(error)
+                pending.text.set_exception(error)
+                return
+            pending.text.set_result(text)
+            try:
+                pending.vector.set_result(embedding(text))
+            except BaseException as error:
+                pending.vector.set_exception(error)
 
         threading.Thread(target=work, name="kbqa-translate", daemon=True).start()
-        return future
+        return pending
 
     def _search(
         self,

@@ -219,6 +219,27 @@ def test_the_translation_is_embedded_on_its_own_thread_beside_the_question(
     assert embedded == {question: threading.current_thread().name}
 
 
+def test_a_translation_back_in_time_is_searched_however_long_its_embedding_takes(
+    service: KnowledgeBaseService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    translation = "员工每年有几天带薪年假？"
+    embed_query = service.embeddings.embed_query
+
+    def slow_for_the_translation(text: str) -> list[float]:
+        if text == translation:
+            time.sleep(0.3)  # the wait below is for the translation, not for its embedding
+        return embed_query(text)
+
+    monkeypatch.setattr(service.embeddings, "embed_query", slow_for_the_translation)
+    retriever = service.retriever(KB, k=1, gated=False, translate=lambda _: translation)
+    retriever.translation_wait_s = 0.05
+    retriever.coverage_rank = 1  # the translation's best passage comes first once it is searched
+    [best] = retriever.invoke("How many days of paid annual leave do employees get?")
+    assert best.metadata["source"] == "leave.md"
+
+
 def test_a_failing_translation_fails_the_search(service: KnowledgeBaseService) -> None:
     def translate(question: str) -> str:
         raise ConnectionError("the LLM server is gone")
