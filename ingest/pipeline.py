@@ -61,8 +61,7 @@ from ingest.splitter import make_splitter, split_documents
 from ingest.vector_reuse import ReusingEmbeddings
 from rag.companion import load_companion
 from rag.config import Settings
-from rag.cpu import usable_cores
-from rag.embeddings import SentenceTransformerEmbeddings
+from rag.embeddings import SentenceTransformerEmbeddings, embedding_workers
 from rag.keyword_index import KeywordIndex, keyword_folder
 from rag.locking import IngestionLock
 from rag.store import (
@@ -350,8 +349,8 @@ class Ingestor:
         self.manifest = Manifest(settings.index_db)
         self.reading = reading_key(settings)
         # The keyword-index rebuild keeps the companion's vectors too (rag.companion), encoded in bulk
-        # by as many threads as the embedder has (the CLI: one per core; the app: 1).
-        threads = settings.torch_threads or usable_cores()
+        # by as many threads as a CPU embedder has (the CLI: one per core; the app: 1).
+        threads = embedding_workers(settings)
         self.companion = load_companion(settings.companion_model, embeddings, threads=threads)
 
     def ingest_folder(

@@ -113,6 +113,12 @@ def encode_side_by_side(
     return vectors
 
 
+def runs_on_cpu(model: object | None) -> bool:
+    """Whether ``model`` (a torch module or sentence-transformers model; None: none yet) computes on
+    the CPU: a model without a ``device`` does."""
+    return getattr(getattr(model, "device", None), "type", "cpu") == "cpu"
+
+
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
     """``matrix`` with each row scaled to length 1 (an all-zero row stays zero), for cosine scores."""
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
@@ -310,7 +316,7 @@ def quantize_int8(model: Any) -> Any:
     """
     import torch
 
-    if getattr(model, "device", torch.device("cpu")).type != "cpu":
+    if not runs_on_cpu(model):
         return model
     try:
         with warnings.catch_warnings():
@@ -326,8 +332,7 @@ def model_dtype(choice: str, model: Any) -> str:
     bfloat16 on a CPU that computes it natively, float32 on other CPUs and on GPUs."""
     if choice != "auto":
         return choice
-    on_cpu = getattr(getattr(model, "device", None), "type", "cpu") == "cpu"
-    return cpu_dtype(cpu_flags()) if on_cpu else "float32"
+    return cpu_dtype(cpu_flags()) if runs_on_cpu(model) else "float32"
 
 
 def embedder_dtype(settings: Settings, model: Any) -> str:
@@ -376,17 +381,12 @@ def embedding_batch_size(settings: Settings, model: object | None = None) -> int
     """The configured batch size, else the default for the device ``model`` runs on (None: the CPU)."""
     if settings.embedding_batch_size:
         return settings.embedding_batch_size
-    device = getattr(model, "device", None)
-    on_cpu = device is None or getattr(device, "type", "cpu") == "cpu"
-    return CPU_EMBEDDING_BATCH if on_cpu else GPU_EMBEDDING_BATCH
+    return CPU_EMBEDDING_BATCH if runs_on_cpu(model) else GPU_EMBEDDING_BATCH
 
 
 def embedding_workers(settings: Settings, model: object | None = None) -> int:
     """Threads that embed texts side by side: ``torch_threads`` (0 = one per core) on a CPU, 1 on a GPU."""
-    device = getattr(model, "device", None)
-    if device is not None and getattr(device, "type", "cpu") != "cpu":
-        return 1
-    return settings.torch_threads or usable_cores()
+    return (settings.torch_threads or usable_cores()) if runs_on_cpu(model) else 1
 
 
 def _sentence_transformer(
