@@ -306,7 +306,7 @@ def cpu_server_environment(settings: Settings, cores: int) -> list[str]:
     and the split only costs: after each step the worker busy-waits a second for the next one (vLLM's
     shared-memory queue), holding one of the two cores while the app embeds the next question. With
     the engine process running the model itself (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) on one thread,
-    vLLM answered as fast, word for word the same, in ~0.5 GB less memory, and kbqa's added time to
+    vLLM answered as fast and as well, in ~0.5 GB less memory, and kbqa's added time to
     first token fell from +42-62 to +32-34 ms (docs/BENCHMARKS.md). One thread, because a second one
     would contend with the app for the other core. With more cores the bound worker stays: one unbound
     thread would leave the rest idle.
