@@ -272,7 +272,7 @@ class Settings(BaseSettings):
         "reserve. None = where that worker would get one core anyway: 2 usable cores or fewer and no "
         "KBQA_LLM_CPU_RESERVED_CORES. There the worker busy-waited for a second after every step on a "
         "core that the app's retrieval needed: in one process kbqa added 10-28 ms less to the time to "
-        "first token (docs/BENCHMARKS.md).",
+        "first token (docs/BENCHMARKS.md). true leaves KBQA_LLM_CPU_RESERVED_CORES unused.",
     )
     llm_startup_timeout_s: float = Field(
         default=600.0, description="Longest wait for the local vLLM server to start answering."
