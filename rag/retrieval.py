@@ -60,8 +60,8 @@ from rag.rerank import CrossEncoderReranker
 
 @dataclass(frozen=True)
 class _PendingTranslation:
-    """The question's translation ("" for none), then its embedding (None where there is nothing to
-    search), each set by the translation's thread when made."""
+    """The question's translation ("" for none, or for one that only repeats the question), then its
+    embedding (None for ""), each set by the translation's thread when made."""
 
     text: Future[str]
     vector: Future[np.ndarray | None]
@@ -128,7 +128,6 @@ class KnowledgeBaseRetriever(BaseRetriever):
         translation = self._start_translation(query, target)
         self._search(query, 1.0, pool, vectors)
         translated, translated_vector = self._translation_result(translation)
-        translated = translated if translated != query.strip() else ""
         share = self.translation_weight if target == "zh" else self.translation_weight_to_english
         if translated:
             self._search(translated, share, pool, vectors, translation=True, query_vector=translated_vector)
@@ -267,12 +266,11 @@ class KnowledgeBaseRetriever(BaseRetriever):
         translate = self.translate
 
         def translation() -> str:
-            return (translate(query) or "").strip() if self._holds_language(target) else ""
+            text = (translate(query) or "").strip() if self._holds_language(target) else ""
+            return "" if text == query.strip() else text  # the question itself: nothing new to search
 
         def embedding(text: str) -> np.ndarray | None:
-            if not text or text == query.strip():
-                return None  # nothing to search in another language
-            return np.asarray(self.store.embeddings.embed_query(text), dtype=np.float32)
+            return self._query_vector(text) if text else None
 
         def work() -> None:
             try:
@@ -306,7 +304,7 @@ class KnowledgeBaseRetriever(BaseRetriever):
         """
         width = max(self.candidates, self.k)
         if query_vector is None:
-            query_vector = np.asarray(self.store.embeddings.embed_query(text), dtype=np.float32)
+            query_vector = self._query_vector(text)
         vectors.append(query_vector)
         for rank, (document, similarity) in enumerate(self._nearest(query_vector, width), start=1):
             candidate = pool.setdefault(str(document.id), _Candidate(document))
@@ -322,6 +320,9 @@ class KnowledgeBaseRetriever(BaseRetriever):
                 candidate.fusion += share * self.keyword_weight / (self.rrf_k + hit.rank)
                 if translation:
                     candidate.translation_fusion += self.keyword_weight / (self.rrf_k + hit.rank)
+
+    def _query_vector(self, text: str) -> np.ndarray:
+        return np.asarray(self.store.embeddings.embed_query(text), dtype=np.float32)
 
     def _nearest(self, query_vector: np.ndarray, width: int) -> list[tuple[Document, float]]:
         """The ``width`` chunks nearest to ``query_vector`` with their cosine similarity, best first.
