@@ -17,6 +17,11 @@ from rag.keyword_index import tokenize
 
 MARKER = re.compile(r"\[(\d{1,2})\]")  # a citation, "[n]"
 _SENTENCE_END = re.compile(r"(?<=[。！？；!?;\n])|(?<=\.)\s")
+# A period that ends no sentence: "U.K.", "e.g.", "Dr." (then the next word usually starts with a
+# capital, so that alone cannot tell), or any period before a lower-case word ("approx. 30 seats").
+_INITIALS = re.compile(r"(?:[A-Za-z]\.)+$")
+_ABBREVIATION_WORDS = "mr mrs ms dr prof st no nos vs approx ca inc ltd co corp jr sr fig dept ext"
+_ABBREVIATIONS = frozenset(_ABBREVIATION_WORDS.split())
 # A bare verdict ("Yes [1].", "可以 [1]。") shares no word with the passage that backs it: it is not
 # judged by its words (nothing left to judge counts as supported), the sentences around it are.
 _VERDICT_WORDS = "yes no yeah nope correct right 是 是的 对 不 不是 可以 不可以 不能 能"
@@ -35,8 +40,17 @@ class CitationCheck:
 
 
 def _sentences(answer: str) -> list[str]:
-    """Sentences with their trailing markers kept ("... 33 seats [1]." stays one sentence)."""
-    parts = [part for part in _SENTENCE_END.split(answer) if part and part.strip()]
+    """Sentences with their trailing markers kept ("... 33 seats [1]." stays one sentence).
+
+    A sentence cut short at "U.K." would be judged by half its words, and its marker by none of them.
+    """
+    parts: list[str] = []
+    for part in _SENTENCE_END.split(answer):
+        if parts and _continues(parts[-1], part):
+            parts[-1] += " " + part
+        else:
+            parts.append(part)
+    parts = [part for part in parts if part and part.strip()]
     merged: list[str] = []
     for part in parts:
         if merged and MARKER.fullmatch(part.strip().rstrip("。.!?！？;；")):
@@ -44,6 +58,16 @@ def _sentences(answer: str) -> list[str]:
         else:
             merged.append(part)
     return merged
+
+
+def _continues(before: str, after: str) -> bool:
+    """Whether the period ending ``before`` (split off ``after`` at a space) ends no sentence."""
+    if not before.endswith(".") or not after[:1].strip():
+        return False
+    if after[0].islower():
+        return True
+    word = before.rsplit(None, 1)[-1]
+    return bool(_INITIALS.fullmatch(word)) or word[:-1].lower() in _ABBREVIATIONS
 
 
 def check_citations(

@@ -39,3 +39,19 @@ def test_a_bare_yes_or_no_is_not_judged_by_its_words() -> None:
     assert yes.supported and chinese.supported
     [wrong] = check_citations("Yes, cats are welcome on Mondays [1].", sources)
     assert not wrong.supported
+
+
+def test_a_period_of_an_abbreviation_ends_no_sentence() -> None:
+    text = "The U.K. office in London has 40 desks; Dr. Chen runs it, e.g. its budget."
+    sources = [{"index": 1, "text": text}]
+    for answer in (
+        "The U.K. office has 40 desks [1].",
+        "Dr. Chen runs the London office [1].",
+        "The office in London, e.g. its 40 desks, is run by Chen [1].",
+        "The office has approx. 40 desks in London [1].",
+    ):
+        [check] = check_citations(answer, sources)
+        assert check.supported, answer
+        assert check.sentence == answer
+    # a real sentence end still splits: the second sentence is judged by its own words
+    assert _verdicts("The bus has 33 seats. Employees get fifteen days of paid leave [1].") == [(1, False)]
