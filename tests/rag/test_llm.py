@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,24 @@ def test_the_managed_server_gets_the_cpus_dtype_unless_one_is_configured(
     command = _cpu_command(settings, monkeypatch, {"avx2"}, llm_dtype="bfloat16", llm_cpu_reserved_cores=0)
     assert command[command.index("--dtype") + 1] == "bfloat16"
     assert command[:3] == ["env", "VLLM_CPU_NUM_OF_RESERVED_CPU=0", str(settings.llm_python)]
+
+
+def test_the_managed_cpu_server_guesses_tokens_from_the_prompt_unless_switched_off(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    command = _cpu_command(settings, monkeypatch, {"avx512_bf16"})
+    lookup = json.loads(command[command.index("--speculative-config") + 1])
+    assert lookup == {
+        "method": "ngram",
+        "num_speculative_tokens": 4,
+        "prompt_lookup_max": 4,
+        "prompt_lookup_min": 2,
+    }
+    command = _cpu_command(settings, monkeypatch, {"avx512_bf16"}, llm_cpu_speculative_tokens=0)
+    assert "--speculative-config" not in command
+    monkeypatch.setattr(llm, "_gpu_present", lambda: True)  # measured on a CPU only
+    gpu_command = ManagedVLLM(settings.model_copy(update={"llm_model": "/m"})).command()
+    assert "--speculative-config" not in gpu_command
 
 
 def test_on_two_cores_the_managed_cpu_server_computes_in_its_engine_process(
