@@ -96,6 +96,38 @@ def test_passages_reach_the_llm_folded_while_sources_keep_the_stored_text() -> N
     assert document.page_content == stored
 
 
+def test_table_rows_reach_the_llm_as_records_naming_their_columns() -> None:
+    """The 0.5B took values from a neighbouring row of a grid; a row that names its columns is one
+    statement. Sources and citations keep the grid as stored."""
+    stored = (
+        "数据保留 > 期限\n| 数据类型 | 保留期限 |\n| --- | --- |\n| 企业邮箱邮件 | 3 年 |\n"
+        "| 视频会议录像 | 90 天 |\n\n届满后 30 天内销毁。"
+    )
+    document = Document(page_content=stored, metadata={"source": "保留.md", "section": "数据保留 > 期限"})
+    context = format_context(PROJECT_ROOT / "prompts", "zh", [document])
+    assert context.endswith(
+        "(数据保留 > 期限)\n数据类型：企业邮箱邮件；保留期限：3 年\n"
+        "数据类型：视频会议录像；保留期限：90 天\n\n届满后 30 天内销毁。"
+    )
+    assert document.page_content == stored
+
+
+def test_only_well_formed_table_rows_become_records() -> None:
+    from rag.prompts import tables_as_records
+
+    english = "| Plan | Requests/s | Note |\n|:---|---:|---|\n| Free | 5 | |\n| Pro | 50 | burst 80 |"
+    records = "Plan: Free; Requests/s: 5\nPlan: Pro; Requests/s: 50; Note: burst 80"
+    assert tables_as_records(english) == records
+    ragged = "| a | b |\n| --- | --- |\n| 1 | 2 | 3 |\n| 4 | 5 |"
+    assert tables_as_records(ragged) == "| 1 | 2 | 3 |\na: 4; b: 5"
+    for untouched in (
+        "| a | b |\n| 1 | 2 |",  # no rule under the head: not a Markdown table
+        "| a | b |\n| --- | --- |",  # a head and no rows
+        "cost: 3 | 4 dollars\nno table here",
+    ):
+        assert tables_as_records(untouched) == untouched
+
+
 def test_english_question_gets_the_english_template(service: KnowledgeBaseService) -> None:
     result, recorder = _run(service, "How many seats does the shuttle bus have?", "It has 33 seats [1].")
     assert result["language"] == "en"
