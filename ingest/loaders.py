@@ -697,10 +697,18 @@ def _docx_title(body: Any, styles: Any) -> str:
     return ""
 
 
+def _docx_is_head_row(row: Any) -> bool:
+    """Word's "Repeat as header row" (``w:tblHeader``): the author's own mark of a table's head. The
+    table style's first-row look is not one: Word sets it on every new table, head or not."""
+    mark = row.find(f"{_W}trPr/{_W}tblHeader")
+    return mark is not None and mark.get(f"{_W}val", "true") not in ("0", "false", "off")
+
+
 def _docx_blocks(body: Any, levels: dict[str, int]) -> Iterator[str]:
     """Paragraphs and tables in document order (a table stays under the heading it follows); a table
     row as "cell | cell" on a line of its own (a line break inside a cell is a space), each cell once
-    however many grid columns it spans, nested tables in their cell's text.
+    however many grid columns it spans, nested tables in their cell's text; a "--- | ---" rule under
+    a first row marked as the table's head.
 
     A heading paragraph is written as a marked Markdown heading (``heading_line``), so the splitter
     can name each chunk's section (``ingest.splitter``: in its metadata; the text reads as the
@@ -714,7 +722,8 @@ def _docx_blocks(body: Any, levels: dict[str, int]) -> Iterator[str]:
             yield heading_line(min(level, 6), title) if level and title else text
         elif child.tag == f"{_W}tbl":  # one block, a row per line, as HTML tables: the splitter
             rows = []  # repeats a table's head row in each chunk that continues it
-            for row in child.iterchildren(f"{_W}tr"):
+            head_columns = 0
+            for number, row in enumerate(child.iterchildren(f"{_W}tr")):
                 cells = [
                     " ".join(
                         " ".join(_docx_text(paragraph).split()) for paragraph in cell.iter(f"{_W}p")
@@ -722,7 +731,11 @@ def _docx_blocks(body: Any, levels: dict[str, int]) -> Iterator[str]:
                     for cell in row.iterchildren(f"{_W}tc")
                 ]
                 if any(cells):
+                    if number == 0 and _docx_is_head_row(row):
+                        head_columns = len(cells)
                     rows.append(" | ".join(cells))
+            if head_columns and len(rows) > 1:
+                rows.insert(1, table_rule(head_columns))
             yield "\n".join(rows)
         elif child.tag == f"{_W}sdt":  # a content control around whole paragraphs or tables
             for content in child.iterchildren(f"{_W}sdtContent"):
@@ -765,14 +778,31 @@ _HTML_PAGE_PARTS = [
 _PERMALINK_MARKS = " ¶#§\u200b\u00a0🔗"
 
 
+def table_rule(columns: int) -> str:
+    """The Markdown rule under a table's head row ("--- | ---"): the splitter repeats head and rule in
+    each chunk that continues the table, and the answer prompt names each row's cells by the head's
+    (``rag.prompts.tables_as_records``)."""
+    return " | ".join(["---"] * columns)
+
+
+def _mark_html_table_head(table: Any, text_node: Callable[[str], Any]) -> None:
+    """A rule after a table's first row when that row is all ``<th>`` and rows follow it: the page
+    says it is the head. Other tables stay plain rows, as a first row of data is no head."""
+    rows = [row for row in table.find_all("tr") if row.find_parent("table") is table]
+    cells = rows[0].find_all(_HTML_CELLS, recursive=False) if len(rows) > 1 else []
+    if cells and all(cell.name == "th" for cell in cells):
+        rows[0].insert_after(text_node(f"{table_rule(len(cells))}\n"))
+
+
 def _html_content(roots: list[Any], *, drop_site_parts: bool) -> str:
     """The text of ``roots``, a line per block.
 
     Line breaks where the layout breaks (blocks, <br>), none inside a line: "拨打<b>客服</b>电话
     <span>400</span>-<span>800</span>" stays one line that a search for "400-800" can match. A table
-    row is one line of "cell | cell", as Word tables are loaded. An <h2> is a marked "## …", so the
-    splitter can name each chunk's section, as for Word. With ``drop_site_parts``, navigation and the
-    page-wide header and footer are left out.
+    row is one line of "cell | cell", as Word tables are loaded, with a "--- | ---" rule under a
+    first row of ``<th>`` cells. An <h2> is a marked "## …", so the splitter can name each chunk's
+    section, as for Word. With ``drop_site_parts``, navigation and the page-wide header and footer
+    are left out.
     """
     from bs4 import NavigableString
 
@@ -802,6 +832,8 @@ def _html_content(roots: list[Any], *, drop_site_parts: bool) -> str:
             if heading and tag.find_parent(_HTML_CELLS) is None:
                 tag.clear()
                 tag.append(heading_line(int(tag.name[1]), heading))
+        for table in root.find_all("table"):
+            _mark_html_table_head(table, NavigableString)
         for tag in root.find_all(_HTML_CELLS):
             tag.append(" | ")
         # Rows on consecutive lines, so the splitter knows them as a table; a cell's own paragraphs

@@ -149,8 +149,12 @@ def test_docx_paragraphs_and_tables(tmp_path: Path) -> None:
         table=[["工龄", "年假"], ["1-2 年", "5 天"]],
     )
     [document] = load_file(path, "leave.docx")
-    for fragment in ("休假制度", "「禾苗」", "婚假 13 天", "工龄 | 年假", "1-2 年 | 5 天"):
+    for fragment in ("休假制度", "「禾苗」", "婚假 13 天", "工龄 | 年假\n1-2 年 | 5 天"):
         assert fragment in document.page_content
+    # Word's "Repeat as header row" marks a head; a bold first row alone does not
+    table = [["工龄", "年假"], ["1-2 年", "5 天"]]
+    marked = write_docx(tmp_path / "marked.docx", [], table=table, marked_head=True)
+    assert load_file(marked, "marked.docx")[0].page_content == "工龄 | 年假\n--- | ---\n1-2 年 | 5 天"
 
 
 def test_a_long_word_table_repeats_its_head_row_in_every_chunk(tmp_path: Path) -> None:
@@ -261,7 +265,8 @@ def test_html_inline_markup_does_not_break_a_line_and_table_rows_stay_rows(tmp_p
         "second line",
     ):
         assert line in lines
-    assert lines.index("张三 | 8001") == lines.index("姓名 | 分机") + 1  # a table's rows are one run
+    # a table's rows are one run, and a head row of <th> cells gets the Markdown rule under it
+    assert lines[lines.index("姓名 | 分机") :][:3] == ["姓名 | 分机", "--- | ---", "张三 | 8001"]
 
 
 def _html_text(tmp_path: Path, html: str) -> str:
@@ -277,7 +282,7 @@ def test_html_source_line_breaks_are_spaces_and_pre_keeps_its_lines(tmp_path: Pa
         "  <tr><td>H2</td><td>8:10</td></tr>\n</table><pre>kbqa ingest\n  --full</pre></body></html>",
     )
     assert "The shuttle leaves at 18:00 from gate B." in text
-    assert "Line | Time\nH1 | 8:00\nH2 | 8:10" in text
+    assert "Line | Time\n--- | ---\nH1 | 8:00\nH2 | 8:10" in text
     assert "kbqa ingest\n--full" in text
     # Word's "Save as HTML" and Confluence put each cell in a <p>: the row stays one line.
     exported = _html_text(
@@ -285,9 +290,24 @@ def test_html_source_line_breaks_are_spaces_and_pre_keeps_its_lines(tmp_path: Pa
         "<table><tr><th><p>城市</p></th><th><p>上限</p></th></tr><tr><td><p>上海</p></td><td><p>600</p></td></tr>"
         "<tr><td>Pudong<br>airport</td><td>450</td></tr></table>",
     )
-    assert exported == "城市 | 上限\n上海 | 600\nPudong airport | 450"
+    assert exported == "城市 | 上限\n--- | ---\n上海 | 600\nPudong airport | 450"
     heading = "<h2>Annual<br>leave<a class='headerlink' href='#annual-leave'>¶</a></h2><p>15 days.</p>"
     assert _html_text(tmp_path, heading) == f"{heading_line(2, 'Annual leave')}\n\n15 days."
+
+
+def test_only_a_table_head_the_page_marks_gets_a_rule(tmp_path: Path) -> None:
+    """A first row of data is no head: its cells would name every other row's in the answer prompt."""
+    plain = "<table><tr><td>H1</td><td>8:00</td></tr><tr><td>H2</td><td>8:10</td></tr></table>"
+    assert _html_text(tmp_path, plain) == "H1 | 8:00\nH2 | 8:10"
+    mixed = "<table><tr><th>H1</th><td>8:00</td></tr><tr><th>H2</th><td>8:10</td></tr></table>"
+    assert _html_text(tmp_path, mixed) == "H1 | 8:00\nH2 | 8:10"
+    alone = "<table><tr><th>Line</th><th>Time</th></tr></table><p>No service today.</p>"
+    assert _html_text(tmp_path, alone) == "Line | Time\n\nNo service today."
+    nested = (
+        "<table><thead><tr><th>Office</th><th>Lines</th></tr></thead><tbody><tr><td>Hangzhou</td><td>"
+        "<table><tr><th>Line</th></tr><tr><td>H1</td></tr></table></td></tr></tbody></table>"
+    )
+    assert _html_text(tmp_path, nested).startswith("Office | Lines\n--- | ---\nHangzhou |")
 
 
 def test_html_headings_name_the_sections_of_chunks(tmp_path: Path) -> None:

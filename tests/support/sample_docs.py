@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import docx
+from docx.oxml import OxmlElement
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.cidfonts import UnicodeCIDFont
@@ -125,8 +126,10 @@ def write_docx(
     *,
     heading: str | None = None,
     table: Sequence[Sequence[str]] | None = None,
+    marked_head: bool = False,
 ) -> Path:
-    """Write a DOCX: optional level-1 heading, the paragraphs, then optional table (first row = header).
+    """Write a DOCX: optional level-1 heading, the paragraphs, then optional table (first row = header,
+    bold; with ``marked_head`` also Word's "Repeat as header row" mark, ``w:tblHeader``).
 
     Rows of ``table`` must all have the same number of cells. The file is byte-for-byte reproducible
     (fixed core-property dates and zip timestamps), so regenerated fixtures do not show up as changed.
@@ -155,6 +158,8 @@ def write_docx(
         for cell in grid.rows[0].cells:
             for run in cell.paragraphs[0].runs:
                 run.bold = True
+        if marked_head:
+            grid.rows[0]._tr.get_or_add_trPr().append(OxmlElement("w:tblHeader"))
     document.save(str(path))
     _freeze_zip_timestamps(path)
     return path
