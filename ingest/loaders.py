@@ -735,7 +735,7 @@ def _docx_blocks(body: Any, levels: dict[str, int]) -> Iterator[str]:
                         head_columns = len(cells)
                     rows.append(" | ".join(cells))
             if head_columns and len(rows) > 1:
-                rows.insert(1, table_rule(head_columns))
+                rows.insert(1, _table_rule(head_columns))
             yield "\n".join(rows)
         elif child.tag == f"{_W}sdt":  # a content control around whole paragraphs or tables
             for content in child.iterchildren(f"{_W}sdtContent"):
@@ -778,7 +778,7 @@ _HTML_PAGE_PARTS = [
 _PERMALINK_MARKS = " ¶#§\u200b\u00a0🔗"
 
 
-def table_rule(columns: int) -> str:
+def _table_rule(columns: int) -> str:
     """The Markdown rule under a table's head row ("--- | ---"): the splitter repeats head and rule in
     each chunk that continues the table, and the answer prompt names each row's cells by the head's
     (``rag.prompts.tables_as_records``)."""
@@ -791,7 +791,7 @@ def _mark_html_table_head(table: Any, text_node: Callable[[str], Any]) -> None:
     rows = [row for row in table.find_all("tr") if row.find_parent("table") is table]
     cells = rows[0].find_all(_HTML_CELLS, recursive=False) if len(rows) > 1 else []
     if cells and all(cell.name == "th" for cell in cells):
-        rows[0].insert_after(text_node(f"{table_rule(len(cells))}\n"))
+        rows[0].insert_after(text_node(f"{_table_rule(len(cells))}\n"))
 
 
 def _html_content(roots: list[Any], *, drop_site_parts: bool) -> str:
