@@ -785,13 +785,15 @@ def _table_rule(columns: int) -> str:
     return " | ".join(["---"] * columns)
 
 
-def _mark_html_table_head(table: Any, text_node: Callable[[str], Any]) -> None:
+def _mark_html_table_head(table: Any) -> None:
     """A rule after a table's first row when that row is all ``<th>`` and rows follow it: the page
     says it is the head. Other tables stay plain rows, as a first row of data is no head."""
+    from bs4 import NavigableString
+
     rows = [row for row in table.find_all("tr") if row.find_parent("table") is table]
     cells = rows[0].find_all(_HTML_CELLS, recursive=False) if len(rows) > 1 else []
     if cells and all(cell.name == "th" for cell in cells):
-        rows[0].insert_after(text_node(f"{_table_rule(len(cells))}\n"))
+        rows[0].insert_after(NavigableString(f"{_table_rule(len(cells))}\n"))
 
 
 def _html_content(roots: list[Any], *, drop_site_parts: bool) -> str:
@@ -833,7 +835,7 @@ def _html_content(roots: list[Any], *, drop_site_parts: bool) -> str:
                 tag.clear()
                 tag.append(heading_line(int(tag.name[1]), heading))
         for table in root.find_all("table"):
-            _mark_html_table_head(table, NavigableString)
+            _mark_html_table_head(table)
         for tag in root.find_all(_HTML_CELLS):
             tag.append(" | ")
         # Rows on consecutive lines, so the splitter knows them as a table; a cell's own paragraphs

@@ -45,7 +45,7 @@ _FENCE = re.compile(r"^\s*(```|~~~)")
 _MARKED_HEADING = re.compile(rf"^{HEADING_MARK}(#{{1,6}}) (.+)$")
 # A table row as the loaders write one: Markdown's "| a | b |", HTML's and Word's "a | b".
 _TABLE_ROW = re.compile(r"\S\s*\|\s*\S|^\s*\|")
-_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")  # "| --- | :-: |"
 
 
 def make_splitter(chunk_size: int, chunk_overlap: int) -> RecursiveCharacterTextSplitter:
@@ -132,7 +132,7 @@ def _table_headers(text: str) -> dict[str, str]:
         while end < len(lines) and _TABLE_ROW.search(lines[end]):
             end += 1
         if end - start >= 3:
-            head = 2 if _TABLE_RULE.match(lines[start + 1]) else 1
+            head = 2 if TABLE_RULE.match(lines[start + 1]) else 1
             for row in lines[start + head : end]:
                 headers.setdefault(row.strip(), "\n".join(lines[start : start + head]))
         start = max(end, start + 1)

@@ -13,8 +13,10 @@ from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate
 
+from ingest.splitter import TABLE_RULE
 from rag.chinese_text import fold
 from rag.citations import MARKER
+from rag.language import CJK
 
 LANGUAGES = ("zh", "en")
 _SPEAKERS = {"zh": {"user": "用户", "assistant": "助手"}, "en": {"user": "User", "assistant": "Assistant"}}
@@ -36,9 +38,7 @@ _INSTRUCTION_LIKE = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 INSTRUCTION_MARKER = "[instruction-like text omitted]"
-_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)*\|?\s*$")
 _CELL_BORDER = re.compile(r"(?<!\\)\|")
-_CJK = re.compile(r"[\u3400-\u9fff]")
 
 
 @lru_cache(maxsize=64)
@@ -274,7 +274,7 @@ def tables_as_records(text: str) -> str:
     records: list[str] = []
     at = 0
     while at < len(lines):
-        head = _cells(lines[at]) if at + 1 < len(lines) and _TABLE_RULE.match(lines[at + 1]) else None
+        head = _cells(lines[at]) if at + 1 < len(lines) and TABLE_RULE.match(lines[at + 1]) else None
         end = at + 2
         while head and end < len(lines) and _cells(lines[end]) is not None:
             end += 1
@@ -282,7 +282,7 @@ def tables_as_records(text: str) -> str:
             records.append(lines[at])
             at += 1
             continue
-        colon, between = ("：", "；") if _CJK.search("\n".join(lines[at:end])) else (": ", "; ")
+        colon, between = ("：", "；") if CJK.search("\n".join(lines[at:end])) else (": ", "; ")
         for line in lines[at + 2 : end]:
             cells = _cells(line) or []
             if len(cells) != len(head):
