@@ -27,6 +27,7 @@ from typing import Any
 from charset_normalizer import from_bytes
 from langchain_core.documents import Document
 
+from ingest.pdf_tables import may_hold_table, with_tables
 from rag.config import Settings
 
 log = logging.getLogger(__name__)
@@ -450,9 +451,14 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
                 raise LoadError(
                     f"PDF has too many pages: {count:,} > limit {limits.max_pdf_pages:,} (KBQA_MAX_PDF_PAGES)"
                 )
+            ruled: dict[int, str] = {}  # pages that draw lines: they may hold a table
             for number in range(1, count + 1):
                 try:
-                    text = reader.pages[number - 1].extract_text() or ""
+                    page = reader.pages[number - 1]
+                    text = page.extract_text() or ""
+                    contents = page.get_contents()
+                    if text.strip() and contents is not None and may_hold_table(contents.get_data()):
+                        ruled[number] = text
                 except LoadError:
                     raise
                 except Exception as error:  # one damaged page must not cost the others
@@ -467,6 +473,10 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
             raise
         except Exception as error:  # pypdf raises many types on hostile input; all mean "unreadable"
             raise LoadError(_pdf_reason(error, tail)) from error
+    if ruled:
+        tables = with_tables(path, ruled)
+        for page in pages:
+            page.page_content = tables.get(page.metadata["page"], page.page_content)
     if problems:
         if not pages:
             raise LoadError(problems[0])
@@ -526,14 +536,20 @@ def _unwrapped(pages: list[Document]) -> list[Document]:
 _EDGE_LINES = 2  # running headers and footers sit in a page's first or last lines
 
 
+def _is_table_row(line: str) -> bool:
+    return line.lstrip().startswith("|")
+
+
 def _without_running_lines(pages: list[Document]) -> list[Document]:
     """The pages without the header and footer lines printed on most of them.
 
     "某某公司内部资料 严禁外传" or "Acme Handbook — page 3 of 40" repeated on every page would go into
     every chunk: its words would match every search and crowd the passage's own. A line counts as
     running when, with its digits ignored (page numbers), it is among the first or last lines of at
-    least three pages and of most pages. Its first occurrence stays: a table's header row repeated
-    on each page is still said once; so does a page that holds nothing else.
+    least three pages and of most pages. Its first occurrence stays: an unruled table's header row
+    repeated on each page is still said once; so does a page that holds nothing else. A ruled
+    table's rows (``ingest.pdf_tables``) are never running lines: its head and rule on each page
+    it continues onto are what the splitter repeats in that page's chunks.
     """
     if len(pages) < 3:
         return pages
@@ -543,7 +559,7 @@ def _without_running_lines(pages: list[Document]) -> list[Document]:
 
     def edges(page: Document) -> set[str]:
         lines = [line for line in page.page_content.splitlines() if line.strip()]
-        return {key(line) for line in lines[:_EDGE_LINES] + lines[-_EDGE_LINES:]}
+        return {key(line) for line in lines[:_EDGE_LINES] + lines[-_EDGE_LINES:] if not _is_table_row(line)}
 
     seen = Counter(text for page in pages for text in edges(page))
     running = {text for text, count in seen.items() if count >= max(3, 0.6 * len(pages))}

@@ -82,6 +82,44 @@ def write_pdf(path: PathLike, pages: Sequence[str], *, cjk: bool = False, title:
     return path
 
 
+def write_pdf_table(
+    path: PathLike,
+    before: str,
+    rows: Sequence[Sequence[str]],
+    after: str = "",
+    *,
+    cjk: bool = False,
+    bold_head: bool = False,
+    ruled: bool = True,
+) -> Path:
+    """Write an A4 PDF: a paragraph, a table, a paragraph, as a word processor exports one. A table
+    too long for a page goes on over the next, its first row repeated at the top of each.
+
+    ``ruled`` draws the grid around every cell (most exported tables have one); without it the
+    cells are only aligned. ``bold_head`` sets the first row in Helvetica-Bold (Latin text only:
+    reportlab has no bold CID font). A cell's "\n" is a line break inside the cell.
+    """
+    from reportlab.lib import colors
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    font = _register_cjk_font() if cjk else LATIN_FONT
+    body = ParagraphStyle("body", fontName=font, fontSize=FONT_SIZE, leading=LEADING)
+    style = [("FONTNAME", (0, 0), (-1, -1), font), ("FONTSIZE", (0, 0), (-1, -1), FONT_SIZE)]
+    if ruled:
+        style.append(("GRID", (0, 0), (-1, -1), 0.5, colors.black))
+    if bold_head:
+        style.append(("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold"))
+    table = Table([list(row) for row in rows], style=TableStyle(style), repeatRows=1)
+    flow = [Paragraph(before, body), Spacer(1, LEADING), table]
+    if after:
+        flow += [Spacer(1, LEADING), Paragraph(after, body)]
+    SimpleDocTemplate(str(path), pagesize=A4, invariant=True, author="kbqa test suite").build(flow)
+    return path
+
+
 def wrap_text(text: str, font: str, size: float, max_width: float) -> list[str]:
     """Break ``text`` into lines no wider than ``max_width`` points (closing punctuation may hang)."""
     lines: list[str] = []
