@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sets", nargs="+", help="question files under bench/eval, without .jsonl")
     parser.add_argument("--kb", default="evalset")
     parser.add_argument("--language", choices=["zh", "en"], help="only questions in this language")
+    parser.add_argument(
+        "--evidence-has", metavar="TEXT", help='only questions with TEXT in an evidence span ("|": tables)'
+    )
     parser.add_argument("--out", type=Path, help="write every question's answer and outcome here (JSON)")
     parser.add_argument("--compare", type=Path, help="an earlier --out: list the outcomes that changed")
     args = parser.parse_args(argv)
@@ -68,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         questions = load_questions(EVAL / f"{name}.jsonl")
         if args.language:
             questions = [q for q in questions if detect_language(q.question) == args.language]
+        if args.evidence_has:
+            questions = [q for q in questions if any(args.evidence_has in span for span in q.evidence)]
         sets[name] = (questions, translations(name, questions, fill).get)
     results: list[dict[str, Any]] = []
     for name, (questions, cached) in sets.items():

@@ -24,12 +24,32 @@ log = logging.getLogger(__name__)
 _PATH_OPERATOR = re.compile(rb"\d\s+(?:re|l)\s")
 _CJK_EDGE = re.compile(r"[\u3400-\u9fff\uff00-\uffef\u3000-\u303f]")
 _DIGIT = re.compile(r"\d")
-_BOLD = ("bold", "black", "heavy", "semibold", "demi", "hei")  # "SimHei", "MicrosoftYaHei-Bold"
+# More lines than this make a drawing (a floor plan, a chart), not a table page, and pdfplumber's
+# search for cells takes ~0.1 s per 1,000 of them.
+_MAX_PATHS = 10_000
+_BOLD = ("bold", "black", "heavy", "demi", "simhei", "heiti")  # not YaHei, a body face too
 
 
 def may_hold_table(content: bytes) -> bool:
-    """Whether a page's decoded content stream draws the lines that a ruled table needs."""
-    return _PATH_OPERATOR.search(content) is not None
+    """Whether a page's decoded content stream draws the lines that a ruled table needs, and not so
+    many that it is a drawing."""
+    count = 0
+    for _ in _PATH_OPERATOR.finditer(content):
+        count += 1
+        if count > _MAX_PATHS:
+            return False
+    return count > 0
+
+
+def looks_like_table(cells: Sequence[Sequence[str | None]]) -> bool:
+    """Whether pdfplumber's grid holds a table's text: two rows and two columns with text, and text
+    in at least half the cells of those rows (a cell merged away, None, is not counted). Crossing
+    lines of a drawing or a box around a paragraph make grids too, of one row or of empty cells."""
+    rows = [row for row in cells if any(cell and cell.strip() for cell in row)]
+    filled = [[bool(cell and cell.strip()) for cell in row if cell is not None] for row in rows]
+    columns = {at for row in rows for at, cell in enumerate(row) if cell and cell.strip()}
+    cells_seen = sum(len(row) for row in filled)
+    return len(rows) >= 2 and len(columns) >= 2 and 2 * sum(map(sum, filled)) >= cells_seen
 
 
 def _cell_text(cell: str | None) -> str:
@@ -135,14 +155,21 @@ def _page_with_tables(page: Any, text: str) -> str:
     start = 0
     for table in page.find_tables():
         cells = table.extract()
-        if len(cells) < 2 or max(len(row) for row in cells) < 2:
-            continue  # a box around a paragraph is drawn with lines too
-        bold = [_bold(page.crop(row.bbox, strict=False).chars) for row in table.rows if row.bbox]
-        rows = [[_cell_text(cell) for cell in row] for row in cells]
+        if not looks_like_table(cells):
+            continue
+        # (a row's text, whether it is set in bold) for the rows with text, top to bottom
+        rows = [
+            (
+                [_cell_text(cell) for cell in row],
+                row_box is not None and _bold(page.crop(row_box, strict=False).chars),
+            )
+            for row, row_box in zip(cells, (row.bbox for row in table.rows), strict=False)
+        ]
+        rows = [(texts, bold) for texts, bold in rows if any(texts)]
         head = has_head(
-            [row for row in rows if any(row)],
-            first_row_bold=bool(bold) and bold[0],
-            others_bold=any(bold[1:]),
+            [texts for texts, _ in rows],
+            first_row_bold=rows[0][1],
+            others_bold=any(bold for _, bold in rows[1:]),
         )
         text, start = replace_table(text, cells, markdown_rows(cells, head), start)
     return text

@@ -9,7 +9,7 @@ import pytest
 
 from ingest import pdf_tables
 from ingest.loaders import load_file
-from ingest.pdf_tables import has_head, markdown_rows, may_hold_table, replace_table
+from ingest.pdf_tables import has_head, looks_like_table, markdown_rows, may_hold_table, replace_table
 from ingest.splitter import make_splitter, split_documents
 from rag.prompts import tables_as_records
 from tests.support.sample_docs import write_pdf, write_pdf_table
@@ -118,6 +118,32 @@ def test_only_pages_that_draw_lines_are_looked_at() -> None:
     assert may_hold_table(b"BT /F1 11 Tf 56 770 Td (Hello) Tj ET\n56 700 200 20 re S\n")
     assert may_hold_table(b"0.5 w 56 700 m 300 700 l S\n")
     assert not may_hold_table(b"BT /F1 11 Tf 56 770 Td (Hello) Tj ET\n")
+
+
+def test_crossing_lines_of_a_drawing_are_no_table(tmp_path: Path) -> None:
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    path = tmp_path / "plan.pdf"
+    drawing = canvas.Canvas(str(path), pagesize=A4, invariant=True)
+    drawing.drawString(56, 800, "Floor plan of level 9.")
+    for step in range(1, 60):  # a grid of walls with one label inside it
+        drawing.line(40 + 8 * step, 100, 40 + 8 * step, 700)
+        drawing.line(40, 100 + 10 * step, 540, 100 + 10 * step)
+    drawing.drawString(300, 400, "Lift")
+    drawing.showPage()
+    drawing.save()
+    [page] = load_file(path, "plan.pdf")
+    assert "|" not in page.page_content and "Floor plan of level 9." in page.page_content
+
+
+def test_a_grid_must_hold_a_tables_text() -> None:
+    assert looks_like_table([["Plan", "Limit"], ["Free", "5"]])
+    assert looks_like_table([["Region", None, None], ["East", "5", ""], ["West", "", "7"]])  # merged head
+    assert not looks_like_table([["drawing.", "", "", ""], ["", "", "", ""]])  # one row of text
+    assert not looks_like_table([["A box around a paragraph."]])
+    assert not looks_like_table([["a", "", "", ""], ["", "", "", "b"]])  # mostly empty cells
+    assert not may_hold_table(b"0 0 m 10 10 l S\n" * 10_001)  # a drawing, not a table page
 
 
 def test_a_head_must_look_like_one() -> None:
