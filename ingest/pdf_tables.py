@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,19 @@ def replace_table(
     return before + block + after, len(before) + len(block)
 
 
+# A table that ends this close to the foot of its page (a fraction of the page's height), followed
+# by one this close to the top of the next, is one table broken by the page break.
+_PAGE_EDGE = 0.25
+
+
+@dataclass
+class _Open:
+    """The last table of the page before: its head rows (head and rule) and column count."""
+
+    head: list[str]
+    columns: int
+
+
 def with_tables(path: Path, texts: dict[int, str]) -> dict[int, str]:
     """The pages of ``texts`` (page number → pypdf's text) that hold ruled tables, their tables as
     Markdown rows; pages without one are not in the result. A table that pypdf's text does not hold
@@ -136,10 +150,13 @@ def with_tables(path: Path, texts: dict[int, str]) -> dict[int, str]:
     found: dict[int, str] = {}
     try:
         with pdfplumber.open(path) as pdf:
+            running: _Open | None = None
             for number, text in texts.items():
                 page = pdf.pages[number - 1]
                 try:
-                    replaced = _page_with_tables(page, text)
+                    replaced, running = _page_with_tables(
+                        page, text, running if number - 1 in texts else None
+                    )
                 finally:
                     page.close()
                 if replaced != text:
@@ -151,19 +168,25 @@ def with_tables(path: Path, texts: dict[int, str]) -> dict[int, str]:
     return found
 
 
-def _page_with_tables(page: Any, text: str) -> str:
+def _page_with_tables(page: Any, text: str, running: _Open | None) -> tuple[str, _Open | None]:
+    """The page's text with its tables as rows, and the table it leaves open at its foot, if any.
+
+    ``running`` is the table the page before left open: a first table at the top of this page with
+    as many columns and no head of its own goes on with it, and gets its head, as a table whose
+    head row the PDF repeats on each page does (the splitter repeats it in each chunk).
+    """
     start = 0
-    for table in page.find_tables():
+    left_open: _Open | None = None
+    tables = [table for table in page.find_tables() if looks_like_table(table.extract())]
+    for at, table in enumerate(tables):
         cells = table.extract()
-        if not looks_like_table(cells):
-            continue
         # (a row's text, whether it is set in bold) for the rows with text, top to bottom
         rows = [
             (
                 [_cell_text(cell) for cell in row],
-                row_box is not None and _bold(page.crop(row_box, strict=False).chars),
+                box is not None and _bold(page.crop(box, strict=False).chars),
             )
-            for row, row_box in zip(cells, (row.bbox for row in table.rows), strict=False)
+            for row, box in zip(cells, (row.bbox for row in table.rows), strict=False)
         ]
         rows = [(texts, bold) for texts, bold in rows if any(texts)]
         head = has_head(
@@ -171,5 +194,14 @@ def _page_with_tables(page: Any, text: str) -> str:
             first_row_bold=rows[0][1],
             others_bold=any(bold for _, bold in rows[1:]),
         )
-        text, start = replace_table(text, cells, markdown_rows(cells, head), start)
-    return text
+        top, bottom = table.bbox[1] - page.bbox[1], page.bbox[3] - table.bbox[3]
+        near_top = at == 0 and top < _PAGE_EDGE * page.height
+        carried = running.head if running and near_top and running.columns == len(cells[0]) else None
+        head = head or (carried is not None and markdown_rows(cells, False)[0] == carried[0])  # repeated
+        lines = markdown_rows(cells, head)
+        if carried is not None and not head:
+            lines, head = [*carried, *lines], True
+        if at == len(tables) - 1 and head and bottom < _PAGE_EDGE * page.height:
+            left_open = _Open(lines[:2], len(cells[0]))
+        text, start = replace_table(text, cells, lines, start)
+    return text, left_open

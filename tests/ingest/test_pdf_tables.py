@@ -81,12 +81,15 @@ def test_a_long_table_repeats_its_head_in_every_chunk(tmp_path: Path) -> None:
     assert continued and continued[0].page_content.startswith("| Office | Seats |\n| --- | --- |\n")
 
 
-def test_a_table_over_several_pages_keeps_its_head_on_each(tmp_path: Path) -> None:
+@pytest.mark.parametrize("repeated", [True, False], ids=["head-repeated-by-the-pdf", "head-on-page-1-only"])
+def test_a_table_over_several_pages_keeps_its_head_on_each(tmp_path: Path, repeated: bool) -> None:
     rows = [
         ["工号", "工位"],
         *[[f"E{number:04d}", f"{number % 9 + 1}F-{number:03d}"] for number in range(120)],
     ]
-    path = write_pdf_table(tmp_path / "desks.pdf", "工位表。", rows, "如需调整，请联系行政部。", cjk=True)
+    path = write_pdf_table(
+        tmp_path / "desks.pdf", "工位表。", rows, "如需调整，请联系行政部。", cjk=True, repeat_head=repeated
+    )
     pages = load_file(path, "desks.pdf")
     assert len(pages) >= 3  # so the repeated head looks like a running header to the loader
     for page in pages:
@@ -96,6 +99,20 @@ def test_a_table_over_several_pages_keeps_its_head_on_each(tmp_path: Path) -> No
         assert lines.count("| 工号 | 工位 |") == 1
     rows_read = [line for page in pages for line in page.page_content.split("\n") if line.startswith("| E")]
     assert len(rows_read) == 120 and rows_read[-1] == "| E0119 | 3F-119 |"
+
+
+def test_a_new_table_at_the_top_of_a_page_does_not_take_the_head_of_the_one_before(tmp_path: Path) -> None:
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.platypus import PageBreak, SimpleDocTemplate, Table, TableStyle
+
+    grid = TableStyle([("GRID", (0, 0), (-1, -1), 0.5, colors.black)])
+    seats = Table([["Room", "Seats"], *[[f"Room {n}", str(n + 4)] for n in range(36)]], style=grid)
+    phones = Table([["Lobby", "8000", "1F"], ["IT desk", "8021", "3F"]], style=grid)  # 3 columns
+    path = tmp_path / "rooms.pdf"
+    SimpleDocTemplate(str(path), pagesize=A4, invariant=True).build([seats, PageBreak(), phones])
+    pages = load_file(path, "rooms.pdf")
+    assert pages[-1].page_content.split("\n") == ["| Lobby | 8000 | 1F |", "| IT desk | 8021 | 3F |"]
 
 
 def test_a_parser_failure_keeps_the_text_pypdf_read(

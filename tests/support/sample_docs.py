@@ -91,9 +91,11 @@ def write_pdf_table(
     cjk: bool = False,
     bold_head: bool = False,
     ruled: bool = True,
+    repeat_head: bool = True,
 ) -> Path:
     """Write an A4 PDF: a paragraph, a table, a paragraph, as a word processor exports one. A table
-    too long for a page goes on over the next, its first row repeated at the top of each.
+    too long for a page goes on over the next, its first row repeated at the top of each unless not
+    ``repeat_head``.
 
     ``ruled`` draws the grid around every cell (most exported tables have one); without it the
     cells are only aligned. ``bold_head`` sets the first row in Helvetica-Bold (Latin text only:
@@ -112,7 +114,7 @@ def write_pdf_table(
         style.append(("GRID", (0, 0), (-1, -1), 0.5, colors.black))
     if bold_head:
         style.append(("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold"))
-    table = Table([list(row) for row in rows], style=TableStyle(style), repeatRows=1)
+    table = Table([list(row) for row in rows], style=TableStyle(style), repeatRows=int(repeat_head))
     flow = [Paragraph(before, body), Spacer(1, LEADING), table]
     if after:
         flow += [Spacer(1, LEADING), Paragraph(after, body)]
