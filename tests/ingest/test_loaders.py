@@ -45,6 +45,18 @@ def test_encrypted_pdf_is_reported(tmp_path: Path) -> None:
         load_file(locked, "locked.pdf")
 
 
+@pytest.mark.parametrize("algorithm", ["RC4-128", "AES-128", "AES-256"])
+def test_a_pdf_encrypted_with_an_owner_password_only_is_read(tmp_path: Path, algorithm: str) -> None:
+    # AES needs the cryptography package (it comes with pdfplumber): without it such a file failed
+    plain = write_pdf(tmp_path / "plain.pdf", ["Laptops are replaced every 48 months."])
+    writer = PdfWriter(clone_from=PdfReader(plain))
+    writer.encrypt(user_password="", owner_password="owner", algorithm=algorithm)
+    locked = tmp_path / "locked.pdf"
+    with locked.open("wb") as handle:
+        writer.write(handle)
+    assert load_file(locked, "locked.pdf")[0].page_content == "Laptops are replaced every 48 months."
+
+
 @pytest.mark.parametrize(
     "content",
     [b"", b"%PDF-1.7\n garbage that is not a pdf", b"this is not a PDF at all"],
