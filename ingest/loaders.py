@@ -435,6 +435,7 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
         raise LoadError(f"not a readable PDF: no %PDF header ({_looks_like(head)})")
     pages: list[Document] = []
     problems: list[str] = []
+    ruled: dict[int, str] = {}  # pages that draw lines: they may hold a table (ingest.pdf_tables)
     characters = 0
     with _quiet_pypdf():
         try:
@@ -451,14 +452,10 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
                 raise LoadError(
                     f"PDF has too many pages: {count:,} > limit {limits.max_pdf_pages:,} (KBQA_MAX_PDF_PAGES)"
                 )
-            ruled: dict[int, str] = {}  # pages that draw lines: they may hold a table
             for number in range(1, count + 1):
                 try:
                     page = reader.pages[number - 1]
                     text = page.extract_text() or ""
-                    contents = page.get_contents()
-                    if text.strip() and contents is not None and may_hold_table(contents.get_data()):
-                        ruled[number] = text
                 except LoadError:
                     raise
                 except Exception as error:  # one damaged page must not cost the others
@@ -469,6 +466,8 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
                     raise limits.too_much_text(characters, f" by page {number}")
                 if text.strip():
                     pages.append(Document(page_content=text, metadata={"page": number}))
+                    if _draws_lines(page):
+                        ruled[number] = text
         except LoadError:
             raise
         except Exception as error:  # pypdf raises many types on hostile input; all mean "unreadable"
@@ -488,6 +487,16 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
 
 
 _SENTENCE_END = re.compile(r"[。！？；!?;]|\.(?=\s)")
+
+
+def _draws_lines(page: Any) -> bool:
+    """Whether a pypdf page may hold a ruled table (``ingest.pdf_tables.may_hold_table``); a content
+    stream that cannot be read again only means its tables are not looked for."""
+    try:
+        contents = page.get_contents()
+        return contents is not None and may_hold_table(contents.get_data())
+    except Exception:  # the page's text was read: a table is extra
+        return False
 
 
 def _runs_on(page: str, following: str) -> bool:

@@ -177,9 +177,9 @@ def _page_with_tables(page: Any, text: str, running: _Open | None) -> tuple[str,
     """
     start = 0
     left_open: _Open | None = None
-    tables = [table for table in page.find_tables() if looks_like_table(table.extract())]
-    for at, table in enumerate(tables):
-        cells = table.extract()
+    grids = [(table, table.extract()) for table in page.find_tables()]
+    tables = [(table, cells) for table, cells in grids if looks_like_table(cells)]
+    for at, (table, cells) in enumerate(tables):
         # (a row's text, whether it is set in bold) for the rows with text, top to bottom
         rows = [
             (
