@@ -27,6 +27,7 @@ from typing import Any
 from charset_normalizer import from_bytes
 from langchain_core.documents import Document
 
+from ingest.pdf_headings import LineSizes, heading_levels
 from ingest.pdf_tables import may_hold_table, with_tables
 from rag.config import Settings
 
@@ -436,6 +437,7 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
     pages: list[Document] = []
     problems: list[str] = []
     ruled: dict[int, str] = {}  # pages that draw lines: they may hold a table (ingest.pdf_tables)
+    sized: dict[int, list[tuple[str, float]]] = {}  # each page's lines and the size they are set in
     characters = 0
     with _quiet_pypdf():
         try:
@@ -455,7 +457,8 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
             for number in range(1, count + 1):
                 try:
                     page = reader.pages[number - 1]
-                    text = page.extract_text() or ""
+                    pieces = LineSizes()
+                    text = page.extract_text(visitor_text=pieces) or ""
                 except LoadError:
                     raise
                 except Exception as error:  # one damaged page must not cost the others
@@ -466,6 +469,7 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
                     raise limits.too_much_text(characters, f" by page {number}")
                 if text.strip():
                     pages.append(Document(page_content=text, metadata={"page": number}))
+                    sized[number] = pieces.lines(text) or []
                     if _draws_lines(page):
                         ruled[number] = text
         except LoadError:
@@ -476,6 +480,14 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
         tables = with_tables(path, ruled)
         for page in pages:
             page.page_content = tables.get(page.metadata["page"], page.page_content)
+    headings = heading_levels(sized)
+    for page in pages:
+        titles = headings.get(page.metadata["page"], {})
+        if titles:
+            page.page_content = "\n".join(
+                heading_line(titles[line.strip()], line.strip()) if line.strip() in titles else line
+                for line in page.page_content.split("\n")
+            )
     if problems:
         if not pages:
             raise LoadError(problems[0])

@@ -122,6 +122,26 @@ def write_pdf_table(
     return path
 
 
+def write_pdf_outline(path: PathLike, blocks: Sequence[tuple[int, str]], *, cjk: bool = False) -> Path:
+    """Write an A4 PDF of headings and paragraphs as a word processor exports one: ``(level, text)``
+    blocks, level 0 a paragraph in the body size, level 1-3 a heading set larger the lower its level
+    (20, 16, 13 pt over 11 pt), and ``(0, "\f")`` a page break."""
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    font = _register_cjk_font() if cjk else LATIN_FONT
+    sizes = {0: FONT_SIZE, 1: 20, 2: 16, 3: 13}
+    styles = {
+        level: ParagraphStyle(f"level{level}", fontName=font, fontSize=size, leading=size * 1.4, spaceAfter=4)
+        for level, size in sizes.items()
+    }
+    flow = [PageBreak() if text == "\f" else Paragraph(text, styles[level]) for level, text in blocks]
+    SimpleDocTemplate(str(path), pagesize=A4, invariant=True, author="kbqa test suite").build(flow)
+    return path
+
+
 def wrap_text(text: str, font: str, size: float, max_width: float) -> list[str]:
     """Break ``text`` into lines no wider than ``max_width`` points (closing punctuation may hang)."""
     lines: list[str] = []

@@ -1,0 +1,94 @@
+"""A PDF's headings, told by their font size, so its chunks know their section as Word's and HTML's do.
+
+A PDF keeps no heading marks: "住宿标准" over a paragraph is only a line set larger than the body
+text. pypdf reports the size of each piece of text it reads (its ``visitor_text``), at no cost beyond
+the reading itself, so a line set clearly larger than the document's body text, short and not ending
+a sentence, is taken for a heading; its level is the rank of its size among the headings' sizes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+# A heading is set at least this much larger than the body text (Word: 11 pt body, 13-16 pt headings).
+_LARGER = 1.15
+_MAX_TITLE = 80  # characters; a longer line is a paragraph set large (a pull quote, a cover page blurb)
+_SENTENCE_END = re.compile(r"[。！？；，、.!?;,:：]$")
+_WORDS = re.compile(r"[^\W\d_]", re.UNICODE)  # a letter or a CJK character: not a bare page number
+# When more of a document's lines than this look like headings, its "body" is not its text (slides,
+# a form): no headings are marked rather than half the text.
+_MOST = 0.4
+
+
+class LineSizes:
+    """Collects what ``PageObject.extract_text(visitor_text=...)`` reads, with the size it is set in."""
+
+    def __init__(self) -> None:
+        self.pieces: list[tuple[str, float]] = []
+
+    def __call__(
+        self, text: str, cm: Sequence[float], tm: Sequence[float], font: object, size: float
+    ) -> None:
+        # the font's size scaled by the text and graphics matrices' vertical axes
+        scale = math.hypot(tm[2], tm[3]) * math.hypot(cm[2], cm[3])
+        self.pieces.append((text, abs(size * scale)))
+
+    def lines(self, text: str) -> list[tuple[str, float]] | None:
+        """(line, its largest size) for each line of ``text``, the page as pypdf read it; None when
+        the pieces do not spell that text (then the page's lines are not judged)."""
+        if "".join(piece for piece, _ in self.pieces) != text:
+            return None
+        sized: list[tuple[str, float]] = []
+        line, largest = "", 0.0
+        for piece, size in self.pieces:
+            parts = piece.split("\n")
+            for at, part in enumerate(parts):
+                line += part
+                if part.strip():
+                    largest = max(largest, size)
+                if at < len(parts) - 1:
+                    sized.append((line, largest))
+                    line, largest = "", 0.0
+        sized.append((line, largest))
+        return sized
+
+
+def heading_levels(pages: dict[int, list[tuple[str, float]]]) -> dict[int, dict[str, int]]:
+    """For each page, its heading lines (stripped) and their levels (1 = largest), given each page's
+    (line, size) pairs. The body size is the one most characters of the document are set in."""
+    weight: Counter[float] = Counter()
+    for lines in pages.values():
+        for line, size in lines:
+            weight[round(size, 1)] += len(line.strip())
+    if not weight:
+        return {}
+    body = weight.most_common(1)[0][0]
+    found = {
+        number: [
+            (line.strip(), round(size, 1))
+            for line, size in lines
+            if size >= _LARGER * body
+            and 0 < len(line.strip()) <= _MAX_TITLE
+            and not line.lstrip().startswith("|")
+            and _WORDS.search(line)
+            and not _SENTENCE_END.search(line.strip())
+        ]
+        for number, lines in pages.items()
+    }
+    count = sum(len(lines) for lines in found.values())
+    if count > _MOST * sum(len(lines) for lines in pages.values()):
+        return {}
+    ranks = {
+        size: level
+        for level, size in enumerate(
+            sorted({s for lines in found.values() for _, s in lines}, reverse=True), 1
+        )
+    }
+    return {
+        number: {title: min(ranks[size], 6) for title, size in lines}
+        for number, lines in found.items()
+        if lines
+    }

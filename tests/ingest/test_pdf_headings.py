@@ -1,0 +1,88 @@
+"""A PDF's headings told by their size (ingest.pdf_headings), on PDFs that reportlab writes here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ingest.loaders import HEADING_MARK, load_file
+from ingest.pdf_headings import LineSizes, heading_levels
+from ingest.splitter import make_splitter, pdf_page_sections, split_documents
+from tests.support.sample_docs import write_pdf, write_pdf_outline
+
+POLICY = [
+    (1, "差旅管理制度"),
+    (2, "住宿标准"),
+    (0, "国内出差住宿费按城市分级报销，北京、上海每晚不超过 650 元，其他省会城市每晚不超过 480 元。"),
+    (2, "交通"),
+    (0, "出差地的市内交通凭电子发票实报实销，每人每天合计不超过 150 元。"),
+    (0, "\f"),
+    (0, "火车一律乘坐二等座，夜间乘车可乘坐卧铺。"),
+    (3, "机票"),
+    (0, "飞机一律乘坐经济舱。"),
+]
+
+
+def test_larger_lines_are_marked_as_headings_by_their_rank_of_size(tmp_path: Path) -> None:
+    pages = load_file(write_pdf_outline(tmp_path / "travel.pdf", POLICY, cjk=True), "travel.pdf")
+    first = pages[0].page_content.split("\n")
+    assert first[:2] == [f"{HEADING_MARK}# 差旅管理制度", f"{HEADING_MARK}## 住宿标准"]
+    assert f"{HEADING_MARK}## 交通" in first
+    assert f"{HEADING_MARK}### 机票" in pages[1].page_content.split("\n")
+    assert not any(line.startswith(HEADING_MARK) for line in first if "650" in line)  # body text stays
+
+
+def test_chunks_start_with_their_section_path_also_after_a_page_break(tmp_path: Path) -> None:
+    pages = load_file(write_pdf_outline(tmp_path / "travel.pdf", POLICY, cjk=True), "travel.pdf")
+    chunks = split_documents(pages, make_splitter(500, 0))
+    by_text = {chunk.page_content.split("\n", 1)[1]: chunk for chunk in chunks}
+    trains = by_text["火车一律乘坐二等座，夜间乘车可乘坐卧铺。"]  # page 2, before its first heading
+    assert trains.page_content.startswith("差旅管理制度 > 交通\n")
+    assert trains.metadata["section"] == "差旅管理制度 > 交通" and trains.metadata["page"] == 2
+    assert by_text["飞机一律乘坐经济舱。"].metadata["section"] == "差旅管理制度 > 交通 > 机票"
+    assert not any(HEADING_MARK in chunk.page_content for chunk in chunks)
+
+
+def test_without_chunk_headings_the_headings_are_lines_of_text(tmp_path: Path) -> None:
+    pages = load_file(write_pdf_outline(tmp_path / "travel.pdf", POLICY, cjk=True), "travel.pdf")
+    chunks = split_documents(pages, make_splitter(500, 0), headings=False)
+    assert chunks[0].page_content.startswith("差旅管理制度\n住宿标准\n国内出差")
+    assert "section" not in chunks[0].metadata
+
+
+def test_a_pdf_set_in_one_size_has_no_headings(tmp_path: Path) -> None:
+    path = write_pdf(tmp_path / "plain.pdf", ["Laptops\nLaptops are replaced every 48 months."])
+    [page] = load_file(path, "plain.pdf")
+    assert HEADING_MARK not in page.page_content
+
+
+def test_what_a_heading_must_be() -> None:
+    body = [("A paragraph of body text that goes on for a while.", 11.0)] * 6
+    lines = {
+        1: [
+            ("Travel policy", 20.0),
+            ("Rates apply from 1 March.", 16.0),  # ends a sentence: a large paragraph
+            ("12", 16.0),  # a page number set large
+            ("| Plan | Limit |", 16.0),  # a table row
+            ("Hotels", 16.0),
+            ("Note", 12.0),  # barely larger than the body: emphasis, not a heading
+            *body,
+        ]
+    }
+    assert heading_levels(lines) == {1: {"Travel policy": 1, "Hotels": 2}}
+    slides = {1: [("Big title", 30.0), ("Another big line", 30.0), ("small print", 8.0)]}
+    assert heading_levels(slides) == {}  # most lines large: no body to be larger than
+
+
+def test_pieces_that_do_not_spell_the_page_are_not_judged() -> None:
+    sizes = LineSizes()
+    sizes("Title\n", [1, 0, 0, 1, 0, 0], [1, 0, 0, 1, 0, 0], None, 20.0)
+    sizes("Body", [1, 0, 0, 1, 0, 0], [1, 0, 0, 1, 0, 0], None, 11.0)
+    assert sizes.lines("Title\nBody") == [("Title", 20.0), ("Body", 11.0)]
+    assert sizes.lines("Title\nBody text") is None
+
+
+def test_a_heading_that_ends_a_page_opens_the_next() -> None:
+    first, open_headings = pdf_page_sections(f"Intro.\n{HEADING_MARK}# Hotels", [])
+    assert first == [([], "Intro.")]
+    second, _ = pdf_page_sections("Up to 650 a night.", open_headings)
+    assert second == [(["Hotels"], "Up to 650 a night.")]
