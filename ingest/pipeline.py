@@ -228,8 +228,9 @@ READING_VERSION = 5
 Word and HTML headings name their chunks' sections, an HTML page's menus and site header and footer
 are left out, its table rows kept together; 3: so are a Word table's rows; 4: a "--- | ---" rule
 under an HTML table's ``<th>`` row and a Word table's marked head row; 5: a PDF's ruled tables read
-row by row, ``ingest.pdf_tables``, and its headings told by their size, ``ingest.pdf_headings``), so knowledge bases ingested before get the new reading at their
-next ingestion instead of only after ``--full``."""
+row by row, ``ingest.pdf_tables``, and its headings told by their size, ``ingest.pdf_headings``),
+so knowledge bases ingested before get the new reading at their next ingestion instead of only
+after ``--full``."""
 
 
 def reading_key(settings: Settings) -> str:

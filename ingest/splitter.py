@@ -267,8 +267,8 @@ def split_documents(
     Word and HTML files only get their sections' names (``_with_section_metadata``). A PDF's
     headings (found by their size, ``ingest.pdf_headings``) are split by as Markdown's are, a
     section going on over its pages: written as PDFs, the evaluation corpus's files with tables had
-    MRR@10 0.721 → 0.770 for their other questions with the path in the text, and no change with it
-    in metadata only (docs/BENCHMARKS.md).
+    MRR@10 0.721 → 0.762 for their other questions (tables 0.543 → 0.646) with the path in the text,
+    and no change with it in metadata only (docs/BENCHMARKS.md).
     A "# " line that is no heading (a numbered to-do item) has no body and so stays text.
     """
     chunks: list[Document] = []
