@@ -99,7 +99,7 @@ def write_pdf_table(
 
     ``ruled`` draws the grid around every cell (most exported tables have one); without it the
     cells are only aligned. ``bold_head`` sets the first row in Helvetica-Bold (Latin text only:
-    reportlab has no bold CID font). A cell's "\n" is a line break inside the cell.
+    reportlab has no bold CID font). A cell's "\\n" is a line break inside the cell.
     """
     from reportlab.lib import colors
     from reportlab.lib.styles import ParagraphStyle
@@ -125,7 +125,7 @@ def write_pdf_table(
 def write_pdf_outline(path: PathLike, blocks: Sequence[tuple[int, str]], *, cjk: bool = False) -> Path:
     """Write an A4 PDF of headings and paragraphs as a word processor exports one: ``(level, text)``
     blocks, level 0 a paragraph in the body size, level 1-3 a heading set larger the lower its level
-    (20, 16, 13 pt over 11 pt), and ``(0, "\f")`` a page break."""
+    (20, 16, 13 pt over 11 pt), and ``(0, "\\f")`` a page break."""
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate
 
