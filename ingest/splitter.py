@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable, Iterator
 
 from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
@@ -88,14 +89,39 @@ def markdown_sections(text: str) -> list[tuple[list[str], str]]:
     and as distractors they cost the packaged 0.5B model 5 correct answers of 288
     (docs/BENCHMARKS.md, 2026-12-06).
     """
-    sections: list[tuple[list[str], str]] = []
-    open_headings: list[tuple[int, str]] = []  # (level, title) of the headings the line is under
-    body: list[str] = []
+    sections, _ = _split_at_headings(_markdown_headings(text), [])
+    kept: list[tuple[list[str], str]] = []
+    for number, (section_path, section_body) in enumerate(sections):
+        if not section_body.strip():
+            stray = _title_as_text(sections, number)
+            if stray is None:
+                continue
+            section_path, section_body = stray
+        if kept and kept[-1][0] == section_path and not sections[number][1].strip():
+            kept[-1] = (section_path, f"{kept[-1][1]}\n{section_body}")
+        else:
+            kept.append((section_path, section_body))
+    return kept
+
+
+def _markdown_headings(text: str) -> Iterator[tuple[str, re.Match[str] | None]]:
+    """Each line of a Markdown text with its heading match; a ``#`` line in a code fence is code."""
     fenced = False
     for line in text.splitlines():
         if _FENCE.match(line):
             fenced = not fenced
-        heading = None if fenced else _HEADING.match(line)
+        yield line, None if fenced else _HEADING.match(line)
+
+
+def _split_at_headings(
+    lines: Iterable[tuple[str, re.Match[str] | None]], open_headings: list[tuple[int, str]]
+) -> tuple[list[tuple[list[str], str]], list[tuple[int, str]]]:
+    """(heading path, body) for the text before and after each heading of ``lines`` (each line with
+    its heading match, level in group 1 and title in group 2), the heading lines left out, starting
+    under ``open_headings``; and the headings open at the end."""
+    sections: list[tuple[list[str], str]] = []
+    body: list[str] = []
+    for line, heading in lines:
         if heading is None:
             body.append(line)
             continue
@@ -103,19 +129,18 @@ def markdown_sections(text: str) -> list[tuple[list[str], str]]:
         open_headings = _under(open_headings, len(heading.group(1)), heading.group(2).strip())
         body = []
     sections.append(([title for _, title in open_headings], "\n".join(body)))
-    kept: list[tuple[list[str], str]] = []
-    for number, (section_path, section_body) in enumerate(sections):
-        if not section_body.strip():
-            following = sections[number + 1][0] if number + 1 < len(sections) else []
-            is_parent = len(following) > len(section_path) and following[: len(section_path)] == section_path
-            if not section_path or is_parent:
-                continue
-            section_path, section_body = section_path[:-1], section_path[-1]
-        if kept and kept[-1][0] == section_path and not sections[number][1].strip():
-            kept[-1] = (section_path, f"{kept[-1][1]}\n{section_body}")
-        else:
-            kept.append((section_path, section_body))
-    return kept
+    return sections, open_headings
+
+
+def _title_as_text(sections: list[tuple[list[str], str]], number: int) -> tuple[list[str], str] | None:
+    """What becomes of section ``number``, whose body is empty: nothing (None) when it is the text
+    before the first heading or a heading over sub-headings; otherwise its title, as text under its
+    parent's path, so that the document does not lose it."""
+    path = sections[number][0]
+    following = sections[number + 1][0] if number + 1 < len(sections) else []
+    if not path or (len(following) > len(path) and following[: len(path)] == path):
+        return None
+    return path[:-1], path[-1]
 
 
 def _table_headers(text: str) -> dict[str, str]:
@@ -165,26 +190,15 @@ def pdf_page_sections(
     (``ingest.pdf_headings``), and the headings open at its end. A page starts under the headings
     the page before left open, so a section going on over a page break keeps its path. A heading
     with no body and no sub-heading stays text, as in ``markdown_sections``."""
-    sections: list[tuple[list[str], str]] = []
-    body: list[str] = []
-    for line in text.split("\n"):
-        heading = _MARKED_HEADING.match(line)
-        if heading is None:
-            body.append(line)
-            continue
-        sections.append(([title for _, title in open_headings], "\n".join(body)))
-        open_headings = _under(open_headings, len(heading.group(1)), heading.group(2).strip())
-        body = []
-    sections.append(([title for _, title in open_headings], "\n".join(body)))
+    lines = ((line, _MARKED_HEADING.match(line)) for line in text.split("\n"))
+    sections, open_headings = _split_at_headings(lines, open_headings)
     kept: list[tuple[list[str], str]] = []
     for number, (path, section_body) in enumerate(sections):
         if not section_body.strip():
-            following = sections[number + 1][0] if number + 1 < len(sections) else []
-            if not path or (len(following) > len(path) and following[: len(path)] == path):
-                continue  # nothing before the first heading, or a heading over sub-headings
-            if number + 1 == len(sections):
-                continue  # the page ends on a heading: its body is on the next page
-            path, section_body = path[:-1], path[-1]
+            stray = _title_as_text(sections, number)
+            if stray is None or number + 1 == len(sections):
+                continue  # (or the page ends on a heading: its body is on the next page)
+            path, section_body = stray
         kept.append((path, section_body))
     return kept, open_headings
 
