@@ -92,9 +92,12 @@ def markdown_rows(cells: Sequence[Sequence[str | None]], head: bool) -> list[str
     every row keeps its columns), with the rule under the head when there is one."""
     rows = [[_cell_text(cell) for cell in row] for row in cells]
     lines = [f"| {' | '.join(row)} |" for row in rows if any(row)]
-    if head and len(lines) > 1:
-        lines.insert(1, "| " + " | ".join(["---"] * len(rows[0])) + " |")
-    return lines
+    return _headed(lines, len(rows[0])) if head else lines
+
+
+def _headed(lines: list[str], columns: int) -> list[str]:
+    """Table rows with the Markdown rule under the first, which names the columns."""
+    return [lines[0], "| " + " | ".join(["---"] * columns) + " |", *lines[1:]] if len(lines) > 1 else lines
 
 
 def _squeezed(text: str) -> tuple[str, list[int]]:
@@ -197,9 +200,11 @@ def _page_with_tables(page: Any, text: str, running: _Open | None) -> tuple[str,
         top, bottom = table.bbox[1] - page.bbox[1], page.bbox[3] - table.bbox[3]
         near_top = at == 0 and top < _PAGE_EDGE * page.height
         carried = running.head if running and near_top and running.columns == len(cells[0]) else None
-        head = head or (carried is not None and markdown_rows(cells, False)[0] == carried[0])  # repeated
-        lines = markdown_rows(cells, head)
-        if carried is not None and not head:
+        lines = markdown_rows(cells, head=False)
+        head = head or (carried is not None and lines[0] == carried[0])  # the PDF repeats its head
+        if head:
+            lines = _headed(lines, len(cells[0]))
+        elif carried is not None:
             lines, head = [*carried, *lines], True
         if at == len(tables) - 1 and head and bottom < _PAGE_EDGE * page.height:
             left_open = _Open(lines[:2], len(cells[0]))
