@@ -28,7 +28,7 @@ from charset_normalizer import from_bytes
 from langchain_core.documents import Document
 
 from ingest.pdf_headings import LineSizes, heading_levels
-from ingest.pdf_tables import may_hold_table, with_tables
+from ingest.pdf_tables import is_table_row, may_hold_table, with_tables
 from rag.config import Settings
 
 log = logging.getLogger(__name__)
@@ -557,10 +557,6 @@ def _unwrapped(pages: list[Document]) -> list[Document]:
 _EDGE_LINES = 2  # running headers and footers sit in a page's first or last lines
 
 
-def _is_table_row(line: str) -> bool:
-    return line.lstrip().startswith("|")
-
-
 def _without_running_lines(pages: list[Document]) -> list[Document]:
     """The pages without the header and footer lines printed on most of them.
 
@@ -580,7 +576,7 @@ def _without_running_lines(pages: list[Document]) -> list[Document]:
 
     def edges(page: Document) -> set[str]:
         lines = [line for line in page.page_content.splitlines() if line.strip()]
-        return {key(line) for line in lines[:_EDGE_LINES] + lines[-_EDGE_LINES:] if not _is_table_row(line)}
+        return {key(line) for line in lines[:_EDGE_LINES] + lines[-_EDGE_LINES:] if not is_table_row(line)}
 
     seen = Counter(text for page in pages for text in edges(page))
     running = {text for text, count in seen.items() if count >= max(3, 0.6 * len(pages))}

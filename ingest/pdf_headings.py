@@ -13,6 +13,8 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
+from ingest.pdf_tables import is_table_row
+
 # A heading is set at least this much larger than the body text (Word: 11 pt body, 13-16 pt headings).
 _LARGER = 1.15
 _MAX_TITLE = 80  # characters; a longer line is a paragraph set large (a pull quote, a cover page blurb)
@@ -72,7 +74,7 @@ def heading_levels(pages: dict[int, list[tuple[str, float]]]) -> dict[int, dict[
             for line, size in lines
             if size >= _LARGER * body
             and 0 < len(line.strip()) <= _MAX_TITLE
-            and not line.lstrip().startswith("|")
+            and not is_table_row(line)
             and _WORDS.search(line)
             and not _SENTENCE_END.search(line.strip())
         ]

@@ -100,6 +100,11 @@ def _headed(lines: list[str], columns: int) -> list[str]:
     return [lines[0], "| " + " | ".join(["---"] * columns) + " |", *lines[1:]] if len(lines) > 1 else lines
 
 
+def is_table_row(line: str) -> bool:
+    """Whether a line of a PDF page is one of ``markdown_rows``' rows (or their rule)."""
+    return line.lstrip().startswith("|")
+
+
 def _squeezed(text: str) -> tuple[str, list[int]]:
     """``text`` without whitespace, and where each of its characters is in ``text``."""
     kept = [(at, char) for at, char in enumerate(text) if not char.isspace()]
