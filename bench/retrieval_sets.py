@@ -7,6 +7,9 @@ queries. Ungated top 10, as ``rag eval``'s hit@k and MRR@10. Usage, after ingest
 ``bench/eval/corpus`` into ``--kb``::
 
     .venv/bin/python -m bench.retrieval_sets dev heldout heldout2 [--kb evalset] [--fill URL]
+
+A set in a folder of its own corpus is named with it (``regulations/dev``); its translations are
+kept beside it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ TYPES = ("fact", "paraphrase", "multi", "crosslingual")
 
 
 def translations(name: str, questions: list[EvalQuestion], fill: Callable[[str], str | None] | None) -> dict:
-    path = EVAL / f"translations-{name}.json"
+    path = (EVAL / name).with_name(f"translations-{Path(name).name}.json")  # beside the set
     cached: dict[str, str | None] = json.loads(path.read_text("utf-8")) if path.is_file() else {}
     missing = [q.question for q in questions if q.question not in cached]
     if missing and fill is None:
@@ -46,7 +49,9 @@ def row(label: str, ranks: list[int | None]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("sets", nargs="+", help="question files under bench/eval, without .jsonl")
+    parser.add_argument(
+        "sets", nargs="+", help="question files under bench/eval, without .jsonl (regulations/dev)"
+    )
     parser.add_argument("--kb", default="evalset")
     parser.add_argument("--fill", metavar="LLM_URL", help="ask this LLM server for missing translations")
     parser.add_argument(

@@ -27,6 +27,7 @@ from typing import Any
 from charset_normalizer import from_bytes
 from langchain_core.documents import Document
 
+from ingest.numbered_headings import numbered_heading_levels
 from ingest.pdf_headings import LineSizes, heading_levels
 from ingest.pdf_tables import is_table_row, may_hold_table, with_tables
 from rag.config import Settings
@@ -314,10 +315,25 @@ def _read_text(path: Path, limits: LoadLimits) -> tuple[str, str]:
     return text, encoding
 
 
-def load_text(path: Path, limits: LoadLimits) -> list[Document]:
+_MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+\S", re.M)
+
+
+def _load_plain(path: Path, limits: LoadLimits) -> Document:
     text, encoding = _read_text(path, limits)
     text = text.replace("\r\n", "\n").replace("\r", "\n")  # Windows, and old Mac line ends
-    return [Document(page_content=_require_text(text), metadata={"encoding": encoding})]
+    return Document(page_content=_require_text(text), metadata={"encoding": encoding})
+
+
+def _with_numbered_titles_unless_markdown(document: Document) -> list[Document]:
+    """A text whose structure is numbered titles ("第二章 考勤管理"), not Markdown headings, gets
+    them marked as headings (``with_numbered_headings``)."""
+    if _MARKDOWN_HEADING.search(document.page_content):
+        return [document]
+    return with_numbered_headings([document])
+
+
+def load_text(path: Path, limits: LoadLimits) -> list[Document]:
+    return _with_numbered_titles_unless_markdown(_load_plain(path, limits))
 
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S)
@@ -329,16 +345,16 @@ def load_markdown(path: Path, limits: LoadLimits) -> list[Document]:
     """A Markdown file without its YAML front matter (Hugo, Obsidian, Jekyll): "tags: [hr]",
     "date: 2024-03-01" would be a chunk of their own that matches nothing a user asks. Its ``title``
     is kept in the metadata."""
-    [document] = load_text(path, limits)
+    document = _load_plain(path, limits)
     found = _FRONT_MATTER.match(document.page_content)
     lines = [line for line in found.group(1).splitlines() if line.strip()] if found else []
     if found is None or not all(_YAML_LINE.match(line) for line in lines):
-        return [document]  # none, or text between two horizontal rules
+        return _with_numbered_titles_unless_markdown(document)  # none, or text between two rules
     title = _FRONT_TITLE.search(found.group(1))
     document.page_content = _require_text(document.page_content[found.end() :])
     if title and title.group(1).strip():
         document.metadata["title"] = title.group(1).strip()
-    return [document]
+    return _with_numbered_titles_unless_markdown(document)
 
 
 @contextlib.contextmanager
@@ -495,7 +511,9 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
     pages = [page for page in _without_running_lines(pages) if page.page_content.strip()]
     if not pages:
         raise LoadError("PDF has no extractable text (scanned images?)")
-    return [page for page in _unwrapped(pages) if page.page_content.strip()]
+    pages = [page for page in _unwrapped(pages) if page.page_content.strip()]
+    # numbered titles are judged on whole lines: a wrapped article's first line is no title
+    return pages if headings else with_numbered_headings(pages)
 
 
 _SENTENCE_END = re.compile(r"[。！？；!?;]|\.(?=\s)")
@@ -631,7 +649,8 @@ def load_docx(path: Path, limits: LoadLimits) -> list[Document]:
     if len(text) > limits.max_chars:
         raise limits.too_much_text(len(text))
     title = _docx_title(document.element.body, document.styles.element)
-    return [Document(page_content=_require_text(text), metadata={"title": title} if title else {})]
+    loaded = Document(page_content=_require_text(text), metadata={"title": title} if title else {})
+    return [loaded] if HEADING_MARK in text else with_numbered_headings([loaded])
 
 
 HEADING_MARK = "\u2063"  # INVISIBLE SEPARATOR: starts the heading lines the Word and HTML loaders write
@@ -641,6 +660,25 @@ def heading_line(level: int, title: str) -> str:
     """A heading as the Word and HTML loaders write it: marked, so that a literal "# " line of the
     document (a shell comment in a code sample, a numbered note) is never taken for one."""
     return f"{HEADING_MARK}{'#' * level} {title}"
+
+
+def with_numbered_headings(documents: list[Document]) -> list[Document]:
+    """A file's documents (a PDF's pages) with their numbered titles (``ingest.numbered_headings``)
+    written as heading lines; for a file that marks no headings of its own, which is how most Chinese
+    regulations and reports come: typed without heading styles, or exported in one font size."""
+    pages = [document.page_content.split("\n") for document in documents]
+    levels = numbered_heading_levels([line for lines in pages for line in lines])
+    first = 0  # the index of a page's first line among the file's lines
+    for document, lines in zip(documents, pages, strict=True):
+        if levels:
+            document.page_content = "\n".join(
+                heading_line(levels[first + number], " ".join(line.split()))
+                if first + number in levels
+                else line
+                for number, line in enumerate(lines)
+            )
+        first += len(lines)
+    return documents
 
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"

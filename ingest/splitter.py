@@ -183,13 +183,14 @@ def _split_with_table_headers(body: str, splitter: RecursiveCharacterTextSplitte
     return pieces
 
 
-def pdf_page_sections(
+def marked_sections(
     text: str, open_headings: list[tuple[int, str]]
 ) -> tuple[list[tuple[list[str], str]], list[tuple[int, str]]]:
-    """(heading path, body) for each part of a PDF page whose headings the loader marked
-    (``ingest.pdf_headings``), and the headings open at its end. A page starts under the headings
-    the page before left open, so a section going on over a page break keeps its path. A heading
-    with no body and no sub-heading stays text, as in ``markdown_sections``."""
+    """(heading path, body) for each part of a text whose headings the loader marked (a PDF page's,
+    ``ingest.pdf_headings``; numbered titles, ``ingest.numbered_headings``), and the headings open
+    at its end. A PDF page starts under the headings the page before left open, so a section going
+    on over a page break keeps its path. A heading with no body and no sub-heading stays text, as
+    in ``markdown_sections``."""
     lines = ((line, _MARKED_HEADING.match(line)) for line in text.split("\n"))
     sections, open_headings = _split_at_headings(lines, open_headings)
     kept: list[tuple[list[str], str]] = []
@@ -288,13 +289,13 @@ def split_documents(
     chunks: list[Document] = []
     open_headings: list[tuple[int, str]] = []  # a PDF's sections go on over its pages
     for document in documents:
-        if document.metadata.get("file_type") == "pdf":
-            sections, open_headings = pdf_page_sections(document.page_content, open_headings)
+        if document.metadata.get("file_type") in SECTIONS_IN_METADATA_ONLY:
+            chunks.extend(_with_section_metadata(document, splitter, named=headings))
+        elif document.metadata.get("file_type") == "pdf" or _MARKED_HEADING.search(document.page_content):
+            sections, open_headings = marked_sections(document.page_content, open_headings)
             if not headings:  # the headings as the lines of text they were
                 sections = [([], _MARKED_HEADING.sub(r"\2", document.page_content))]
             chunks.extend(_with_headings(document, splitter, sections))
-        elif document.metadata.get("file_type") in SECTIONS_IN_METADATA_ONLY:
-            chunks.extend(_with_section_metadata(document, splitter, named=headings))
         elif headings and _HEADING.search(document.page_content):
             chunks.extend(_with_headings(document, splitter))
         else:

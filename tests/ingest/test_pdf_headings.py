@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ingest.loaders import HEADING_MARK, load_file
 from ingest.pdf_headings import LineSizes, heading_levels
-from ingest.splitter import make_splitter, pdf_page_sections, split_documents
+from ingest.splitter import make_splitter, marked_sections, split_documents
 from tests.support.sample_docs import write_pdf, write_pdf_outline
 
 POLICY = [
@@ -82,7 +82,7 @@ def test_pieces_that_do_not_spell_the_page_are_not_judged() -> None:
 
 
 def test_a_heading_that_ends_a_page_opens_the_next() -> None:
-    first, open_headings = pdf_page_sections(f"Intro.\n{HEADING_MARK}# Hotels", [])
+    first, open_headings = marked_sections(f"Intro.\n{HEADING_MARK}# Hotels", [])
     assert first == [([], "Intro.")]
-    second, _ = pdf_page_sections("Up to 650 a night.", open_headings)
+    second, _ = marked_sections("Up to 650 a night.", open_headings)
     assert second == [(["Hotels"], "Up to 650 a night.")]
