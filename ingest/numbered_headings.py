@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-_NUMERAL = r"(?:[一二三四五六七八九十百零〇两]+|\d{1,3})"
-_CHINESE_NUMERAL = r"[一二三四五六七八九十百零〇两]+"
+_NUMERAL = r"(?P<number>[一二三四五六七八九十百零〇两]+|\d{1,3})"
+_CHINESE_NUMERAL = r"(?P<number>[一二三四五六七八九十百零〇两]+)"
 # Coarse to fine: the order in which such documents nest them. A document's levels are the ranks of
 # the kinds it uses, so "一、" is level 1 in a report without chapters and level 3 under 章 and 节.
 _KINDS = (
@@ -40,7 +40,6 @@ _MOST = 1 / 3
 
 
 _DIGITS = {character: value for value, character in enumerate("零一二三四五六七八九")} | {"〇": 0, "两": 2}
-_NUMBER = re.compile(r"[一二三四五六七八九十百零〇两]+|\d+")
 
 
 def _value(numeral: str) -> int:
@@ -68,8 +67,7 @@ def _title(line: str) -> tuple[int, int] | None:
         if found is not None:
             if not _WORDS.search(line[found.end() :]):
                 return None
-            number = _NUMBER.search(line)
-            return (kind, _value(number.group())) if number else None
+            return kind, _value(found.group("number"))
     return None
 
 
