@@ -315,7 +315,9 @@ def _read_text(path: Path, limits: LoadLimits) -> tuple[str, str]:
     return text, encoding
 
 
-_MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+\S", re.M)
+# A Markdown ATX heading: level in group 1, title in group 2. An optional closing run of "#" counts
+# only after a space, as in CommonMark: "## Learning C#" is C#. The splitter cuts sections at these.
+MARKDOWN_HEADING = re.compile(r"^(#{1,6})\s+(.+?)(?:\s+#+)?\s*$", re.M)
 
 
 def _load_plain(path: Path, limits: LoadLimits) -> Document:
@@ -327,7 +329,7 @@ def _load_plain(path: Path, limits: LoadLimits) -> Document:
 def _with_numbered_titles_unless_markdown(document: Document) -> list[Document]:
     """A text whose structure is numbered titles ("第二章 考勤管理"), not Markdown headings, gets
     them marked as headings (``with_numbered_headings``)."""
-    if _MARKDOWN_HEADING.search(document.page_content):
+    if MARKDOWN_HEADING.search(document.page_content):
         return [document]
     return with_numbered_headings([document])
 

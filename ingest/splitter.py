@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from ingest.loaders import HEADING_MARK
+from ingest.loaders import HEADING_MARK, MARKDOWN_HEADING
 from rag.language import passage_language
 
 HEADING_SEPARATOR = " > "  # between the titles of a chunk's heading path ("休假制度 > 年假")
@@ -39,8 +39,6 @@ SEPARATORS = [
 ]
 
 
-# An optional closing run of "#" counts only after a space, as in CommonMark: "## Learning C#" is C#.
-_HEADING = re.compile(r"^(#{1,6})\s+(.+?)(?:\s+#+)?\s*$", re.M)
 _FENCE = re.compile(r"^\s*(```|~~~)")
 # The Word and HTML loaders' own heading lines (ingest.loaders.heading_line).
 _MARKED_HEADING = re.compile(rf"^{HEADING_MARK}(#{{1,6}}) (.+)$", re.M)
@@ -110,7 +108,7 @@ def _markdown_headings(text: str) -> Iterator[tuple[str, re.Match[str] | None]]:
     for line in text.splitlines():
         if _FENCE.match(line):
             fenced = not fenced
-        yield line, None if fenced else _HEADING.match(line)
+        yield line, None if fenced else MARKDOWN_HEADING.match(line)
 
 
 def _split_at_headings(
@@ -296,7 +294,7 @@ def split_documents(
             if not headings:  # the headings as the lines of text they were
                 sections = [([], _MARKED_HEADING.sub(r"\2", document.page_content))]
             chunks.extend(_with_headings(document, splitter, sections))
-        elif headings and _HEADING.search(document.page_content):
+        elif headings and MARKDOWN_HEADING.search(document.page_content):
             chunks.extend(_with_headings(document, splitter))
         else:
             pieces = _split_with_table_headers(document.page_content, splitter)
