@@ -195,8 +195,10 @@ def marked_sections(
     for number, (path, section_body) in enumerate(sections):
         if not section_body.strip():
             stray = _title_as_text(sections, number)
-            if stray is None or number + 1 == len(sections):
-                continue  # (or the page ends on a heading: its body is on the next page)
+            if stray is None or number in (0, len(sections) - 1):
+                # the page's text before its first heading is none (the section the page before
+                # left open has its title there), or the page ends on a heading, its body on the next
+                continue
             path, section_body = stray
         kept.append((path, section_body))
     return kept, open_headings

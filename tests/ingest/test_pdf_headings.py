@@ -86,3 +86,9 @@ def test_a_heading_that_ends_a_page_opens_the_next() -> None:
     assert first == [([], "Intro.")]
     second, _ = marked_sections("Up to 650 a night.", open_headings)
     assert second == [(["Hotels"], "Up to 650 a night.")]
+
+
+def test_a_page_that_starts_with_a_heading_does_not_repeat_the_last_one_as_text() -> None:
+    _, open_headings = marked_sections(f"{HEADING_MARK}# Hotels\nUp to 650 a night.", [])
+    second, _ = marked_sections(f"{HEADING_MARK}# Meals\n100 a day.", open_headings)
+    assert second == [(["Meals"], "100 a day.")]  # no ([], "Hotels") before it
