@@ -27,7 +27,7 @@ from typing import Any
 from charset_normalizer import from_bytes
 from langchain_core.documents import Document
 
-from ingest.numbered_headings import numbered_heading_levels
+from ingest.numbered_headings import is_decimal_title, numbered_heading_levels
 from ingest.pdf_headings import LineSizes, heading_levels
 from ingest.pdf_tables import is_table_row, may_hold_table, with_tables
 from rag.config import Settings
@@ -664,14 +664,23 @@ def heading_line(level: int, title: str) -> str:
     return f"{HEADING_MARK}{'#' * level} {title}"
 
 
+# Set on the documents of a file whose titles are decimal-numbered: the splitter names its chunks'
+# sections in their metadata only (``ingest.splitter``).
+DECIMAL_TITLES = "decimal_titles"
+
+
 def with_numbered_headings(documents: list[Document]) -> list[Document]:
     """A file's documents (a PDF's pages) with their numbered titles (``ingest.numbered_headings``)
     written as heading lines; for a file that marks no headings of its own, which is how most Chinese
     regulations and reports come: typed without heading styles, or exported in one font size."""
     pages = [document.page_content.split("\n") for document in documents]
-    levels = numbered_heading_levels([line for lines in pages for line in lines])
+    every_line = [line for lines in pages for line in lines]
+    levels = numbered_heading_levels(every_line)
+    decimal = any(is_decimal_title(every_line[number]) for number in levels)
     first = 0  # the index of a page's first line among the file's lines
     for document, lines in zip(documents, pages, strict=True):
+        if decimal:
+            document.metadata[DECIMAL_TITLES] = True
         if levels:
             document.page_content = "\n".join(
                 heading_line(levels[first + number], " ".join(line.split()))

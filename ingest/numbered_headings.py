@@ -6,9 +6,11 @@ document uses. Without it, a chunk cut from "第五章 试用期管理" reads "�
 and says nothing of the probation it is about; with it, the chunk knows its chapter as a Markdown
 file's chunk knows its section.
 
-Only these Chinese numbering forms count: chapter-like ones (编/部分/篇, 章, 节, 条 followed by a
-title) and outline ones ("一、", "（一）"). Arabic "1." and "1.1" are left alone: they number list
-items as often as headings, in every language.
+These numbering forms count: chapter-like ones (编/部分/篇, 章, 节, 条 followed by a title), outline
+ones ("一、", "（一）"), and the decimal numbering of standards, specifications and design documents
+("3 术语和定义", "5.2 供电系统", "5.2.1 不间断电源"). Arabic "1." alone numbers list items as often as
+headings, in every language: decimal titles count only in a document that has at least two of the
+"N.M" kind, which lists do not have.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ _KINDS = (
     re.compile(rf"^{_CHINESE_NUMERAL}[、．]\s*"),
     re.compile(rf"^[（(]{_CHINESE_NUMERAL}[）)]\s*"),
 )
+# "5", "5.", "5、" or "5.2.1" (components after the first from 1: "10.0.0.1" is an address), then a
+# separator; a "N.M" number may run straight on to its title ("5.2供电系统"). Its depth is the number
+# of components; depths rank below the Chinese kinds, as "第一章" does over "1.1".
+_DECIMAL = re.compile(r"^(?P<number>\d{1,2}(?:\.[1-9]\d?){0,4})(?P<separator>[.、．](?!\d)\s*|\s+)?")
+# What follows a quantity's number directly ("1.5倍", "2.5米", "3.5万元"), never a title's first word.
+_MEASURE_WORDS = frozenset("倍米元万亿秒克吨瓦伏")
+_DECIMAL_KIND = len(_KINDS)  # the kind of a depth-1 decimal title; depth d is kind _DECIMAL_KIND + d - 1
 _MAX_TITLE = 30  # characters, number included; an article's sentence or a wrapped line is longer
 _MAX_DOCUMENT_TITLE = 40  # the first line, when it is this short and no sentence, names the document
 # A title has no sentence in it: an item that says something ("（一）迟到的，扣款 50 元；") is text.
@@ -57,18 +66,44 @@ def _value(numeral: str) -> int:
     return total + digit
 
 
-def _title(line: str) -> tuple[int, int] | None:
+def _title(line: str) -> tuple[int, tuple[int, ...]] | None:
     """(kind, number) of a line that reads as a numbered title: its numbering's index into ``_KINDS``
-    and the number it gives."""
-    if len(line) > _MAX_TITLE or _SENTENCE_MARK.search(line):
+    (``_DECIMAL_KIND`` and after for decimal depths) and the number it gives ((5, 2, 1) for "5.2.1")."""
+    if len(line) > _MAX_TITLE:
         return None
     for kind, pattern in enumerate(_KINDS):
         found = pattern.match(line)
         if found is not None:
-            if not _WORDS.search(line[found.end() :]):
-                return None
-            return kind, _value(found.group("number"))
-    return None
+            return _named(line[found.end() :], kind, (_value(found.group("number")),))
+    found = _DECIMAL.match(line)
+    if found is None:
+        return None
+    number = tuple(int(part) for part in found.group("number").split("."))
+    if found.group("separator") is None and (
+        len(number) < 2 or not _WORDS.match(line, found.end()) or line[found.end()] in _MEASURE_WORDS
+    ):
+        return None  # "2024年", "1.5倍工资" or "2.5米以上" is a quantity, not a numbered title
+    return _named(line[found.end() :], _DECIMAL_KIND + len(number) - 1, number)
+
+
+def _named(title: str, kind: int, number: tuple[int, ...]) -> tuple[int, tuple[int, ...]] | None:
+    """(kind, number) when what follows the number is a title: it names something (not "第一章 3" in a
+    table of contents) and holds no sentence."""
+    if _SENTENCE_MARK.search(title) or not _WORDS.search(title):
+        return None
+    return kind, number
+
+
+def _next(title: tuple[int, tuple[int, ...]], step: int) -> tuple[int, tuple[int, ...]]:
+    """The title numbered ``step`` after ``title`` in its kind: (3, (5, 2)) → (3, (5, 3))."""
+    kind, number = title
+    return kind, (*number[:-1], number[-1] + step)
+
+
+def is_decimal_title(line: str) -> bool:
+    """Whether ``line`` reads as a decimal-numbered title ("5.2 供电系统"), were it found among others."""
+    title = _title(line.strip())
+    return title is not None and title[0] >= _DECIMAL_KIND
 
 
 def numbered_heading_levels(lines: Sequence[str]) -> dict[int, int]:
@@ -90,11 +125,12 @@ def numbered_heading_levels(lines: Sequence[str]) -> dict[int, int]:
         title = found[at]
         if title is None:
             continue
-        kind, value = title
         before = found[at - 1] if at else None
         after = found[at + 1] if at + 1 < len(found) else None
-        if before != (kind, value - 1) and after != (kind, value + 1):
-            titles[number] = kind
+        if before != _next(title, -1) and after != _next(title, 1):
+            titles[number] = title[0]
+    if sum(kind > _DECIMAL_KIND for kind in titles.values()) < 2:  # no "N.M" structure: "1." are items
+        titles = {number: kind for number, kind in titles.items() if kind < _DECIMAL_KIND}
     titled = sum(len(lines[number].strip()) for number in titles)
     if len(titles) < 2 or titled > _MOST * sum(len(line) for _, line in filled):
         return {}

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from ingest.loaders import HEADING_MARK, MARKDOWN_HEADING
+from ingest.loaders import DECIMAL_TITLES, HEADING_MARK, MARKDOWN_HEADING
 from rag.language import passage_language
 
 HEADING_SEPARATOR = " > "  # between the titles of a chunk's heading path ("休假制度 > 年假")
@@ -235,16 +235,26 @@ def _with_headings(
 # before, 106 with the pages split by section and the path in the text (as Markdown is), 107 split by
 # section without it, and 110 cut as the page reads, while retrieval gained a little in each.
 SECTIONS_IN_METADATA_ONLY = frozenset({"docx", "html", "htm"})
+# So are a text's or a PDF's decimal titles ("4.1.2 测试环境", ``ingest.numbered_headings``): with the
+# specifications corpus split by them, path in the text, the 0.5B answered 23 of 74 questions right,
+# 29 with the text cut as it reads (docs/BENCHMARKS.md, 2026-12-07, eighth session).
 
 
 def _with_section_metadata(
-    document: Document, splitter: RecursiveCharacterTextSplitter, *, named: bool = True
-) -> list[Document]:
-    """Chunks of a Word or HTML document, split as plain text (each heading a line of its own text),
-    each with the heading path it starts under in ``metadata["section"]`` (unless not ``named``)."""
+    document: Document,
+    splitter: RecursiveCharacterTextSplitter,
+    *,
+    named: bool = True,
+    open_headings: list[tuple[int, str]] | None = None,
+) -> tuple[list[Document], list[tuple[int, str]]]:
+    """Chunks of a Word or HTML document (or of a PDF page, under the ``open_headings`` the page
+    before left open), split as plain text (each heading a line of its own text), each with the
+    heading path it starts under in ``metadata["section"]`` (unless not ``named``); and the headings
+    open at its end."""
     lines: list[str] = []
-    marks: list[tuple[int, str]] = []  # (offset in the plain text, heading path from there on)
-    open_headings: list[tuple[int, str]] = []
+    open_headings = open_headings or []
+    # (offset in the plain text, heading path from there on)
+    marks: list[tuple[int, str]] = [(0, HEADING_SEPARATOR.join(text for _, text in open_headings))]
     offset = 0
     for line in document.page_content.split("\n"):
         heading = _MARKED_HEADING.match(line)
@@ -268,7 +278,7 @@ def _with_section_metadata(
         section = next((path for at, path in reversed(marks) if at <= start), "") if named else ""
         metadata = {**document.metadata, **({"section": section} if section else {})}
         chunks.append(Document(page_content=piece, metadata=metadata))
-    return chunks
+    return chunks, open_headings
 
 
 def split_documents(
@@ -279,7 +289,8 @@ def split_documents(
     With ``headings``, documents with Markdown headings are split section by section
     (``_with_headings``), plain-text files too: notes kept as .txt are often Markdown, and splitting
     the evaluation corpus's four such files without their headings cost retrieval (docs/BENCHMARKS.md).
-    Word and HTML files only get their sections' names (``_with_section_metadata``). A PDF's
+    Word and HTML files, and texts and PDFs with decimal titles, only get their sections' names
+    (``_with_section_metadata``). A PDF's
     headings (found by their size, ``ingest.pdf_headings``) are split by as Markdown's are, a
     section going on over its pages: written as PDFs, the evaluation corpus's files with tables had
     MRR@10 0.721 → 0.762 for their other questions (tables 0.543 → 0.646) with the path in the text,
@@ -289,8 +300,13 @@ def split_documents(
     chunks: list[Document] = []
     open_headings: list[tuple[int, str]] = []  # a PDF's sections go on over its pages
     for document in documents:
-        if document.metadata.get("file_type") in SECTIONS_IN_METADATA_ONLY:
-            chunks.extend(_with_section_metadata(document, splitter, named=headings))
+        if document.metadata.get(DECIMAL_TITLES):  # a PDF's pages go on under the headings left open
+            pieces, open_headings = _with_section_metadata(
+                document, splitter, named=headings, open_headings=open_headings
+            )
+            chunks.extend(pieces)
+        elif document.metadata.get("file_type") in SECTIONS_IN_METADATA_ONLY:
+            chunks.extend(_with_section_metadata(document, splitter, named=headings)[0])
         elif document.metadata.get("file_type") == "pdf" or _MARKED_HEADING.search(document.page_content):
             sections, open_headings = marked_sections(document.page_content, open_headings)
             if not headings:  # the headings as the lines of text they were
@@ -303,6 +319,7 @@ def split_documents(
             chunks.extend(Document(page_content=piece, metadata=dict(document.metadata)) for piece in pieces)
     chunks = [chunk for chunk in chunks if chunk.page_content.strip()]
     for index, chunk in enumerate(chunks):
+        chunk.metadata.pop(DECIMAL_TITLES, None)  # how the document was split, not what a chunk holds
         chunk.metadata["chunk"] = index
         chunk.metadata["content_hash"] = content_hash(chunk.page_content)
         # Lets retrieval ask whether a knowledge base holds passages in a language at all, and find

@@ -78,6 +78,80 @@ def test_outline_numbering_ranks_below_chapters_and_large_numbers_are_read() -> 
     }
 
 
+SPEC = f"""星河云数据中心机房建设技术规范
+1 范围
+{BODY}
+2 术语和定义
+2.1数据中心
+{BODY}
+2.2 主机房
+{BODY}
+3. 环境要求
+3.1 温度
+3.1.1 主机房
+{BODY}
+巡检时应：
+1. 检查空调
+2. 记录温度
+3.1.2 电池室
+{BODY}
+10.0.0.1 网关
+1.5倍
+2024年度改造计划"""
+
+
+def test_decimal_numbering_ranks_titles_by_depth_under_the_name() -> None:
+    assert _levels(SPEC) == {
+        "星河云数据中心机房建设技术规范": 1,
+        "1 范围": 2,
+        "2 术语和定义": 2,
+        "2.1数据中心": 3,  # a "N.M" number may run straight on to its title
+        "2.2 主机房": 3,
+        "3. 环境要求": 2,
+        "3.1 温度": 3,
+        "3.1.1 主机房": 4,
+        "3.1.2 电池室": 4,
+    }  # not the inspection's steps in a row, an address, a quantity or a year
+
+
+def test_decimal_numbers_without_an_n_m_title_are_list_items() -> None:
+    text = f"会议纪要\n1. 项目进度\n{BODY}\n2. 下一步计划\n{BODY}\n一、总则\n{BODY}\n二、附则\n{BODY}"
+    assert _levels(text) == {"会议纪要": 1, "一、总则": 2, "二、附则": 2}
+
+
+def test_decimal_titles_rank_below_chapters() -> None:
+    text = f"第一章 总则\n1.1 目的\n{BODY}\n1.2 范围\n{BODY}\n第二章 附则\n2.1 生效\n{BODY}"
+    assert _levels(text) == {"第一章 总则": 1, "1.1 目的": 2, "1.2 范围": 2, "第二章 附则": 1, "2.1 生效": 2}
+
+
+def test_a_decimal_numbered_text_is_cut_as_it_reads_with_its_sections_named(tmp_path: Path) -> None:
+    path = tmp_path / "spec.txt"
+    path.write_text(SPEC.replace("3.1.2 电池室", "3.1.2　电池室"), encoding="utf-8")
+    chunks = split_documents(load_file(path, "spec.txt"), make_splitter(60, 0))
+    battery = next(chunk for chunk in chunks if chunk.page_content.startswith("3.1.2 电池室\n"))
+    assert (
+        battery.metadata["section"]
+        == "星河云数据中心机房建设技术规范 > 3. 环境要求 > 3.1 温度 > 3.1.2 电池室"
+    )
+    assert (
+        set(battery.metadata) >= {"source", "section", "chunk"} and "decimal_titles" not in battery.metadata
+    )
+    plain = split_documents(load_file(path, "spec.txt"), make_splitter(60, 0), headings=False)
+    assert [chunk.page_content for chunk in chunks] == [chunk.page_content for chunk in plain]
+    assert all("section" not in chunk.metadata for chunk in plain)
+
+
+def test_a_decimal_numbered_pdf_names_a_page_s_first_chunk_by_the_section_it_continues(
+    tmp_path: Path,
+) -> None:
+    pages = [f"机房规范\n1 范围\n{BODY}\n2 环境\n2.1 主机房\n{BODY}", f"{BODY}\n2.2 电池室\n{BODY}"]
+    documents = load_file(write_pdf(tmp_path / "spec.pdf", pages, cjk=True), "spec.pdf")
+    chunks = split_documents(documents, make_splitter(40, 0))
+    second_page = [chunk for chunk in chunks if chunk.metadata["page"] == 2]
+    assert second_page[0].metadata["section"] == "机房规范 > 2 环境 > 2.1 主机房"
+    assert second_page[-1].metadata["section"] == "机房规范 > 2 环境 > 2.2 电池室"
+
+
 def test_one_title_or_titles_that_are_most_of_the_text_mark_nothing() -> None:
     assert _levels("第一章 总则\n为规范考勤管理，制定本办法。") == {}
     assert _levels("一、总则\n正文\n二、考勤\n正文\n三、附则\n正文") == {}  # an outline, not sections
