@@ -290,11 +290,11 @@ def split_documents(
     (``_with_headings``), plain-text files too: notes kept as .txt are often Markdown, and splitting
     the evaluation corpus's four such files without their headings cost retrieval (docs/BENCHMARKS.md).
     Word and HTML files, and texts and PDFs with decimal titles, only get their sections' names
-    (``_with_section_metadata``). A PDF's
-    headings (found by their size, ``ingest.pdf_headings``) are split by as Markdown's are, a
-    section going on over its pages: written as PDFs, the evaluation corpus's files with tables had
-    MRR@10 0.721 → 0.762 for their other questions (tables 0.543 → 0.646) with the path in the text,
-    and no change with it in metadata only (docs/BENCHMARKS.md).
+    (``_with_section_metadata``). A PDF's headings (found by their size, ``ingest.pdf_headings``)
+    are split by as Markdown's are, a section going on over its pages: written as PDFs, the
+    evaluation corpus's files with tables had MRR@10 0.721 → 0.762 for their other questions (tables
+    0.543 → 0.646) with the path in the text, and no change with it in metadata only
+    (docs/BENCHMARKS.md).
     A "# " line that is no heading (a numbered to-do item) has no body and so stays text.
     """
     chunks: list[Document] = []
