@@ -300,13 +300,13 @@ def split_documents(
     chunks: list[Document] = []
     open_headings: list[tuple[int, str]] = []  # a PDF's sections go on over its pages
     for document in documents:
-        if document.metadata.get(DECIMAL_TITLES):  # a PDF's pages go on under the headings left open
+        if document.metadata.get("file_type") in SECTIONS_IN_METADATA_ONLY or document.metadata.get(
+            DECIMAL_TITLES
+        ):
             pieces, open_headings = _with_section_metadata(
                 document, splitter, named=headings, open_headings=open_headings
             )
             chunks.extend(pieces)
-        elif document.metadata.get("file_type") in SECTIONS_IN_METADATA_ONLY:
-            chunks.extend(_with_section_metadata(document, splitter, named=headings)[0])
         elif document.metadata.get("file_type") == "pdf" or _MARKED_HEADING.search(document.page_content):
             sections, open_headings = marked_sections(document.page_content, open_headings)
             if not headings:  # the headings as the lines of text they were
