@@ -27,7 +27,7 @@ from typing import Any
 from charset_normalizer import from_bytes
 from langchain_core.documents import Document
 
-from ingest.numbered_headings import is_decimal_title, numbered_heading_levels
+from ingest.numbered_headings import numbered_headings
 from ingest.pdf_headings import LineSizes, heading_levels
 from ingest.pdf_tables import is_table_row, may_hold_table, with_tables
 from rag.config import Settings
@@ -675,11 +675,11 @@ def with_numbered_headings(documents: list[Document]) -> list[Document]:
     regulations and reports come: typed without heading styles, or exported in one font size."""
     pages = [document.page_content.split("\n") for document in documents]
     every_line = [line for lines in pages for line in lines]
-    levels = numbered_heading_levels(every_line)
-    decimal = any(is_decimal_title(every_line[number]) for number in levels)
+    found = numbered_headings(every_line)
+    levels = found.levels
     first = 0  # the index of a page's first line among the file's lines
     for document, lines in zip(documents, pages, strict=True):
-        if decimal:
+        if found.decimal:
             document.metadata[DECIMAL_TITLES] = True
         if levels:
             document.page_content = "\n".join(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 _NUMERAL = r"(?P<number>[一二三四五六七八九十百零〇两]+|\d{1,3})"
 _CHINESE_NUMERAL = r"(?P<number>[一二三四五六七八九十百零〇两]+)"
@@ -100,14 +101,18 @@ def _next(title: tuple[int, tuple[int, ...]], step: int) -> tuple[int, tuple[int
     return kind, (*number[:-1], number[-1] + step)
 
 
-def is_decimal_title(line: str) -> bool:
-    """Whether ``line`` reads as a decimal-numbered title ("5.2 供电系统"), were it found among others."""
-    title = _title(line.strip())
-    return title is not None and title[0] >= _DECIMAL_KIND
+@dataclass(frozen=True)
+class NumberedHeadings:
+    """What ``numbered_headings`` found in a file's lines."""
+
+    levels: dict[int, int] = field(default_factory=dict)  # line index → heading level (1 = coarsest)
+    # Whether the titles include decimal ones ("5.2 供电系统"): such a file's sections are named in
+    # its chunks' metadata only (``ingest.splitter``).
+    decimal: bool = False
 
 
-def numbered_heading_levels(lines: Sequence[str]) -> dict[int, int]:
-    """Heading level (1 = coarsest) of each line of ``lines`` (by index) that is a numbered title.
+def numbered_headings(lines: Sequence[str]) -> NumberedHeadings:
+    """The heading level of each line of ``lines`` (by index) that is a numbered title.
 
     A title is short, holds no sentence, and does not stand next to the title numbered one before or
     after it: "（一）填写申请单" followed by "（二）部门审批" is a list, and a table of contents is a
@@ -133,7 +138,8 @@ def numbered_heading_levels(lines: Sequence[str]) -> dict[int, int]:
         titles = {number: kind for number, kind in titles.items() if kind < _DECIMAL_KIND}
     titled = sum(len(lines[number].strip()) for number in titles)
     if len(titles) < 2 or titled > _MOST * sum(len(line) for _, line in filled):
-        return {}
+        return NumberedHeadings()
+    decimal = any(kind >= _DECIMAL_KIND for kind in titles.values())
     ranks = {kind: rank for rank, kind in enumerate(sorted(set(titles.values())), 1)}
     levels = {number: min(ranks[kind], 6) for number, kind in titles.items()}
     first, line = filled[0]
@@ -141,4 +147,4 @@ def numbered_heading_levels(lines: Sequence[str]) -> dict[int, int]:
     if first not in titles and named:
         # the document's name ("星河云计算采购与供应商管理办法") heads the path of all its parts
         levels = {number: min(level + 1, 6) for number, level in levels.items()} | {first: 1}
-    return levels
+    return NumberedHeadings(levels, decimal)

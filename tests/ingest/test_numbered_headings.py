@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ingest.loaders import HEADING_MARK, load_file
-from ingest.numbered_headings import numbered_heading_levels
+from ingest.numbered_headings import numbered_headings
 from ingest.splitter import make_splitter, split_documents
 from tests.support.sample_docs import write_docx, write_pdf
 
@@ -34,7 +34,7 @@ BODY = "员工应当按照本办法的规定办理相关手续，逾期未办理
 
 def _levels(text: str) -> dict[str, int]:
     lines = text.split("\n")
-    return {lines[number]: level for number, level in numbered_heading_levels(lines).items()}
+    return {lines[number]: level for number, level in numbered_headings(lines).levels.items()}
 
 
 def test_chapters_and_sections_are_headings_ranked_by_their_numbering_under_the_name() -> None:
@@ -54,7 +54,7 @@ def test_a_first_line_that_is_a_sentence_names_nothing() -> None:
 
 
 def test_a_table_of_contents_and_a_numbered_list_are_not_headings() -> None:
-    levels = numbered_heading_levels(RULES.split("\n"))
+    levels = numbered_headings(RULES.split("\n")).levels
     assert 2 not in levels and 3 not in levels  # the contents: 第一章, 第二章 one after the other
     assert 4 in levels  # the 第一章 that starts the text goes back to one: it follows no 第零章
     assert not {11, 12, 13} & set(levels)  # (一) (二) (三) in a row are the steps of an article
