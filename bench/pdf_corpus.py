@@ -45,9 +45,9 @@ def markdown_to_pdf(markdown: str, target: Path) -> None:
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-    from tests.support.sample_docs import _register_cjk_font
+    from tests.support.sample_docs import register_cjk_font
 
-    font = _register_cjk_font()  # STSong-Light has Latin glyphs too
+    font = register_cjk_font()  # STSong-Light has Latin glyphs too
     body = ParagraphStyle("body", fontName=font, fontSize=10.5, leading=15)
     cell = ParagraphStyle("cell", fontName=font, fontSize=9.5, leading=13)
     heads = {  # 16, 14 and 12 pt for the corpus's three levels

@@ -26,9 +26,9 @@ def text_to_pdf(text: str, target: Path) -> None:
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer
 
-    from tests.support.sample_docs import _register_cjk_font
+    from tests.support.sample_docs import register_cjk_font
 
-    body = ParagraphStyle("body", fontName=_register_cjk_font(), fontSize=10.5, leading=15)
+    body = ParagraphStyle("body", fontName=register_cjk_font(), fontSize=10.5, leading=15)
     flow: list[Any] = []
     for line in text.split("\n"):
         if line.strip():

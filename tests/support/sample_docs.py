@@ -60,7 +60,7 @@ def write_pdf(path: PathLike, pages: Sequence[str], *, cjk: bool = False, title:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    font = _register_cjk_font() if cjk else LATIN_FONT
+    font = register_cjk_font() if cjk else LATIN_FONT
     width, height = A4
     max_lines = int((height - 2 * MARGIN) // LEADING)
     # invariant=True drops the creation date and random document id: same input, same bytes.
@@ -107,7 +107,7 @@ def write_pdf_table(
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    font = _register_cjk_font() if cjk else LATIN_FONT
+    font = register_cjk_font() if cjk else LATIN_FONT
     body = ParagraphStyle("body", fontName=font, fontSize=FONT_SIZE, leading=LEADING)
     style = [("FONTNAME", (0, 0), (-1, -1), font), ("FONTSIZE", (0, 0), (-1, -1), FONT_SIZE)]
     if ruled:
@@ -131,7 +131,7 @@ def write_pdf_outline(path: PathLike, blocks: Sequence[tuple[int, str]], *, cjk:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    font = _register_cjk_font() if cjk else LATIN_FONT
+    font = register_cjk_font() if cjk else LATIN_FONT
     sizes = {0: FONT_SIZE, 1: 20, 2: 16, 3: 13}
     styles = {
         level: ParagraphStyle(f"level{level}", fontName=font, fontSize=size, leading=size * 1.4, spaceAfter=4)
@@ -173,7 +173,7 @@ def _longest_fitting_prefix(line: str, font: str, size: float, max_width: float)
     return 1
 
 
-def _register_cjk_font() -> str:
+def register_cjk_font() -> str:
     """Register STSong-Light once; reportlab keeps fonts in a process-wide registry."""
     if CJK_FONT not in pdfmetrics.getRegisteredFontNames():
         pdfmetrics.registerFont(UnicodeCIDFont(CJK_FONT))
