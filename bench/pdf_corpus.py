@@ -4,9 +4,12 @@ The evaluation corpus has no PDFs, yet PDF is what most knowledge bases are made
 each Markdown file with a table into the PDF a word processor would export: headings as larger
 paragraphs (16/14/12 pt over 10.5 pt body text), list items as "•" paragraphs, tables ruled around
 every cell with their head row repeated on each page. The other files are copied as they are, so
-the evaluation sets run over it unchanged (docs/BENCHMARKS.md, "PDF tables read row by row")::
+the evaluation sets run over it unchanged (docs/BENCHMARKS.md, "PDF tables read row by row").
+``--headings body`` sets the headings at the body size (as Word exports headings styled bold, not
+larger), ``--headings outline`` does too and writes the PDF's outline (the bookmarks Word writes from
+heading styles), to measure what an outline gives (docs/BENCHMARKS.md, "A PDF's outline")::
 
-    .venv/bin/python -m bench.pdf_corpus /tmp/evalpdf-corpus
+    .venv/bin/python -m bench.pdf_corpus /tmp/evalpdf-corpus [--headings sized|body|outline]
     .venv/bin/python ingest/run.py /tmp/evalpdf-corpus --kb evalpdf
     .venv/bin/python -m bench.retrieval_sets dev heldout --kb evalpdf
 """
@@ -39,7 +42,8 @@ def _cells(line: str) -> list[str]:
     return [cell.strip() for cell in line.strip().strip("|").split("|")]
 
 
-def markdown_to_pdf(markdown: str, target: Path) -> None:
+def markdown_to_pdf(markdown: str, target: Path, headings: str = "sized") -> None:
+    """Write ``markdown`` as a PDF; ``headings`` as in the module's docstring."""
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle
@@ -54,8 +58,12 @@ def markdown_to_pdf(markdown: str, target: Path) -> None:
         level: ParagraphStyle(
             f"h{level}", fontName=font, fontSize=18 - 2 * level, leading=24 - 2 * level, spaceBefore=6
         )
+        if headings == "sized"
+        else ParagraphStyle(f"h{level}", parent=body, spaceBefore=6)
         for level in range(1, 7)
     }
+    outline: dict[int, tuple[int, str]] = {}  # a heading paragraph's id → its depth and title
+    previous = 0
     grid = TableStyle([("GRID", (0, 0), (-1, -1), 0.5, colors.black), ("VALIGN", (0, 0), (-1, -1), "TOP")])
     flow: list[Any] = []
     paragraph: list[str] = []
@@ -81,7 +89,11 @@ def markdown_to_pdf(markdown: str, target: Path) -> None:
         heading = _HEADING.match(line)
         if heading:
             close_paragraph()
-            flow.append(Paragraph(_inline(heading.group(2)), heads[len(heading.group(1))]))
+            title = Paragraph(_inline(heading.group(2)), heads[len(heading.group(1))])
+            # an outline entry is at most one level below the entry before it
+            previous = min(len(heading.group(1)), previous + 1)
+            outline[id(title)] = (previous, heading.group(2))
+            flow.append(title)
         elif not line.strip():
             close_paragraph()
         elif _ITEM.match(line):
@@ -91,12 +103,26 @@ def markdown_to_pdf(markdown: str, target: Path) -> None:
             paragraph.append(line.strip())
         at += 1
     close_paragraph()
-    SimpleDocTemplate(str(target), pagesize=A4, invariant=True).build(flow)
+
+    class Outlined(SimpleDocTemplate):
+        def afterFlowable(self, flowable: Any) -> None:  # reportlab's hook, after each block
+            if headings == "outline" and id(flowable) in outline:
+                depth, text = outline[id(flowable)]
+                self.canv.bookmarkPage(f"h{id(flowable)}")
+                self.canv.addOutlineEntry(text, f"h{id(flowable)}", depth - 1, closed=False)
+
+    Outlined(str(target), pagesize=A4, invariant=True).build(flow)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("out", type=Path, help="folder to write (replaced if it exists)")
+    parser.add_argument(
+        "--headings",
+        choices=("sized", "body", "outline"),
+        default="sized",
+        help="headings set larger (default), at the body size, or at the body size with an outline",
+    )
     args = parser.parse_args(argv)
     shutil.rmtree(args.out, ignore_errors=True)
     shutil.copytree(CORPUS, args.out)
@@ -104,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     for markdown in sorted(args.out.rglob("*.md")):
         text = markdown.read_text(encoding="utf-8")
         if any(line.startswith("|") for line in text.split("\n")):
-            markdown_to_pdf(text, markdown.with_suffix(".pdf"))
+            markdown_to_pdf(text, markdown.with_suffix(".pdf"), args.headings)
             markdown.unlink()
             written.append(markdown.with_suffix(".pdf").relative_to(args.out))
     print(f"{len(written)} files written as PDFs in {args.out}: {', '.join(map(str, written))}")

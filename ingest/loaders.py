@@ -28,7 +28,7 @@ from charset_normalizer import from_bytes
 from langchain_core.documents import Document
 
 from ingest.numbered_headings import numbered_headings
-from ingest.pdf_headings import LineSizes, heading_levels
+from ingest.pdf_headings import LineSizes, heading_levels, outline_levels
 from ingest.pdf_tables import is_table_row, may_hold_table, with_tables
 from rag.config import Settings
 
@@ -456,6 +456,7 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
     problems: list[str] = []
     ruled: dict[int, str] = {}  # pages that draw lines: they may hold a table (ingest.pdf_tables)
     sized: dict[int, list[tuple[str, float]]] = {}  # each page's lines and the size they are set in
+    outline: list[tuple[int, int, str]] = []
     characters = 0
     with _quiet_pypdf():
         try:
@@ -490,6 +491,7 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
                     sized[number] = pieces.lines(text) or []
                     if _draws_lines(page):
                         ruled[number] = text
+            outline = _pdf_outline(reader)
         except LoadError:
             raise
         except Exception as error:  # pypdf raises many types on hostile input; all mean "unreadable"
@@ -499,6 +501,9 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
         for page in pages:
             page.page_content = tables.get(page.metadata["page"], page.page_content)
     headings = heading_levels(sized)
+    named = outline_levels(outline, {page.metadata["page"]: page.page_content.split("\n") for page in pages})
+    if _count(named) >= max(_count(headings), 1):  # the outline, unless sizes tell more headings
+        headings = named
     for page in pages:
         titles = headings.get(page.metadata["page"], {})
         if titles:
@@ -519,6 +524,36 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
 
 
 _SENTENCE_END = re.compile(r"[。！？；!?;]|\.(?=\s)")
+_MAX_OUTLINE = 10_000  # entries read; a hostile file's outline may loop or be endless
+
+
+def _pdf_outline(reader: Any) -> list[tuple[int, int, str]]:
+    """The outline's entries as (page number, depth, title); none when it cannot be read: an outline
+    only adds headings to the text that was read."""
+    entries: list[tuple[int, int, str]] = []
+
+    def walk(items: list[Any], depth: int) -> None:
+        for item in items:
+            if len(entries) >= _MAX_OUTLINE:
+                return
+            if isinstance(item, list):
+                walk(item, depth + 1)
+                continue
+            index = reader.get_destination_page_number(item)
+            if index is not None and index >= 0:
+                entries.append((index + 1, depth, str(item.title or "")))
+
+    try:
+        walk(reader.outline, 1)
+    except RecursionError:
+        return entries
+    except Exception:  # a damaged outline: the size-told headings remain
+        return []
+    return entries
+
+
+def _count(headings: dict[int, dict[str, int]]) -> int:
+    return sum(len(titles) for titles in headings.values())
 
 
 def _draws_lines(page: Any) -> bool:

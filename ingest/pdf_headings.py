@@ -1,9 +1,16 @@
-"""A PDF's headings, told by their font size, so its chunks know their section as Word's and HTML's do.
+"""A PDF's headings, told by their font size or by its outline, so its chunks know their section as
+Word's and HTML's do.
 
-A PDF keeps no heading marks: "住宿标准" over a paragraph is only a line set larger than the body
-text. pypdf reports the size of each piece of text it reads (its ``visitor_text``), at no cost beyond
-the reading itself, so a line set clearly larger than the document's body text, short and not ending
-a sentence, is taken for a heading; its level is the rank of its size among the headings' sizes.
+A PDF's text keeps no heading marks: "住宿标准" over a paragraph is only a line set larger than the
+body text. pypdf reports the size of each piece of text it reads (its ``visitor_text``), at no cost
+beyond the reading itself, so a line set clearly larger than the document's body text, short and
+not ending a sentence, is taken for a heading; its level is the rank of its size among the headings'
+sizes.
+
+Many PDFs also carry an outline (the bookmarks a viewer shows beside the page): Word writes one from
+its heading styles, LaTeX from its sections. It names each heading, its depth and its page, also
+where the heading is set in bold at the body size, which sizes cannot tell, and for every level a
+document has, where sizes may set two levels alike.
 """
 
 from __future__ import annotations
@@ -23,6 +30,16 @@ _WORDS = re.compile(r"[^\W\d_]", re.UNICODE)  # a letter or a CJK character: not
 # When more of a document's lines than this look like headings, its "body" is not its text (slides,
 # a form): no headings are marked rather than half the text.
 _MOST = 0.4
+# What may stand before an outline entry's title on its line: the number Word's list numbering or a
+# LaTeX class prints and leaves out of the bookmark ("3.2", "第三章", "(二)", "A.", "Chapter 4").
+_NUMBERING = re.compile(
+    r"(?:chapter|section|part|appendix|附录)?"
+    r"(?:第?[\d一二三四五六七八九十百零〇两]+(?:[.．][\d]+)*[编篇部分章节条]?|[(（][\d一二三四五六七八九十]+[)）]|[a-z]|[ivx]+)"
+    r"[.、．:：)）]?"
+)
+# An outline is used when at least this share of its entries is found on the page it points to;
+# below, its titles are not the document's (a converter's generic "Page 1", "Section 2").
+_MATCHED = 0.5
 
 
 class LineSizes:
@@ -94,3 +111,36 @@ def heading_levels(pages: dict[int, list[tuple[str, float]]]) -> dict[int, dict[
         for number, lines in found.items()
         if lines
     }
+
+
+def _squashed(text: str) -> str:
+    return "".join(text.split()).casefold()
+
+
+def outline_levels(
+    outline: Sequence[tuple[int, int, str]], pages: dict[int, list[str]]
+) -> dict[int, dict[str, int]]:
+    """For each page, the lines (stripped) that entries of ``outline`` name and their levels (the
+    entry's depth, 1 = top), in ``heading_levels``'s form; given the outline as (page, depth, title)
+    entries and each page's lines. Nothing when less than half of the entries are found.
+
+    An entry names the first line on its page that reads as its title, spacing and letter case
+    aside, or as its title after a number (``_NUMBERING``).
+    """
+    if not outline:
+        return {}
+    found: dict[int, dict[str, int]] = {}
+    matched = 0
+    for number, depth, title in outline:
+        wanted = _squashed(title)
+        if not wanted:
+            continue
+        for line in pages.get(number, []):
+            text = _squashed(line)
+            if text == wanted or (
+                text.endswith(wanted) and _NUMBERING.fullmatch(text[: len(text) - len(wanted)])
+            ):
+                found.setdefault(number, {})[line.strip()] = min(depth, 6)
+                matched += 1
+                break
+    return found if matched >= _MATCHED * len(outline) else {}

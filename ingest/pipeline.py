@@ -223,14 +223,15 @@ def _process_alive(pid: int, started: str) -> bool:
     return started in ("", "0") or now == "0" or now == started
 
 
-READING_VERSION = 7
+READING_VERSION = 8
 """Raise it when a loader or the splitter turns an unchanged file into different chunks (version 2:
 Word and HTML headings name their chunks' sections, an HTML page's menus and site header and footer
 are left out, its table rows kept together; 3: so are a Word table's rows; 4: a "--- | ---" rule
 under an HTML table's ``<th>`` row and a Word table's marked head row; 5: a PDF's ruled tables read
 row by row, ``ingest.pdf_tables``, and its headings told by their size, ``ingest.pdf_headings``;
 6: numbered titles as headings where a file marks none, ``ingest.numbered_headings``; 7: decimal
-titles name sections, and a PDF page starting with a heading no longer repeats the one left open),
+titles name sections, and a PDF page starting with a heading no longer repeats the one left open;
+8: a PDF's outline names its headings where it names more than sizes tell),
 so knowledge bases ingested before get the new reading at their next ingestion instead of only
 after ``--full``."""
 

@@ -1,11 +1,12 @@
-"""A PDF's headings told by their size (ingest.pdf_headings), on PDFs that reportlab writes here."""
+"""A PDF's headings told by their size or its outline (ingest.pdf_headings), on PDFs that reportlab
+writes here."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ingest.loaders import HEADING_MARK, load_file
-from ingest.pdf_headings import LineSizes, heading_levels
+from ingest.loaders import HEADING_MARK, _pdf_outline, load_file
+from ingest.pdf_headings import LineSizes, heading_levels, outline_levels
 from ingest.splitter import make_splitter, marked_sections, split_documents
 from tests.support.sample_docs import write_pdf, write_pdf_outline
 
@@ -92,3 +93,72 @@ def test_a_page_that_starts_with_a_heading_does_not_repeat_the_last_one_as_text(
     _, open_headings = marked_sections(f"{HEADING_MARK}# Hotels\nUp to 650 a night.", [])
     second, _ = marked_sections(f"{HEADING_MARK}# Meals\n100 a day.", open_headings)
     assert second == [(["Meals"], "100 a day.")]  # no ([], "Hotels") before it
+
+
+# A handbook exported from Word with its headings in bold at the body size: only its outline (the
+# bookmarks Word writes from heading styles) tells them from the text.
+HANDBOOK = [
+    (1, "1 Remote work"),
+    (0, "Staff may work from home up to two days a week with their manager's approval."),
+    (2, "1.1 Equipment"),
+    (0, "The company lends a laptop and a monitor; a chair is reimbursed up to 150 euros."),
+    (0, "\f"),
+    (0, "Returned equipment is wiped before it is lent again."),
+    (1, "2 Expenses"),
+    (0, "Internet costs are reimbursed up to 30 euros a month."),
+]
+
+
+def test_an_outline_names_headings_set_in_the_body_size(tmp_path: Path) -> None:
+    bookmarks = [(1, "1 Remote work"), (2, "1.1 Equipment"), (1, "2 Expenses")]
+    path = write_pdf_outline(tmp_path / "handbook.pdf", HANDBOOK, bookmarks=bookmarks, one_size=True)
+    pages = load_file(path, "handbook.pdf")
+    assert pages[0].page_content.split("\n")[0] == f"{HEADING_MARK}# 1 Remote work"
+    assert f"{HEADING_MARK}## 1.1 Equipment" in pages[0].page_content.split("\n")
+    chunks = split_documents(pages, make_splitter(500, 0))
+    sections = {chunk.page_content.split("\n")[-1]: chunk.metadata.get("section") for chunk in chunks}
+    assert sections["Returned equipment is wiped before it is lent again."] == "1 Remote work > 1.1 Equipment"
+    assert sections["Internet costs are reimbursed up to 30 euros a month."] == "2 Expenses"
+    # without the outline the same file has no headings: all three lines are body text
+    plain = load_file(write_pdf_outline(tmp_path / "plain.pdf", HANDBOOK, one_size=True), "plain.pdf")
+    assert not any(HEADING_MARK in page.page_content for page in plain)
+
+
+def test_an_outline_entry_without_its_number_names_the_numbered_line(tmp_path: Path) -> None:
+    bookmarks = [(1, "Remote work"), (2, "Equipment"), (1, "Expenses")]  # as a LaTeX class writes them
+    path = write_pdf_outline(tmp_path / "handbook.pdf", HANDBOOK, bookmarks=bookmarks, one_size=True)
+    lines = [line for page in load_file(path, "handbook.pdf") for line in page.page_content.split("\n")]
+    assert [line for line in lines if line.startswith(HEADING_MARK)] == [
+        f"{HEADING_MARK}# 1 Remote work",
+        f"{HEADING_MARK}## 1.1 Equipment",
+        f"{HEADING_MARK}# 2 Expenses",
+    ]
+
+
+def test_sizes_win_over_an_outline_that_names_fewer_headings(tmp_path: Path) -> None:
+    bookmarks = [(1, "差旅管理制度"), (0, ""), (0, ""), (0, "")]  # only the document's title
+    path = write_pdf_outline(tmp_path / "travel.pdf", POLICY, cjk=True, bookmarks=bookmarks)
+    pages = load_file(path, "travel.pdf")
+    assert f"{HEADING_MARK}### 机票" in pages[1].page_content.split("\n")  # the sizes' levels
+
+
+def test_what_an_outline_entry_names() -> None:
+    pages = {
+        1: ["Contents", "Remote work ....... 1", "1 Remote work", "Staff may work from home.", "Remote work"],
+        2: ["Costs of working from home Expenses", "Chapter 2: Expenses"],
+    }
+    outline = [(1, 1, "Remote  WORK"), (2, 1, "Expenses")]
+    # the first line that is the title, spacing, case and a number before it aside; not a longer line
+    assert outline_levels(outline, pages) == {1: {"1 Remote work": 1}, 2: {"Chapter 2: Expenses": 1}}
+    generic = [(1, 1, "Page 1"), (2, 1, "Page 2"), (2, 1, "Expenses")]  # a converter's bookmarks
+    assert outline_levels(generic, pages) == {}  # most entries name no line: not the document's headings
+    assert outline_levels([(3, 2, "Expenses")], pages) == {}  # found only on the page it points to
+
+
+def test_an_unreadable_outline_leaves_the_text_as_read() -> None:
+    class Damaged:
+        @property
+        def outline(self) -> list[object]:
+            raise ValueError("broken /Outlines dictionary")
+
+    assert _pdf_outline(Damaged()) == []

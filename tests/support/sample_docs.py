@@ -122,10 +122,22 @@ def write_pdf_table(
     return path
 
 
-def write_pdf_outline(path: PathLike, blocks: Sequence[tuple[int, str]], *, cjk: bool = False) -> Path:
+def write_pdf_outline(
+    path: PathLike,
+    blocks: Sequence[tuple[int, str]],
+    *,
+    cjk: bool = False,
+    bookmarks: Sequence[tuple[int, str]] | None = None,
+    one_size: bool = False,
+) -> Path:
     """Write an A4 PDF of headings and paragraphs as a word processor exports one: ``(level, text)``
     blocks, level 0 a paragraph in the body size, level 1-3 a heading set larger the lower its level
-    (20, 16, 13 pt over 11 pt), and ``(0, "\\f")`` a page break."""
+    (20, 16, 13 pt over 11 pt; all 11 pt with ``one_size``, as a bold body-size heading is), and
+    ``(0, "\\f")`` a page break.
+
+    ``bookmarks`` writes the PDF's outline: for each heading block in order, ``(depth, title)`` (Word
+    writes the heading's text; a LaTeX class leaves its number out), or ``(0, "")`` for none.
+    """
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate
 
@@ -134,11 +146,32 @@ def write_pdf_outline(path: PathLike, blocks: Sequence[tuple[int, str]], *, cjk:
     font = register_cjk_font() if cjk else LATIN_FONT
     sizes = {0: FONT_SIZE, 1: 20, 2: 16, 3: 13}
     styles = {
-        level: ParagraphStyle(f"level{level}", fontName=font, fontSize=size, leading=size * 1.4, spaceAfter=4)
+        level: ParagraphStyle(
+            f"level{level}",
+            fontName=font,
+            fontSize=FONT_SIZE if one_size else size,
+            leading=(FONT_SIZE if one_size else size) * 1.4,
+            spaceAfter=4,
+        )
         for level, size in sizes.items()
     }
     flow = [PageBreak() if text == "\f" else Paragraph(text, styles[level]) for level, text in blocks]
-    SimpleDocTemplate(str(path), pagesize=A4, invariant=True, author="kbqa test suite").build(flow)
+    marks = iter(bookmarks or [])
+    entries = {
+        id(flowable): next(marks)
+        for flowable, (level, _) in zip(flow, blocks, strict=True)
+        if level and bookmarks is not None
+    }
+
+    class _Outlined(SimpleDocTemplate):
+        def afterFlowable(self, flowable: object) -> None:  # reportlab's hook, after each block
+            depth, title = entries.get(id(flowable), (0, ""))
+            if depth:
+                key = f"heading{id(flowable)}"
+                self.canv.bookmarkPage(key)
+                self.canv.addOutlineEntry(title, key, depth - 1, closed=False)
+
+    _Outlined(str(path), pagesize=A4, invariant=True, author="kbqa test suite").build(flow)
     return path
 
 
