@@ -455,7 +455,7 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
     pages: list[Document] = []
     problems: list[str] = []
     ruled: dict[int, str] = {}  # pages that draw lines: they may hold a table (ingest.pdf_tables)
-    sized: dict[int, list[tuple[str, float]]] = {}  # each page's lines and the size they are set in
+    sized: dict[int, list[tuple[str, float, bool]]] = {}  # each page's lines, their size, their bold
     outline: list[tuple[int, int, str]] = []
     characters = 0
     with _quiet_pypdf():

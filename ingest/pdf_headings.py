@@ -5,7 +5,8 @@ A PDF's text keeps no heading marks: "住宿标准" over a paragraph is only a l
 body text. pypdf reports the size of each piece of text it reads (its ``visitor_text``), at no cost
 beyond the reading itself, so a line set clearly larger than the document's body text, short and
 not ending a sentence, is taken for a heading; its level is the rank of its size among the headings'
-sizes.
+sizes. A line set wholly in bold at the body size is one too, ranked below the larger ones, unless
+bold is how much of the body text is set: Word users style headings bold as often as larger.
 
 Many PDFs also carry an outline (the bookmarks a viewer shows beside the page): Word writes one from
 its heading styles, LaTeX from its sections. It names each heading, its depth and its page, also
@@ -19,6 +20,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from ingest.pdf_tables import is_table_row
 
@@ -30,6 +32,15 @@ _WORDS = re.compile(r"[^\W\d_]", re.UNICODE)  # a letter or a CJK character: not
 # When more of a document's lines than this look like headings, its "body" is not its text (slides,
 # a form): no headings are marked rather than half the text.
 _MOST = 0.4
+# A font's name says bold: "Arial-BoldMT", "SimSun,Bold", "SourceHanSansCN-Heavy", "Roboto-Black".
+_BOLD_NAME = re.compile(r"bold|heavy|black", re.IGNORECASE)
+_BOLD_WEIGHT = 600  # a font descriptor's /FontWeight from semibold up
+# Bold marks headings only where little of the body-size text is bold; beyond this share it is the
+# document's emphasis, or its body font.
+_BOLD_SHARE = 0.25
+# A bold line this long, of its page's longest, filled the width: a bold paragraph wrapped there, as
+# ``ingest.loaders.unwrap_lines`` judges a line break.
+_FULL_LINE = 0.75
 # What may stand before an outline entry's title on its line: the number Word's list numbering or a
 # LaTeX class prints and leaves out of the bookmark ("3.2", "第三章", "(二)", "A.", "Chapter 4").
 _NUMBERING = re.compile(
@@ -42,54 +53,89 @@ _NUMBERING = re.compile(
 _MATCHED = 0.5
 
 
+def is_bold(font: Any) -> bool:
+    """Whether a pypdf font resource is a bold face, by its name or its descriptor's weight (of a
+    composite font, its descendant's); a font that cannot be read is not."""
+    try:
+        font = font.get_object()
+        if _BOLD_NAME.search(str(font.get("/BaseFont", ""))):
+            return True
+        descendants = font.get("/DescendantFonts")
+        face = descendants.get_object()[0].get_object() if descendants else font
+        descriptor = face.get("/FontDescriptor")
+        weight = descriptor.get_object().get("/FontWeight") if descriptor else None
+        return weight is not None and float(weight) >= _BOLD_WEIGHT
+    except Exception:  # a damaged font dictionary: its text was read, its weight is unknown
+        return False
+
+
 class LineSizes:
-    """Collects what ``PageObject.extract_text(visitor_text=...)`` reads, with the size it is set in."""
+    """Collects what ``PageObject.extract_text(visitor_text=...)`` reads, with the size it is set in
+    and whether its font is bold."""
 
     def __init__(self) -> None:
-        self.pieces: list[tuple[str, float]] = []
+        self.pieces: list[tuple[str, float, bool]] = []
+        self._bold: dict[int, bool] = {}  # by the font resource's id: a page sets few fonts
 
     def __call__(
         self, text: str, cm: Sequence[float], tm: Sequence[float], font: object, size: float
     ) -> None:
         # the font's size scaled by the text and graphics matrices' vertical axes
         scale = math.hypot(tm[2], tm[3]) * math.hypot(cm[2], cm[3])
-        self.pieces.append((text, abs(size * scale)))
+        if id(font) not in self._bold:
+            self._bold[id(font)] = font is not None and is_bold(font)
+        self.pieces.append((text, abs(size * scale), self._bold[id(font)]))
 
-    def lines(self, text: str) -> list[tuple[str, float]] | None:
-        """(line, its largest size) for each line of ``text``, the page as pypdf read it; None when
-        the pieces do not spell that text (then the page's lines are not judged)."""
-        if "".join(piece for piece, _ in self.pieces) != text:
+    def lines(self, text: str) -> list[tuple[str, float, bool]] | None:
+        """(line, its largest size, whether all of it is bold) for each line of ``text``, the page as
+        pypdf read it; None when the pieces do not spell that text (then its lines are not judged)."""
+        if "".join(piece for piece, _, _ in self.pieces) != text:
             return None
-        sized: list[tuple[str, float]] = []
-        line, largest = "", 0.0
-        for piece, size in self.pieces:
+        sized: list[tuple[str, float, bool]] = []
+        line, largest, bold = "", 0.0, True
+        for piece, size, piece_bold in self.pieces:
             parts = piece.split("\n")
             for at, part in enumerate(parts):
                 line += part
                 if part.strip():
                     largest = max(largest, size)
+                    bold = bold and piece_bold
                 if at < len(parts) - 1:
-                    sized.append((line, largest))
-                    line, largest = "", 0.0
-        sized.append((line, largest))
+                    sized.append((line, largest, bold and bool(line.strip())))
+                    line, largest, bold = "", 0.0, True
+        sized.append((line, largest, bold and bool(line.strip())))
         return sized
 
 
-def heading_levels(pages: dict[int, list[tuple[str, float]]]) -> dict[int, dict[str, int]]:
+def heading_levels(pages: dict[int, list[tuple[str, float, bool]]]) -> dict[int, dict[str, int]]:
     """For each page, its heading lines (stripped) and their levels (1 = largest), given each page's
-    (line, size) pairs. The body size is the one most characters of the document are set in."""
+    (line, size, bold) triples. The body size is the one most characters of the document are set in."""
     weight: Counter[float] = Counter()
     for lines in pages.values():
-        for line, size in lines:
+        for line, size, _ in lines:
             weight[round(size, 1)] += len(line.strip())
     if not weight:
         return {}
     body = weight.most_common(1)[0][0]
+    bold_body = sum(
+        len(line.strip())
+        for lines in pages.values()
+        for line, size, bold in lines
+        if bold and round(size, 1) == body
+    )
+    bold_marks = bold_body <= _BOLD_SHARE * weight[body]
+
+    def bold_title(line: str, size: float, bold: bool, full: float) -> bool:
+        return bold_marks and bold and round(size, 1) >= body and len(line.strip()) < full
+
+    longest = {
+        number: max((len(line.strip()) for line, _, _ in lines), default=0) for number, lines in pages.items()
+    }
     found = {
         number: [
             (line.strip(), round(size, 1))
-            for line, size in lines
-            if size >= _LARGER * body
+            for line, size, bold in lines
+            if (size >= _LARGER * body or bold_title(line, size, bold, _FULL_LINE * longest[number]))
             and 0 < len(line.strip()) <= _MAX_TITLE
             and not is_table_row(line)
             and _WORDS.search(line)

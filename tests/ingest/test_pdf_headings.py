@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ingest.loaders import HEADING_MARK, _pdf_outline, load_file
-from ingest.pdf_headings import LineSizes, heading_levels, outline_levels
+from ingest.pdf_headings import LineSizes, heading_levels, is_bold, outline_levels
 from ingest.splitter import make_splitter, marked_sections, split_documents
 from tests.support.sample_docs import write_pdf, write_pdf_outline
 
@@ -57,20 +57,24 @@ def test_a_pdf_set_in_one_size_has_no_headings(tmp_path: Path) -> None:
 
 
 def test_what_a_heading_must_be() -> None:
-    body = [("A paragraph of body text that goes on for a while.", 11.0)] * 6
+    body = [("A paragraph of body text that goes on for a while.", 11.0, False)] * 6
     lines = {
         1: [
-            ("Travel policy", 20.0),
-            ("Rates apply from 1 March.", 16.0),  # ends a sentence: a large paragraph
-            ("12", 16.0),  # a page number set large
-            ("| Plan | Limit |", 16.0),  # a table row
-            ("Hotels", 16.0),
-            ("Note", 12.0),  # barely larger than the body: emphasis, not a heading
+            ("Travel policy", 20.0, False),
+            ("Rates apply from 1 March.", 16.0, False),  # ends a sentence: a large paragraph
+            ("12", 16.0, False),  # a page number set large
+            ("| Plan | Limit |", 16.0, False),  # a table row
+            ("Hotels", 16.0, False),
+            ("Note", 12.0, False),  # barely larger than the body: emphasis, not a heading
+            ("Rates", 11.0, True),  # bold at the body size: a heading below the larger ones
+            ("Important:", 11.0, True),  # a bold lead-in
+            ("A bold paragraph of body text that goes on and on until it", 11.0, True),  # wraps here
+            ("Small print", 9.0, True),  # bold below the body size: a caption
             *body,
         ]
     }
-    assert heading_levels(lines) == {1: {"Travel policy": 1, "Hotels": 2}}
-    slides = {1: [("Big title", 30.0), ("Another big line", 30.0), ("small print", 8.0)]}
+    assert heading_levels(lines) == {1: {"Travel policy": 1, "Hotels": 2, "Rates": 3}}
+    slides = {1: [("Big title", 30.0, False), ("Another big line", 30.0, False), ("small print", 8.0, False)]}
     assert heading_levels(slides) == {}  # most lines large: no body to be larger than
 
 
@@ -78,7 +82,7 @@ def test_pieces_that_do_not_spell_the_page_are_not_judged() -> None:
     sizes = LineSizes()
     sizes("Title\n", [1, 0, 0, 1, 0, 0], [1, 0, 0, 1, 0, 0], None, 20.0)
     sizes("Body", [1, 0, 0, 1, 0, 0], [1, 0, 0, 1, 0, 0], None, 11.0)
-    assert sizes.lines("Title\nBody") == [("Title", 20.0), ("Body", 11.0)]
+    assert sizes.lines("Title\nBody") == [("Title", 20.0, False), ("Body", 11.0, False)]
     assert sizes.lines("Title\nBody text") is None
 
 
@@ -162,3 +166,44 @@ def test_an_unreadable_outline_leaves_the_text_as_read() -> None:
             raise ValueError("broken /Outlines dictionary")
 
     assert _pdf_outline(Damaged()) == []
+
+
+def test_lines_in_bold_at_the_body_size_are_headings_unless_bold_is_the_body(tmp_path: Path) -> None:
+    path = write_pdf_outline(tmp_path / "handbook.pdf", HANDBOOK, one_size=True, bold=True)
+    headings = [
+        line
+        for page in load_file(path, "handbook.pdf")
+        for line in page.page_content.split("\n")
+        if line.startswith(HEADING_MARK)
+    ]
+    # one level: bold tells a heading, not its depth
+    assert headings == [
+        f"{HEADING_MARK}# 1 Remote work",
+        f"{HEADING_MARK}# 1.1 Equipment",
+        f"{HEADING_MARK}# 2 Expenses",
+    ]
+    emphatic = [(1, text) for level, text in HANDBOOK if text != "\f"]  # every line bold
+    [page] = load_file(
+        write_pdf_outline(tmp_path / "bold.pdf", emphatic, one_size=True, bold=True), "bold.pdf"
+    )
+    assert HEADING_MARK not in page.page_content
+
+
+def test_a_font_is_bold_by_its_name_or_its_weight() -> None:
+    from pypdf.generic import ArrayObject, DictionaryObject, NameObject, NumberObject
+
+    def font(name: str, weight: int | None = None) -> DictionaryObject:
+        descriptor = DictionaryObject()
+        if weight is not None:
+            descriptor[NameObject("/FontWeight")] = NumberObject(weight)
+        face = DictionaryObject({NameObject("/BaseFont"): NameObject(name)})
+        face[NameObject("/FontDescriptor")] = descriptor
+        return face
+
+    assert is_bold(font("/ABCDEF+Arial-BoldMT")) and is_bold(font("/SimSun,Bold"))
+    assert is_bold(font("/ABCDEF+SourceHanSansCN-Medium", 700))
+    assert not is_bold(font("/ABCDEF+SimSun", 400)) and not is_bold(font("/Helvetica"))
+    composite = DictionaryObject({NameObject("/BaseFont"): NameObject("/ABCDEF+FZXBSJW")})
+    composite[NameObject("/DescendantFonts")] = ArrayObject([font("/ABCDEF+FZXBSJW", 700)])
+    assert is_bold(composite)  # a composite font's weight is its descendant's
+    assert not is_bold(DictionaryObject({NameObject("/DescendantFonts"): NumberObject(3)}))  # damaged

@@ -129,11 +129,12 @@ def write_pdf_outline(
     cjk: bool = False,
     bookmarks: Sequence[tuple[int, str]] | None = None,
     one_size: bool = False,
+    bold: bool = False,
 ) -> Path:
     """Write an A4 PDF of headings and paragraphs as a word processor exports one: ``(level, text)``
     blocks, level 0 a paragraph in the body size, level 1-3 a heading set larger the lower its level
-    (20, 16, 13 pt over 11 pt; all 11 pt with ``one_size``, as a bold body-size heading is), and
-    ``(0, "\\f")`` a page break.
+    (20, 16, 13 pt over 11 pt; all 11 pt with ``one_size``), in Helvetica-Bold with ``bold`` (Latin
+    text only: reportlab has no bold CID font), and ``(0, "\\f")`` a page break.
 
     ``bookmarks`` writes the PDF's outline: for each heading block in order, ``(depth, title)`` (Word
     writes the heading's text; a LaTeX class leaves its number out), or ``(0, "")`` for none.
@@ -148,7 +149,7 @@ def write_pdf_outline(
     styles = {
         level: ParagraphStyle(
             f"level{level}",
-            fontName=font,
+            fontName="Helvetica-Bold" if bold and level else font,
             fontSize=FONT_SIZE if one_size else size,
             leading=(FONT_SIZE if one_size else size) * 1.4,
             spaceAfter=4,
