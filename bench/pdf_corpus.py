@@ -27,9 +27,10 @@ from typing import Any
 from rag.config import PROJECT_ROOT
 
 CORPUS = PROJECT_ROOT / "bench" / "eval" / "corpus"
-_HEADING = re.compile(r"^(#{1,6})\s+(.*)")
-_RULE = re.compile(r"^\|?\s*:?-{3,}")
-_ITEM = re.compile(r"^\s*[-*]\s+")
+# Markdown as the corpus writes it (bench/scanned_corpus.py reads it the same way)
+HEADING = re.compile(r"^(#{1,6})\s+(.*)")
+TABLE_RULE = re.compile(r"^\|?\s*:?-{3,}")
+ITEM = re.compile(r"^\s*[-*]\s+")
 _INLINE = re.compile(r"\*\*(.+?)\*\*|`(.+?)`")
 
 
@@ -81,12 +82,12 @@ def markdown_to_pdf(markdown: str, target: Path, headings: str = "sized") -> Non
             close_paragraph()
             rows = []
             while at < len(lines) and lines[at].startswith("|"):
-                if not _RULE.match(lines[at]):
+                if not TABLE_RULE.match(lines[at]):
                     rows.append([Paragraph(_inline(text), cell) for text in _cells(lines[at])])
                 at += 1
             flow.extend([Table(rows, repeatRows=1, style=grid), Spacer(1, 6)])
             continue
-        heading = _HEADING.match(line)
+        heading = HEADING.match(line)
         if heading:
             close_paragraph()
             title = Paragraph(_inline(heading.group(2)), heads[len(heading.group(1))])
@@ -96,9 +97,9 @@ def markdown_to_pdf(markdown: str, target: Path, headings: str = "sized") -> Non
             flow.append(title)
         elif not line.strip():
             close_paragraph()
-        elif _ITEM.match(line):
+        elif ITEM.match(line):
             close_paragraph()
-            paragraph.append("• " + _ITEM.sub("", line))
+            paragraph.append("• " + ITEM.sub("", line))
         else:
             paragraph.append(line.strip())
         at += 1

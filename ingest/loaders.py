@@ -28,7 +28,8 @@ from charset_normalizer import from_bytes
 from langchain_core.documents import Document
 
 from ingest.numbered_headings import numbered_headings
-from ingest.pdf_headings import LineSizes, heading_levels, outline_levels
+from ingest.pdf_headings import LineSizes, heading_levels, outline_levels, scan_heading_levels
+from ingest.pdf_ocr import FEW_CHARACTERS, MAX_IMAGE_PIXELS, OCRUnavailableError, largest_image, read_pages
 from ingest.pdf_tables import is_table_row, may_hold_table, with_tables
 from rag.config import Settings
 
@@ -43,7 +44,8 @@ class LoadError(Exception):
 
 @dataclass(frozen=True)
 class LoadLimits:
-    """What one file may cost; the settings ``max_file_mb``, ``max_document_chars``, ``max_pdf_pages``.
+    """What one file may cost; the settings ``max_file_mb``, ``max_document_chars``, ``max_pdf_pages``
+    and ``ocr`` (whether scanned PDF pages may take the seconds OCR needs).
 
     Each reason that a limit produces names its ``KBQA_*`` variable, so a user with a legitimately
     big document knows which knob to turn.
@@ -52,10 +54,11 @@ class LoadLimits:
     max_file_mb: float
     max_chars: int
     max_pdf_pages: int
+    ocr: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LoadLimits:
-        return cls(settings.max_file_mb, settings.max_document_chars, settings.max_pdf_pages)
+        return cls(settings.max_file_mb, settings.max_document_chars, settings.max_pdf_pages, settings.ocr)
 
     @classmethod
     def defaults(cls) -> LoadLimits:
@@ -65,6 +68,7 @@ class LoadLimits:
             fields["max_file_mb"].default,
             fields["max_document_chars"].default,
             fields["max_pdf_pages"].default,
+            fields["ocr"].default,
         )
 
     @property
@@ -455,6 +459,7 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
     pages: list[Document] = []
     problems: list[str] = []
     ruled: dict[int, str] = {}  # pages that draw lines: they may hold a table (ingest.pdf_tables)
+    scanned: dict[int, str] = {}  # pages with (almost) no text that draw an image, and the text they have
     sized: dict[int, list[tuple[str, float, bool]]] = {}  # each page's lines, their size, their bold
     outline: list[tuple[int, int, str]] = []
     characters = 0
@@ -486,7 +491,14 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
                 characters += len(text)
                 if characters > limits.max_chars:
                     raise limits.too_much_text(characters, f" by page {number}")
-                if text.strip():
+                image = largest_image(page) if len("".join(text.split())) < FEW_CHARACTERS else None
+                if image is not None and image > MAX_IMAGE_PIXELS:
+                    problems.append(
+                        f"page {number}: its image is too large to read by OCR ({image:,} pixels)"
+                    )
+                if image is not None and image <= MAX_IMAGE_PIXELS:
+                    scanned[number] = text
+                elif text.strip():
                     pages.append(Document(page_content=text, metadata={"page": number}))
                     sized[number] = pieces.lines(text) or []
                     if _draws_lines(page):
@@ -496,11 +508,14 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
             raise
         except Exception as error:  # pypdf raises many types on hostile input; all mean "unreadable"
             raise LoadError(_pdf_reason(error, tail)) from error
+    read_by_ocr: dict[int, list[tuple[str, float]]] = {}  # each scanned page's lines and their heights
+    if scanned:
+        pages = _with_scanned_pages(path, pages, scanned, limits, characters, problems, read_by_ocr)
     if ruled:
         tables = with_tables(path, ruled)
         for page in pages:
             page.page_content = tables.get(page.metadata["page"], page.page_content)
-    headings = heading_levels(sized)
+    headings = heading_levels(sized) | scan_heading_levels(read_by_ocr)
     named = outline_levels(outline, {page.metadata["page"]: page.page_content.split("\n") for page in pages})
     if _count(named) >= max(_count(headings), 1):  # the outline, unless sizes tell more headings
         headings = named
@@ -517,13 +532,60 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
         log.warning("%s: %d unreadable page(s) left out, first %s", path.name, len(problems), problems[0])
     pages = [page for page in _without_running_lines(pages) if page.page_content.strip()]
     if not pages:
-        raise LoadError("PDF has no extractable text (scanned images?)")
+        raise LoadError(
+            "PDF has no extractable text"
+            + (
+                f": OCR read no text in its {len(scanned)} scanned page(s)"
+                if scanned and limits.ocr
+                else " (scanned images? OCR is off: KBQA_OCR)"
+                if scanned
+                else " (no text layer and no scanned image on any page)"
+            )
+        )
     pages = [page for page in _unwrapped(pages) if page.page_content.strip()]
     # numbered titles are judged on whole lines: a wrapped article's first line is no title
     return pages if headings else with_numbered_headings(pages)
 
 
 _SENTENCE_END = re.compile(r"[。！？；!?;]|\.(?=\s)")
+
+
+def _with_scanned_pages(
+    path: Path,
+    pages: list[Document],
+    scanned: dict[int, str],
+    limits: LoadLimits,
+    characters: int,
+    problems: list[str],
+    read_by_ocr: dict[int, list[tuple[str, float]]],
+) -> list[Document]:
+    """``pages`` with the scanned ones read by OCR (``ingest.pdf_ocr``), in page order: metadata
+    ``ocr`` marks them, so a citation can say its text was read from an image; each page's lines and
+    their heights go into ``read_by_ocr``. Without OCR, a scan's few characters of text (a stamped
+    page number) are kept as they are."""
+    found: dict[int, Document] = {}
+    if limits.ocr:
+        log.info("%s: reading %d scanned page(s) by OCR", path.name, len(scanned))
+        try:
+            for number, lines in read_pages(path, sorted(scanned)):
+                if isinstance(lines, Exception):
+                    problems.append(f"page {number}: OCR failed ({type(lines).__name__}: {lines})")
+                    continue
+                read_by_ocr[number] = lines
+                text = "\n".join(line for line, _ in lines)
+                characters += len(text)
+                if characters > limits.max_chars:
+                    raise limits.too_much_text(characters, f" by page {number}")
+                if text.strip():
+                    found[number] = Document(page_content=text, metadata={"page": number, "ocr": True})
+        except OCRUnavailableError as error:
+            problems.append(f"scanned pages unread: {error}")
+    for number, text in scanned.items():
+        if number not in found and text.strip():
+            found[number] = Document(page_content=text, metadata={"page": number})
+    return sorted([*pages, *found.values()], key=lambda page: page.metadata["page"])
+
+
 _MAX_OUTLINE = 10_000  # entries read; a hostile file's outline may loop or be endless
 
 

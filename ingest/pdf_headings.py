@@ -41,6 +41,10 @@ _BOLD_SHARE = 0.25
 # A bold line this long, of its page's longest, filled the width: a bold paragraph wrapped there, as
 # ``ingest.loaders.unwrap_lines`` judges a line break.
 _FULL_LINE = 0.75
+# On a scan, a line is a heading when its OCR box is this much taller than the body text's: box
+# heights vary with the glyphs and brackets in a line (body lines 12.5-15 pt for 11.5 pt text, 17.5
+# for a short English one), headings printed at 15-20 pt measure 18-23 pt.
+_SCAN_LARGER = 1.3
 # What may stand before an outline entry's title on its line: the number Word's list numbering or a
 # LaTeX class prints and leaves out of the bookmark ("3.2", "第三章", "(二)", "A.", "Chapter 4").
 _NUMBERING = re.compile(
@@ -157,6 +161,40 @@ def heading_levels(pages: dict[int, list[tuple[str, float, bool]]]) -> dict[int,
         for number, lines in found.items()
         if lines
     }
+
+
+def scan_heading_levels(pages: dict[int, list[tuple[str, float]]]) -> dict[int, dict[str, int]]:
+    """For each scanned page, its heading lines (stripped), all at level 1, given each page's (line,
+    OCR box height) pairs: a line clearly taller than the body text that is short and does not end a
+    sentence. Box heights tell a heading but not its depth (a 20 pt title measured as a 17 pt
+    heading does), so all are one level, as bold headings are."""
+    heights = sorted(
+        (height, len(line.strip())) for lines in pages.values() for line, height in lines if line.strip()
+    )
+    total = sum(weight for _, weight in heights)
+    if not total:
+        return {}
+    seen, body = 0, heights[0][0]
+    for height, weight in heights:  # the median height, by characters: the body text's
+        seen += weight
+        if seen >= total / 2:
+            body = height
+            break
+    found = {
+        number: [
+            line.strip()
+            for line, height in lines
+            if height >= _SCAN_LARGER * body
+            and 0 < len(line.strip()) <= _MAX_TITLE
+            and not is_table_row(line)
+            and _WORDS.search(line)
+            and not _SENTENCE_END.search(line.strip())
+        ]
+        for number, lines in pages.items()
+    }
+    if sum(len(titles) for titles in found.values()) > _MOST * sum(len(lines) for lines in pages.values()):
+        return {}
+    return {number: dict.fromkeys(titles, 1) for number, titles in found.items() if titles}
 
 
 def _squashed(text: str) -> str:

@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     max_pdf_pages: int = Field(
         default=5000, ge=1, description="PDFs with more pages are reported unread (page-count bombs)."
     )
+    ocr: bool = Field(
+        default=True,
+        description="Read PDF pages that carry no text (scans) by OCR; a second or two a page on a CPU.",
+    )
 
     # --- retrieval -----------------------------------------------------------------------------
     top_k: int = Field(
