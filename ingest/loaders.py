@@ -17,6 +17,7 @@ import itertools
 import logging
 import re
 import stat
+import unicodedata
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -400,6 +401,40 @@ def _pdf_reason(error: BaseException, tail: bytes) -> str:
 _CJK_END, _CJK_START = re.compile(r"[\u3400-\u9fff，、]$"), re.compile(r"^[\u3400-\u9fff]")
 _LATIN_END, _LATIN_START = re.compile(r"[a-z,;]$"), re.compile(r"^[a-z]")
 _FULL_LINE = 0.75  # a line this long, of the page's longest, ran into the margin: it was wrapped
+# In Chinese text a line also breaks before a number, a Latin word or a bracket ("不超过 150" | "元。",
+# "首席财务官（" | "CFO）审批"): there, a break that ends no sentence and starts no item is a wrap.
+_HAS_CJK = re.compile(r"[\u3400-\u9fff]")
+_ENDS_SENTENCE = re.compile(r"[。！？；：!?;:]$")
+_STARTS_ITEM = re.compile(
+    r"^(?:[•·▪●○◆■*\-–—]|\d{1,3}[.、．)）]|[(（][\d一二三四五六七八九十]{1,3}[)）]|[一二三四五六七八九十]{1,3}[、．]"
+    r"|第[\d一二三四五六七八九十百零〇两]+[编篇章节条]|[A-Z]\.\s)"
+)
+
+
+def _width(line: str) -> int:
+    """How wide ``line`` prints, in Latin letters: a Chinese character takes two. Counting characters,
+    a full line of Chinese looked short beside a line of English words and stayed broken."""
+    return sum(2 if unicodedata.east_asian_width(character) in "WF" else 1 for character in line)
+
+
+def _joins(previous: str, line: str) -> str | None:
+    """How a full-width ``previous`` line goes on into ``line`` ("" or " "), None when the break is
+    the text's own."""
+    if previous.startswith(HEADING_MARK) or line.startswith(HEADING_MARK) or not line:
+        return None
+    if _CJK_END.search(previous) and _CJK_START.match(line):
+        return ""
+    if _LATIN_END.search(previous) and _LATIN_START.match(line):
+        return " "
+    if (
+        _HAS_CJK.search(previous)
+        and not _ENDS_SENTENCE.search(previous)
+        and not _STARTS_ITEM.match(line)
+        and not is_table_row(previous)
+        and not is_table_row(line)
+    ):
+        return " " if previous[-1].isascii() and previous[-1].isalnum() and line[0].isascii() else ""
+    return None
 
 
 def unwrap_lines(text: str) -> str:
@@ -408,20 +443,20 @@ def unwrap_lines(text: str) -> str:
     pypdf gives one line per printed line, so "差旅住宿标准" wrapped after "差" became "差\n旅住宿标准":
     neither keyword search nor a verbatim span finds it, and the splitter, which prefers line breaks
     to sentence ends, cut chunks mid-sentence. Only a line that fills the width was wrapped: a short
-    one ("第一章 总则") is a heading or a list item and keeps its break, as does one ending a sentence
-    or followed by a capital, a digit or a bullet.
+    one ("第一章 总则") is a heading or a list item and keeps its break, as does a heading, one ending
+    a sentence, or one followed by an item ("1.", "（二）", a bullet); in English text also one
+    followed by a capital or a digit.
     """
     lines = [line.strip() for line in text.split("\n")]
-    full = _FULL_LINE * max((len(line) for line in lines), default=0)
+    full = _FULL_LINE * max((_width(line) for line in lines), default=0)
     out = lines[:1]
     for line in lines[1:]:
         previous = out[-1]
-        if len(previous) >= full and _CJK_END.search(previous) and _CJK_START.match(line):
-            out[-1] = previous + line
-        elif len(previous) >= full and _LATIN_END.search(previous) and _LATIN_START.match(line):
-            out[-1] = f"{previous} {line}"
-        else:
+        joiner = _joins(previous, line) if _width(previous) >= full else None
+        if joiner is None:
             out.append(line)
+        else:
+            out[-1] = previous + joiner + line
     return "\n".join(out)
 
 

@@ -231,8 +231,9 @@ under an HTML table's ``<th>`` row and a Word table's marked head row; 5: a PDF'
 row by row, ``ingest.pdf_tables``, and its headings told by their size, ``ingest.pdf_headings``;
 6: numbered titles as headings where a file marks none, ``ingest.numbered_headings``; 7: decimal
 titles name sections, and a PDF page starting with a heading no longer repeats the one left open;
-8: a PDF's outline names its headings where it names more than sizes tell, and lines wholly in
-bold at the body size are headings),
+8: a PDF's outline names its headings where it names more than sizes tell, lines wholly in bold
+at the body size are headings, scanned pages are read by OCR, and Chinese lines wrapped before a
+number, a bracket or a comma are joined),
 so knowledge bases ingested before get the new reading at their next ingestion instead of only
 after ``--full``."""
 

@@ -9,7 +9,15 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 from reportlab.lib.pagesizes import A4
 
-from ingest.loaders import LoadError, decode_text, heading_line, is_supported, load_file, unwrap_lines
+from ingest.loaders import (
+    HEADING_MARK,
+    LoadError,
+    decode_text,
+    heading_line,
+    is_supported,
+    load_file,
+    unwrap_lines,
+)
 from ingest.splitter import make_splitter, split_documents
 from tests.support.sample_docs import CJK_FONT, FONT_SIZE, MARGIN, wrap_text, write_docx, write_pdf
 
@@ -446,6 +454,38 @@ def test_pdf_line_wraps_inside_a_sentence_are_undone() -> None:
     assert unwrap_lines(chinese) == "第一章 总则\n员工出差乘坐高铁二等座，住宿的差旅标准为每晚六百元。"
     english = "Parking\nThe visitor office lies at the\nfar end of parking lot C."
     assert unwrap_lines(english) == "Parking\nThe visitor office lies at the far end of parking lot C."
+
+
+def test_chinese_lines_wrapped_before_a_number_a_bracket_or_punctuation_are_joined() -> None:
+    """In Chinese text a line also breaks before a number, a Latin word, a bracket or a comma that
+    hangs over; such a break is a wrap unless a sentence ends there or an item starts after it."""
+    lines = [
+        "出差地的市内交通凭电子发票实报实销，但每人每天合计不超过 150",  # a number before its unit
+        "元。审批权限按单次出差的预计总费用划分，在部门总监审批后还须报首席财务官（",
+        "CFO）审批。超过 20,000 元的差旅须由财务共享中心复核并在系统中登记后方可",
+        "，报销。下列情形不予报销：",  # a comma carried over; then a colon ends the lead-in
+        "1. 未经审批发生的差旅费用；超过标准部分的住宿费用以及其他与公务无关的支出",
+        "（二）逾期提交的报销单据；超过六十个自然日仍未提交的费用原则上不再受理",
+    ]
+    assert unwrap_lines("\n".join(lines)).split("\n") == [
+        "出差地的市内交通凭电子发票实报实销，但每人每天合计不超过 150元。"
+        "审批权限按单次出差的预计总费用划分，在部门总监审批后还须报首席财务官（CFO）审批。"
+        "超过 20,000 元的差旅须由财务共享中心复核并在系统中登记后方可，报销。下列情形不予报销：",
+        lines[4],  # items keep their breaks
+        lines[5],
+    ]
+    heading = f"{HEADING_MARK}# 出差审批与报销的总体要求以及各级审批权限的具体划分方法说明"
+    assert unwrap_lines(f"{heading}\n员工出差前须提交申请。") == f"{heading}\n员工出差前须提交申请。"
+
+
+def test_a_full_line_is_judged_by_its_printed_width() -> None:
+    """A line of Chinese characters prints twice as wide as as many Latin letters: beside a line of
+    English words, counting characters made a full Chinese line look short."""
+    english = "Expenses are reimbursed in CNY at the rate of the day (Bank of China)."  # 70 letters
+    chinese = "审批权限按单次出差的预计总费用划分：五千元以下由部门经理审批，五千元（含）至"  # 38 characters
+    assert unwrap_lines(f"{english}\n{chinese}\n20,000 元由部门总监审批。") == (
+        f"{english}\n{chinese}20,000 元由部门总监审批。"
+    )
 
 
 @pytest.mark.parametrize("text", ["員工請假規則：請假須經主管核准。", "颱風停班停課依政府公告辦理。"])
