@@ -14,14 +14,11 @@ headers, unwrapped lines, numbered titles) then treats the page as it treats any
 
 from __future__ import annotations
 
-import logging
 import statistics
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 # Rendered at 2× (144 dpi): PP-OCR reads 10.5 pt body text reliably from there, and RapidOCR shrinks
 # anything above 2,000 pixels a side anyway. A page larger than A3 is rendered smaller, never above
@@ -36,6 +33,8 @@ FEW_CHARACTERS = 16
 MAX_IMAGE_PIXELS = 100_000_000
 
 _engine: Any = None
+# Guards the engine's loading and each page it reads: ingestion jobs of two knowledge bases may run
+# at once in the app, and OCR keeps every core busy anyway.
 _engine_lock = threading.Lock()
 
 
@@ -119,7 +118,9 @@ def read_pages(
                 page = document[number - 1]
                 width, height = page.get_size()
                 scale = min(_SCALE, _MAX_SIDE / max(width, height, 1.0))
-                found = engine(page.render(scale=scale).to_pil())
+                image = page.render(scale=scale).to_pil()
+                with _engine_lock:
+                    found = engine(image)
                 lines = _lines(found.boxes, found.txts) if found.txts else []
                 yield number, [(line, size / scale) for line, size in lines]
             except Exception as error:  # one unreadable scan must not cost the others
