@@ -579,7 +579,9 @@ def load_pdf(path: Path, limits: LoadLimits) -> list[Document]:
         )
     pages = [page for page in _unwrapped(pages) if page.page_content.strip()]
     # numbered titles are judged on whole lines: a wrapped article's first line is no title
-    return pages if headings else with_numbered_headings(pages)
+    return with_numbered_headings(
+        pages, below=max((max(titles.values()) for titles in headings.values()), default=0)
+    )
 
 
 _SENTENCE_END = re.compile(r"[。！？；!?;]|\.(?=\s)")
@@ -801,14 +803,19 @@ def heading_line(level: int, title: str) -> str:
 DECIMAL_TITLES = "decimal_titles"
 
 
-def with_numbered_headings(documents: list[Document]) -> list[Document]:
+def with_numbered_headings(documents: list[Document], below: int = 0) -> list[Document]:
     """A file's documents (a PDF's pages) with their numbered titles (``ingest.numbered_headings``)
     written as heading lines; for a file that marks no headings of its own, which is how most Chinese
-    regulations and reports come: typed without heading styles, or exported in one font size."""
+    regulations and reports come: typed without heading styles, or exported in one font size.
+
+    ``below`` is the deepest level of the headings the file already marks: a regulation exported to
+    PDF sets its name large and its chapters ("第一章 总则") at the body size, so its numbered titles
+    go under the name. Lines already marked are not looked at again.
+    """
     pages = [document.page_content.split("\n") for document in documents]
-    every_line = [line for lines in pages for line in lines]
-    found = numbered_headings(every_line)
-    levels = found.levels
+    every_line = ["" if line.startswith(HEADING_MARK) else line for lines in pages for line in lines]
+    found = numbered_headings(every_line, name_first=not below)
+    levels = {number: min(level + below, 6) for number, level in found.levels.items()}
     first = 0  # the index of a page's first line among the file's lines
     for document, lines in zip(documents, pages, strict=True):
         if found.decimal:

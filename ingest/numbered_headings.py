@@ -111,7 +111,7 @@ class NumberedHeadings:
     decimal: bool = False
 
 
-def numbered_headings(lines: Sequence[str]) -> NumberedHeadings:
+def numbered_headings(lines: Sequence[str], *, name_first: bool = True) -> NumberedHeadings:
     """The heading level of each line of ``lines`` (by index) that is a numbered title.
 
     A title is short, holds no sentence, and does not stand next to the title numbered one before or
@@ -122,6 +122,7 @@ def numbered_headings(lines: Sequence[str]) -> NumberedHeadings:
     A first line that is short and no sentence is the document's name, level 1 over all the
     numbered parts, as a Markdown file's "# " title is: on the regulations set (docs/BENCHMARKS.md)
     the packaged 0.5B answered 22 of 85 questions right with it in each chunk's path, 20 without.
+    Not with ``name_first`` false: a file whose name is already a heading.
     """
     filled = [(number, line.strip()) for number, line in enumerate(lines) if line.strip()]
     found = [_title(line) for _, line in filled]
@@ -144,7 +145,7 @@ def numbered_headings(lines: Sequence[str]) -> NumberedHeadings:
     levels = {number: min(ranks[kind], 6) for number, kind in titles.items()}
     first, line = filled[0]
     named = len(line) <= _MAX_DOCUMENT_TITLE and _WORDS.search(line) and not _SENTENCE_MARK.search(line)
-    if first not in titles and named:
+    if first not in titles and named and name_first:
         # the document's name ("星河云计算采购与供应商管理办法") heads the path of all its parts
         levels = {number: min(level + 1, 6) for number, level in levels.items()} | {first: 1}
     return NumberedHeadings(levels, decimal)

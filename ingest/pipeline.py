@@ -232,8 +232,8 @@ row by row, ``ingest.pdf_tables``, and its headings told by their size, ``ingest
 6: numbered titles as headings where a file marks none, ``ingest.numbered_headings``; 7: decimal
 titles name sections, and a PDF page starting with a heading no longer repeats the one left open;
 8: a PDF's outline names its headings where it names more than sizes tell, lines wholly in bold
-at the body size are headings, scanned pages are read by OCR, and Chinese lines wrapped before a
-number, a bracket or a comma are joined),
+at the body size are headings, numbered titles go under them, scanned pages are read by OCR, and
+Chinese lines wrapped before a number, a bracket or a comma are joined),
 so knowledge bases ingested before get the new reading at their next ingestion instead of only
 after ``--full``."""
 

@@ -207,3 +207,24 @@ def test_a_font_is_bold_by_its_name_or_its_weight() -> None:
     composite[NameObject("/DescendantFonts")] = ArrayObject([font("/ABCDEF+FZXBSJW", 700)])
     assert is_bold(composite)  # a composite font's weight is its descendant's
     assert not is_bold(DictionaryObject({NameObject("/DescendantFonts"): NumberObject(3)}))  # damaged
+
+
+def test_numbered_titles_at_the_body_size_go_under_a_title_set_larger(tmp_path: Path) -> None:
+    """A regulation exported to PDF: its name set large, its chapters and sections at the body size."""
+    blocks = [
+        (1, "星河云计算采购管理办法"),
+        (0, "（2024 年修订）"),  # under a name already marked, not taken for the document's name
+        (0, "第一章 总则"),
+        (0, "为规范公司采购行为，降低采购成本，根据国家有关法律法规，结合公司实际，制定本办法。"),
+        (0, "第二章 采购流程"),
+        (0, "第一节 申请"),
+        (0, "采购需求由使用部门在系统中提出，单笔金额超过五万元的须附三家以上供应商的报价。"),
+        (0, "第二节 审批"),
+        (0, "单笔五万元以下由部门经理审批，五万元以上还须经财务总监审批后方可签订合同。"),
+    ]
+    pages = load_file(write_pdf_outline(tmp_path / "rules.pdf", blocks, cjk=True), "rules.pdf")
+    chunks = split_documents(pages, make_splitter(500, 0))
+    sections = {chunk.page_content.split("\n")[-1][:6]: chunk.metadata.get("section") for chunk in chunks}
+    assert sections["为规范公司采"] == "星河云计算采购管理办法 > 第一章 总则"
+    assert sections["单笔五万元以"] == "星河云计算采购管理办法 > 第二章 采购流程 > 第二节 审批"
+    assert not any("修订" in (section or "") for section in sections.values())
