@@ -111,7 +111,12 @@ def read_pages(
     import pypdfium2 as pdfium
 
     engine = _reader()
-    document = pdfium.PdfDocument(path)
+    try:
+        document = pdfium.PdfDocument(path)
+    except Exception as error:  # pypdf read the file, pdfium cannot: its scans stay unread
+        for number in numbers:
+            yield number, error
+        return
     try:
         for number in numbers:
             try:

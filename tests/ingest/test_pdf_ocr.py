@@ -136,3 +136,21 @@ def test_ocr_runs_are_put_together_into_lines() -> None:
     # a line is the runs whose middles fall in its height, left to right, with their median height;
     # empty runs are dropped
     assert _lines(boxes, texts) == [("住宿标准 650 元", 28.0), ("火车一律乘坐二等座", 30.0)]
+
+
+def test_a_scan_the_renderer_cannot_open_leaves_the_text_pages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pypdfium2
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise pypdfium2.PdfiumError("Failed to load document (PDFium: Incorrect password error).")
+
+    path = write_pdf(tmp_path / "text.pdf", ["Meals are paid up to 100 euros a day."])
+    merged = PdfWriter()
+    merged.append(str(path))
+    merged.append(str(write_scanned_pdf(tmp_path / "scan.pdf", [RULES])))
+    merged.write(tmp_path / "mixed.pdf")
+    monkeypatch.setattr(pypdfium2, "PdfDocument", refuse)
+    [page] = load_file(tmp_path / "mixed.pdf", "mixed.pdf")  # the scan is left out with a warning
+    assert page.page_content == "Meals are paid up to 100 euros a day."
